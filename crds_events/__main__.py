@@ -1,0 +1,3 @@
+from crds_events.cli import main
+
+main()

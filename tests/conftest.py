@@ -1,0 +1,44 @@
+"""Shared fixtures.
+
+`corpus` is the one way tests reach the real CRDS test data in ../shared/corpus; where it is
+absent (a user's fresh clone) the tests that need it skip and say why.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _corpus_path() -> Path:
+    return Path(os.environ.get("CRDS_EVENTS_CORPUS", REPO.parent / "shared" / "corpus")).resolve()
+
+
+@pytest.fixture(scope="session")
+def corpus() -> Path:
+    """The root of ../shared/corpus (or $CRDS_EVENTS_CORPUS); skips where it is absent."""
+    path = _corpus_path()
+    if not (path / "README.md").is_file():
+        pytest.skip(
+            f"CRDS test corpus not found at {path}: it lives in ../shared/corpus beside the "
+            "repository (absent in a fresh clone); set CRDS_EVENTS_CORPUS to use another copy"
+        )
+    return path
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_threads():
+    """Fail a test that leaves threads running: observers and workers must be joined."""
+    before = set(threading.enumerate())
+    yield
+    leaked = []
+    for thread in set(threading.enumerate()) - before:
+        thread.join(timeout=5)
+        if thread.is_alive():
+            leaked.append(thread.name)
+    assert not leaked, f"threads left running: {leaked}"
