@@ -1,0 +1,322 @@
+"""Settings: one frozen object, loaded from file, environment and command-line options.
+
+Precedence, lowest first:
+
+1. defaults (everything under the root directory, ``./var`` unless given),
+2. ``<root>/crds-events.toml``: top-level keys are setting names; a table groups settings
+   by prefix (``[smtp] host = ...`` is ``smtp_host``, ``[paths] ingest = ...`` is
+   ``ingest``),
+3. environment variables ``CRDS_EVENTS_<SETTING>`` (``CRDS_EVENTS_OBSERVATORY``,
+   ``CRDS_EVENTS_SMTP_HOST``, ``CRDS_EVENTS_RECIPIENTS_DPAS=a@x,b@y``, ...),
+4. explicit overrides (CLI options).
+
+``CRDS_EVENTS_ROOT`` (or the ``root`` argument) chooses the root, and with it the file.
+Relative paths are resolved against the root. Every error names the setting and where its
+value came from (``crds-events.toml``, ``$CRDS_EVENTS_...`` or ``option``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "Settings",
+    "ConfigError",
+    "load_settings",
+    "init_root",
+    "CONFIG_NAME",
+    "OBSERVATORIES",
+    "ENV_PREFIX",
+]
+
+CONFIG_NAME = "crds-events.toml"
+ENV_PREFIX = "CRDS_EVENTS_"
+OBSERVATORIES = ("jwst", "hst", "roman")
+WATCHER_MODES = ("native", "polling")
+
+
+class ConfigError(ValueError):
+    """A setting with a bad value; the message names the setting and its source."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Everything a crds-events server needs to know. Paths are absolute once loaded."""
+
+    root: Path = Path("var")
+    observatory: str = "hst"
+    db_path: Path | None = None  # default <root>/events.db
+    ingest: Path | None = None  # per-user drop directories live below it
+    delivery: Path | None = None  # where .cat manifests and file links go for the archive
+    catalogs: Path | None = None  # permanent copies of delivered .cat manifests
+    store: Path | None = None  # the server's file cache (references, mappings, artifacts)
+    maildir: Path | None = None  # e-mails go here when no SMTP host is configured
+    smtp_host: str = ""
+    smtp_port: int = 25
+    smtp_user: str = ""
+    smtp_password: str = ""
+    smtp_starttls: bool = False
+    smtp_from: str = "crds-events@localhost"
+    recipients_redcat: tuple[str, ...] = ()
+    recipients_dpas: tuple[str, ...] = ()
+    recipients_devs: tuple[str, ...] = ()
+    watcher_mode: str = "native"
+    watcher_interval: float = 5.0  # seconds between polls (polling mode)
+    lock_timeout: float = 4 * 3600.0  # seconds an instrument lock lasts without renewal
+    substitutions: Path | None = None  # optional CRDS substitutions file
+    pipeline_key: str = "pipeline"  # whose pushed context releases held reprocessing
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / CONFIG_NAME
+
+
+_PATH_SETTINGS = ("db_path", "ingest", "delivery", "catalogs", "store", "maildir")
+_PATH_DEFAULTS = {
+    "db_path": "events.db",
+    "ingest": "ingest",
+    "delivery": "delivery",
+    "catalogs": "catalogs",
+    "store": "store",
+    "maildir": "maildir",
+}
+_FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+_HINTS = typing.get_type_hints(Settings)
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _base_type(name: str) -> type:
+    hint = _HINTS[name]
+    if isinstance(hint, types.UnionType):  # X | None
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    return typing.get_origin(hint) or hint
+
+
+def _convert(name: str, value: Any, source: str) -> Any:
+    """Coerce ``value`` (from toml, env text or an option) to the setting's type."""
+    kind = _base_type(name)
+
+    def bad(reason: str) -> ConfigError:
+        return ConfigError(f"setting {name!r} from {source}: {reason} (got {value!r})")
+
+    if value is None:
+        if _FIELDS[name].default is None:
+            return None
+        raise bad("a value is required")
+    if kind is Path:
+        if not isinstance(value, str | Path) or not str(value):
+            raise bad("expected a path")
+        return Path(value).expanduser()
+    if kind is str:
+        if not isinstance(value, str):
+            raise bad("expected a string")
+        return value
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in ("1", "true", "yes", "on"):
+            return True
+        if isinstance(value, str) and value.strip().lower() in ("0", "false", "no", "off", ""):
+            return False
+        raise bad("expected true or false")
+    if kind is int:
+        if isinstance(value, bool):
+            raise bad("expected an integer")
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise bad("expected an integer") from None
+    if kind is float:
+        if isinstance(value, bool):
+            raise bad("expected a number")
+        if isinstance(value, int | float):
+            return float(value)
+        match = _DURATION.match(str(value))
+        if not match:
+            raise bad("expected a number of seconds, or e.g. 30s, 15m, 4h, 1d")
+        return float(match.group(1)) * _UNITS[match.group(2)]
+    if kind is tuple:
+        if isinstance(value, str):
+            items = [v.strip() for v in value.split(",")]
+        elif isinstance(value, list | tuple):
+            items = list(value)
+        else:
+            raise bad("expected a list (or comma-separated text)")
+        if not all(isinstance(v, str) for v in items):
+            raise bad("expected a list of strings")
+        return tuple(v for v in items if v)
+    raise AssertionError(f"unhandled setting type for {name}")  # pragma: no cover
+
+
+def _flatten_toml(data: Mapping[str, Any], path: Path) -> dict[str, Any]:
+    """Top-level keys and ``[table] key`` pairs as flat setting names."""
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            for sub, subvalue in value.items():
+                # [paths] holds the directory settings under their own names
+                name = sub if key == "paths" else f"{key}_{sub}"
+                flat[name] = subvalue
+        else:
+            flat[key] = value
+    return flat
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as stream:
+            data = tomllib.load(stream)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    flat = _flatten_toml(data, path)
+    for name in flat:
+        if name not in _FIELDS or name == "root":
+            raise ConfigError(f"{path}: unknown setting {name!r}")
+    return flat
+
+
+def _validate(values: dict[str, Any], sources: dict[str, str]) -> None:
+    observatory = values["observatory"]
+    if observatory not in OBSERVATORIES:
+        raise ConfigError(
+            f"setting 'observatory' from {sources.get('observatory', 'defaults')}: "
+            f"must be one of {', '.join(OBSERVATORIES)} (got {observatory!r})"
+        )
+    if values["watcher_mode"] not in WATCHER_MODES:
+        raise ConfigError(
+            f"setting 'watcher_mode' from {sources.get('watcher_mode', 'defaults')}: "
+            f"must be native or polling (got {values['watcher_mode']!r})"
+        )
+    for name in ("watcher_interval", "lock_timeout"):
+        if values[name] <= 0:
+            raise ConfigError(f"setting {name!r} from {sources.get(name)}: must be positive")
+    if not 0 < values["smtp_port"] < 65536:
+        raise ConfigError(
+            f"setting 'smtp_port' from {sources.get('smtp_port')}: not a port number"
+        )
+
+
+def load_settings(
+    root: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Settings from defaults < ``<root>/crds-events.toml`` < ``CRDS_EVENTS_*`` < overrides.
+
+    ``root``: the root directory (default ``$CRDS_EVENTS_ROOT``, else ``./var``).
+    ``overrides``: setting name -> value, e.g. from CLI options; None values are ignored.
+    ``environ``: for tests (default ``os.environ``). The toml file is optional.
+    """
+    environ = os.environ if environ is None else environ
+    if root is None:
+        root = environ.get(ENV_PREFIX + "ROOT") or "var"
+    root_path = Path(root).expanduser().resolve()
+    values: dict[str, Any] = {n: f.default for n, f in _FIELDS.items() if n != "root"}
+    sources: dict[str, str] = {}
+
+    config_path = root_path / CONFIG_NAME
+    if config_path.is_file():
+        source = str(config_path)
+        for name, value in _read_toml(config_path).items():
+            values[name] = _convert(name, value, source)
+            sources[name] = source
+    for name in _FIELDS:
+        if name == "root":
+            continue
+        env_name = ENV_PREFIX + name.upper()
+        if env_name in environ:
+            values[name] = _convert(name, environ[env_name], f"${env_name}")
+            sources[name] = f"${env_name}"
+    for name, value in (overrides or {}).items():
+        if value is None:
+            continue
+        if name not in _FIELDS or name == "root":
+            raise ConfigError(f"unknown setting {name!r} from option")
+        values[name] = _convert(name, value, "option")
+        sources[name] = "option"
+
+    _validate(values, sources)
+    for name in _PATH_SETTINGS:
+        if values[name] is None:
+            values[name] = Path(_PATH_DEFAULTS[name])
+    for name, value in values.items():
+        if isinstance(value, Path) and not value.is_absolute():
+            values[name] = (root_path / value).resolve()
+    return Settings(root=root_path, **values)
+
+
+_TEMPLATE = """\
+# crds-events settings. Every key can also be set with a CRDS_EVENTS_<KEY> environment
+# variable (e.g. CRDS_EVENTS_SMTP_HOST), and most with a command-line option.
+observatory = "{observatory}"
+# lock_timeout = "4h"
+# pipeline_key = "pipeline"
+# substitutions = "substitutions.json"
+
+[paths]   # relative to this directory
+# db_path = "events.db"
+# ingest = "ingest"
+# delivery = "delivery"
+# catalogs = "catalogs"
+# store = "store"
+# maildir = "maildir"
+
+[smtp]    # without a host, e-mails are written to the maildir
+# host = "smtp.example.org"
+# port = 25
+# user = ""
+# password = ""
+# starttls = false
+# from = "crds-events@localhost"
+
+[recipients]
+# redcat = ["redcat@example.org"]
+# dpas = ["dpas@example.org"]
+# devs = []
+
+[watcher]
+# mode = "native"     # or "polling" for NFS/GPFS
+# interval = 5.0
+"""
+
+
+def init_root(settings: Settings) -> list[Path]:
+    """Create the directory layout, the config file (if missing) and the empty log.
+
+    Running it again is harmless: nothing that exists is changed. Returns what it created.
+    """
+    from crds_events.store.eventlog import SQLiteEventStore  # keep config import-light
+
+    if settings.config_path.is_file():
+        recorded = _read_toml(settings.config_path).get("observatory", settings.observatory)
+        if recorded != settings.observatory:
+            raise ConfigError(
+                f"{settings.config_path}: this root is set up for observatory {recorded!r}, "
+                f"not {settings.observatory!r} (one observatory per server)"
+            )
+    created: list[Path] = []
+    dirs = [settings.root, settings.ingest, settings.delivery, settings.catalogs,
+            settings.store, settings.maildir, settings.db_path.parent]
+    for directory in dirs:
+        if not directory.is_dir():
+            directory.mkdir(parents=True, exist_ok=True)
+            created.append(directory)
+    if not settings.config_path.exists():
+        settings.config_path.write_text(_TEMPLATE.format(observatory=settings.observatory))
+        created.append(settings.config_path)
+    if not settings.db_path.exists():
+        created.append(settings.db_path)
+    SQLiteEventStore(settings.db_path).close()  # applies pending migrations
+    return created

@@ -1,0 +1,165 @@
+"""Read-model tables kept by folding events (`crds_events.store.folds`) into SQLite.
+
+`TableProjection` is the handler that persists one `Fold` as one table: for a batch of
+events it loads each touched row once, folds every event into it in memory, then writes the
+final rows back, all inside the runner's transaction (so together with its checkpoint).
+
+`rebuild` drops every projection table and replays the whole log into it in ONE
+transaction: readers keep seeing the old tables until the new ones are complete, and a crash
+mid-rebuild leaves the old ones in place.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from crds_events.handlers import Handler
+from crds_events.handlers.runner import set_checkpoint
+from crds_events.store.eventlog import SQLiteEventStore, SQLiteTransaction
+from crds_events.store.folds import Fold, Key, Row, all_folds
+from crds_events.store.interface import RecordedEvent
+
+__all__ = ["TableProjection", "default_projections", "rebuild", "read_table"]
+
+_SQL_TYPES = {str: str, int: int, bool: int, tuple: str, float: float}
+
+
+def _encode(columns: dict[str, type]) -> Callable[[Row], tuple]:
+    converters = []
+    for name, kind in columns.items():
+        if kind is tuple:
+            converters.append((name, lambda v: json.dumps(list(v)) if v is not None else None))
+        elif kind is bool:
+            converters.append((name, int))
+        else:
+            converters.append((name, None))
+
+    def encode(row: Row) -> tuple:
+        return tuple(row[n] if conv is None else conv(row[n]) for n, conv in converters)
+
+    return encode
+
+
+def _decoder(columns: dict[str, type]) -> Callable[[Sequence[Any]], Row]:
+    names = list(columns)
+    tuples = [i for i, kind in enumerate(columns.values()) if kind is tuple]
+    bools = [i for i, kind in enumerate(columns.values()) if kind is bool]
+
+    def decode(values: Sequence[Any]) -> Row:
+        values = list(values)
+        for i in tuples:
+            if values[i] is not None:
+                values[i] = tuple(json.loads(values[i]))
+        for i in bools:
+            values[i] = bool(values[i])
+        return dict(zip(names, values, strict=True))
+
+    return decode
+
+
+class TableProjection(Handler):
+    """Persists one `Fold` as the table ``fold.table`` (checkpoint ``projection:<table>``)."""
+
+    rebuildable = True
+
+    def __init__(self, fold: Fold):
+        self.fold = fold
+        self.name = f"projection:{fold.table}"
+        self.consumes = fold.consumes
+        columns = dict(fold.columns)
+        self._encode = _encode(columns)
+        self.decode_row = _decoder(columns)
+        cols = ", ".join(f"[{c}]" for c in columns)
+        where = " AND ".join(f"[{c}] = ?" for c in fold.pk)
+        self._select = f"SELECT {cols} FROM [{fold.table}] WHERE {where}"
+        self._upsert = (
+            f"INSERT OR REPLACE INTO [{fold.table}] ({cols}) "
+            f"VALUES ({', '.join('?' * len(columns))})"
+        )
+        self._delete = f"DELETE FROM [{fold.table}] WHERE {where}"
+
+    def setup(self, tx: SQLiteTransaction) -> None:
+        table = tx.db[self.fold.table]
+        if not table.exists():
+            table.create(
+                {c: _SQL_TYPES[k] for c, k in self.fold.columns.items()},
+                pk=self.fold.pk if len(self.fold.pk) > 1 else self.fold.pk[0],
+            )
+
+    def drop(self, tx: SQLiteTransaction) -> None:
+        tx.db[self.fold.table].drop(ignore=True)
+
+    def _load(self, tx: SQLiteTransaction, key: Key) -> Row | None:
+        values = tx.conn.execute(self._select, key).fetchone()
+        return self.decode_row(values) if values is not None else None
+
+    def handle_batch(self, tx: SQLiteTransaction, records: Sequence[RecordedEvent]) -> None:
+        fold = self.fold
+        rows: dict[Key, Row | None] = {}
+        for record in records:
+            for key in fold.keys(record):
+                row = rows[key] if key in rows else self._load(tx, key)
+                rows[key] = fold.apply(key, row, record)
+        upserts = [self._encode(row) for row in rows.values() if row is not None]
+        deletes = [key for key, row in rows.items() if row is None]
+        if upserts:
+            tx.conn.executemany(self._upsert, upserts)
+        if deletes:
+            tx.conn.executemany(self._delete, deletes)
+
+    def handle(self, tx: SQLiteTransaction, record: RecordedEvent) -> None:
+        self.handle_batch(tx, [record])
+
+
+def default_projections() -> list[TableProjection]:
+    """One `TableProjection` per registered fold (files, submissions, deliveries, ...)."""
+    return [TableProjection(fold) for fold in all_folds()]
+
+
+def read_table(store: SQLiteEventStore, projection: TableProjection) -> dict[Key, Row]:
+    """Every row of a projection table, decoded, by key (for tests and the web)."""
+    fold = projection.fold
+    cols = ", ".join(f"[{c}]" for c in fold.columns)
+    result = {}
+    for values in store.db.conn.execute(f"SELECT {cols} FROM [{fold.table}]"):
+        row = projection.decode_row(values)
+        result[fold.key_of(row)] = row
+    return result
+
+
+def rebuild(
+    store: SQLiteEventStore,
+    projections: Iterable[TableProjection] | None = None,
+    *,
+    batch: int = 20_000,
+    progress: Callable[[int, int], None] | None = None,
+) -> int:
+    """Drop and replay ``projections`` (default: all) from the whole log, atomically.
+
+    ``progress(done_position, head)`` is called after each batch. Returns the head position
+    replayed to. Writers wait (busy timeout) while the rebuild holds the write lock.
+    """
+    projections = list(projections) if projections is not None else default_projections()
+    consumed = set().union(*(p.consumes for p in projections)) if projections else set()
+    with store.transaction() as tx:
+        for projection in projections:
+            projection.drop(tx)
+            projection.setup(tx)
+        head = tx.head()
+        after = 0
+        while after < head:
+            records = tx.read_all(after, types=consumed, limit=batch)
+            if not records:
+                break
+            for projection in projections:
+                mine = [r for r in records if r.type in projection.consumes]
+                if mine:
+                    projection.handle_batch(tx, mine)
+            after = records[-1].position
+            if progress is not None:
+                progress(after, head)
+        for projection in projections:
+            set_checkpoint(tx, projection.name, head)
+    return head

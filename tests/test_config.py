@@ -1,0 +1,110 @@
+"""Settings: defaults < crds-events.toml < CRDS_EVENTS_* < options; errors name key+source."""
+
+from __future__ import annotations
+
+import pytest
+
+from crds_events.config import ConfigError, init_root, load_settings
+from crds_events.store import SQLiteEventStore
+
+
+def write_toml(root, text):
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "crds-events.toml").write_text(text)
+
+
+def test_defaults_live_under_the_root(tmp_path):
+    s = load_settings(tmp_path, environ={})
+    assert s.root == tmp_path.resolve() and s.observatory == "hst"
+    assert s.db_path == s.root / "events.db"
+    assert (s.ingest, s.delivery, s.catalogs, s.store) == (
+        s.root / "ingest", s.root / "delivery", s.root / "catalogs", s.root / "store")
+    assert s.lock_timeout == 4 * 3600 and s.watcher_mode == "native"
+    assert s.substitutions is None and s.recipients_dpas == ()
+
+
+def test_root_from_environment(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert load_settings(environ={}).root == (tmp_path / "var").resolve()
+    env = {"CRDS_EVENTS_ROOT": str(tmp_path / "elsewhere")}
+    assert load_settings(environ=env).root == (tmp_path / "elsewhere").resolve()
+
+
+def test_precedence_file_env_option(tmp_path):
+    write_toml(tmp_path, """
+observatory = "jwst"
+lock_timeout = "30m"
+[smtp]
+host = "mail.example.org"
+port = 587
+starttls = true
+[recipients]
+dpas = ["dpas@example.org"]
+[watcher]
+mode = "polling"
+interval = 2
+[paths]
+ingest = "/srv/ingest"
+delivery = "out/delivery"
+""")
+    s = load_settings(tmp_path, environ={})
+    assert (s.observatory, s.lock_timeout, s.smtp_host, s.smtp_port, s.smtp_starttls) == (
+        "jwst", 1800.0, "mail.example.org", 587, True)
+    assert s.recipients_dpas == ("dpas@example.org",)
+    assert (s.watcher_mode, s.watcher_interval) == ("polling", 2.0)
+    assert s.ingest.as_posix() == "/srv/ingest"
+    assert s.delivery == tmp_path.resolve() / "out" / "delivery"
+
+    env = {"CRDS_EVENTS_OBSERVATORY": "roman", "CRDS_EVENTS_SMTP_PORT": "2525",
+           "CRDS_EVENTS_RECIPIENTS_DPAS": "a@x, b@y", "CRDS_EVENTS_SMTP_STARTTLS": "no"}
+    s = load_settings(tmp_path, environ=env)
+    assert (s.observatory, s.smtp_port, s.smtp_starttls) == ("roman", 2525, False)
+    assert s.recipients_dpas == ("a@x", "b@y")
+
+    s = load_settings(tmp_path, {"observatory": "hst", "smtp_port": None}, environ=env)
+    assert s.observatory == "hst" and s.smtp_port == 2525  # None options do not override
+
+
+@pytest.mark.parametrize(
+    ("toml", "env", "options", "message"),
+    [
+        ('observatory = "tess"', {}, {}, r"'observatory' from .*crds-events.toml: must be one of"),
+        ("", {"CRDS_EVENTS_OBSERVATORY": "tess"}, {}, r"'observatory' from \$CRDS_EVENTS_OBS"),
+        ("", {}, {"observatory": "tess"}, r"'observatory' from option"),
+        ("smtp_port = 'x'", {}, {}, r"'smtp_port' from .*toml: expected an integer"),
+        ("", {"CRDS_EVENTS_SMTP_PORT": "99999"}, {}, r"'smtp_port' from \$CRDS_EVENTS_SMTP_PORT"),
+        ("", {"CRDS_EVENTS_LOCK_TIMEOUT": "soon"}, {}, r"'lock_timeout' .*e\.g\. 30s"),
+        ("", {"CRDS_EVENTS_WATCHER_MODE": "inotify"}, {}, r"'watcher_mode' .*native or polling"),
+        ("", {"CRDS_EVENTS_SMTP_STARTTLS": "maybe"}, {}, r"'smtp_starttls' .*true or false"),
+        ("recipients_devs = [1]", {}, {}, r"'recipients_devs' .*list of strings"),
+        ("colour = 'blue'", {}, {}, r"crds-events.toml: unknown setting 'colour'"),
+        ("[smtp]\nhots = 'x'", {}, {}, r"unknown setting 'smtp_hots'"),
+        ("observatory = ", {}, {}, r"crds-events.toml: not valid TOML"),
+        ("", {}, {"colour": "blue"}, r"unknown setting 'colour' from option"),
+    ],
+)
+def test_errors_name_the_setting_and_source(tmp_path, toml, env, options, message):
+    write_toml(tmp_path, toml)
+    with pytest.raises(ConfigError, match=message):
+        load_settings(tmp_path, options, environ=env)
+
+
+def test_init_root_creates_layout_and_is_idempotent(tmp_path):
+    root = tmp_path / "srv"
+    settings = load_settings(root, {"observatory": "jwst"}, environ={})
+    created = init_root(settings)
+    for path in (root, settings.ingest, settings.delivery, settings.catalogs, settings.store,
+                 settings.config_path, settings.db_path):
+        assert path.exists() and path in created
+    store = SQLiteEventStore(settings.db_path)
+    try:
+        assert store.head() == 0
+    finally:
+        store.close()
+    # the written config records the observatory: a later load without options agrees
+    assert load_settings(root, environ={}).observatory == "jwst"
+    before = settings.config_path.read_text()
+    assert init_root(load_settings(root, environ={})) == []
+    assert settings.config_path.read_text() == before
+    with pytest.raises(ConfigError, match="set up for observatory 'jwst', not 'hst'"):
+        init_root(load_settings(root, {"observatory": "hst"}, environ={}))
