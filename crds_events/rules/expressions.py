@@ -1,0 +1,169 @@
+"""Safe evaluation of rmap header expressions (`rmap_relevance`, `rmap_omit`,
+`parkey_relevance`), without `eval`.
+
+CRDS evaluates these as Python expressions over the conditioned header, after replacing
+data-model paths (`META.EXPOSURE.TYPE`) by names with underscores (`META_EXPOSURE_TYPE`).
+Here the text is parsed with `ast` and only a whitelist of node types is accepted: string,
+number, boolean and None constants, names, tuples and lists of those, `and`/`or`/`not`,
+unary minus, comparisons (`==`, `!=`, `<`, `<=`, `>`, `>=`, `in`, `not in`) and `a if c else
+b`. Anything else (calls, attributes, subscripts, lambdas, comprehensions, arithmetic, ...)
+is refused when the expression is compiled. Evaluation looks names up in the header only.
+"""
+
+from __future__ import annotations
+
+import ast
+import operator
+from collections.abc import Iterable, Mapping
+
+MAX_EXPRESSION_LENGTH = 10_000
+MAX_DEPTH = 50
+
+
+class ExpressionError(ValueError):
+    """An expression that is not allowed or cannot be parsed."""
+
+
+class EvaluationError(ValueError):
+    """An expression that failed at evaluation time (unknown name, incomparable types)."""
+
+
+_COMPARISONS = {
+    ast.Eq: operator.eq,
+    ast.NotEq: operator.ne,
+    ast.Lt: operator.lt,
+    ast.LtE: operator.le,
+    ast.Gt: operator.gt,
+    ast.GtE: operator.ge,
+    ast.In: lambda left, right: left in right,
+    ast.NotIn: lambda left, right: left not in right,
+}
+
+
+def dotted_to_underscore(text: str, names: Iterable[str]) -> str:
+    """Replace each dotted name of `names` in `text` by its underscore form (as CRDS does)."""
+    for name in names:
+        replacement = name.replace(".", "_")
+        if replacement != name:
+            text = text.replace(name, replacement)
+    return text
+
+
+class Expression:
+    """A checked expression; `evaluate(env)` computes it over a name -> value mapping."""
+
+    def __init__(self, source: str):
+        self.source = source
+        if len(source) > MAX_EXPRESSION_LENGTH:
+            raise ExpressionError(f"expression too long ({len(source)} characters)")
+        try:
+            tree = ast.parse(source.strip(), mode="eval")
+        except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
+            raise ExpressionError(f"invalid expression {source!r}: {exc}") from exc
+        self._body = tree.body
+        self.names: frozenset[str] = frozenset(self._check(self._body, 0))
+
+    def _check(self, node: ast.AST, depth: int) -> set[str]:
+        """Refuse non-whitelisted nodes; return the names used."""
+        if depth > MAX_DEPTH:
+            raise ExpressionError(f"expression nested too deeply: {self.source!r}")
+        where = f"{self.source!r}"
+        if isinstance(node, ast.Constant):
+            if not isinstance(node.value, (str, int, float, bool, type(None))):
+                raise ExpressionError(f"constant {node.value!r} not allowed in {where}")
+            return set()
+        if isinstance(node, ast.Name):
+            return {node.id}
+        if isinstance(node, (ast.Tuple, ast.List)):
+            return self._check_all(node.elts, depth)
+        if isinstance(node, ast.BoolOp) and isinstance(node.op, (ast.And, ast.Or)):
+            return self._check_all(node.values, depth)
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.Not, ast.USub)):
+            return self._check(node.operand, depth + 1)
+        if isinstance(node, ast.Compare):
+            for op in node.ops:
+                if type(op) not in _COMPARISONS:
+                    raise ExpressionError(
+                        f"comparison {type(op).__name__} not allowed in {where}"
+                    )
+            return self._check_all([node.left, *node.comparators], depth)
+        if isinstance(node, ast.IfExp):
+            return self._check_all([node.test, node.body, node.orelse], depth)
+        line = getattr(node, "lineno", None)
+        at = f" at line {line}" if line is not None else ""
+        raise ExpressionError(f"{type(node).__name__} not allowed{at} in expression {where}")
+
+    def _check_all(self, nodes: Iterable[ast.AST], depth: int) -> set[str]:
+        names: set[str] = set()
+        for child in nodes:
+            names |= self._check(child, depth + 1)
+        return names
+
+    def evaluate(self, env: Mapping[str, object]) -> object:
+        try:
+            return _evaluate(self._body, env)
+        except EvaluationError:
+            raise
+        except (TypeError, ValueError) as exc:
+            raise EvaluationError(f"evaluating {self.source!r}: {exc}") from exc
+
+    def __repr__(self) -> str:
+        return f"Expression({self.source!r})"
+
+
+def _evaluate(node: ast.AST, env: Mapping[str, object]) -> object:
+    if isinstance(node, ast.Constant):
+        return node.value
+    if isinstance(node, ast.Name):
+        try:
+            return env[node.id]
+        except KeyError:
+            raise EvaluationError(f"name {node.id!r} is not defined") from None
+    if isinstance(node, ast.Tuple):
+        return tuple(_evaluate(elt, env) for elt in node.elts)
+    if isinstance(node, ast.List):
+        return [_evaluate(elt, env) for elt in node.elts]
+    if isinstance(node, ast.BoolOp):
+        result: object = None
+        if isinstance(node.op, ast.And):
+            for value in node.values:
+                result = _evaluate(value, env)
+                if not result:
+                    return result
+            return result
+        for value in node.values:
+            result = _evaluate(value, env)
+            if result:
+                return result
+        return result
+    if isinstance(node, ast.UnaryOp):
+        operand = _evaluate(node.operand, env)
+        if isinstance(node.op, ast.Not):
+            return not operand
+        return -operand  # type: ignore[operator]
+    if isinstance(node, ast.Compare):
+        left = _evaluate(node.left, env)
+        for op, comparator in zip(node.ops, node.comparators, strict=True):
+            right = _evaluate(comparator, env)
+            if not _COMPARISONS[type(op)](left, right):
+                return False
+            left = right
+        return True
+    if isinstance(node, ast.IfExp):
+        branch = node.body if _evaluate(node.test, env) else node.orelse
+        return _evaluate(branch, env)
+    raise EvaluationError(f"{type(node).__name__} cannot be evaluated")  # unreachable: checked
+
+
+def compile_expression(source: str, parkeys: Iterable[str] = ()) -> Expression:
+    """Check `source` (after dotted `parkeys` -> underscores) and return an `Expression`."""
+    return Expression(dotted_to_underscore(source, parkeys))
+
+
+def expression_env(header: Mapping[str, object]) -> dict[str, object]:
+    """The names an expression sees: the header plus underscore forms of dotted keys."""
+    env = dict(header)
+    for key, value in header.items():
+        if "." in key:
+            env[key.replace(".", "_")] = value
+    return env

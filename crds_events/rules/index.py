@@ -1,0 +1,257 @@
+"""One rmap compiled for fast lookups: the reference-type half of best references.
+
+`ReferenceIndex` is built once per rmap: the selector tree with pre-conditioned Match keys
+and patterns, per-parameter valid values, UseAfter dates as sorted arrays for bisection,
+the header expressions checked and compiled, and the hooks found. Lookups are memoised
+where the answer depends on few values: each Match caches its ranked candidates per tuple
+of its parameter values, each expression its result per tuple of the names it reads.
+
+`best_ref(header)` reproduces CRDS's rmap lookup order exactly:
+
+1. `rmap_omit` true -> the type is left out; `rmap_relevance` false -> `NOT FOUND n/a`
+   (an expression that cannot be evaluated counts as "not omitted" / "relevant");
+2. the precondition hook adjusts the header; parameters whose `parkey_relevance` is false
+   become `N/A`;
+3. the selector chooses. If that fails: a do-not-reprocess dataset gets `NOT FOUND n/a`;
+   else the fallback hook's header is tried; if that fails too, the failure stands when
+   `reffile_required` is YES or NONE, and becomes `NOT FOUND n/a` otherwise;
+4. a rule value `N/A` gives `NOT FOUND n/a`, `OMIT` leaves the type out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from crds_events.rules import hooks as hook_registry
+from crds_events.rules.conditioning import UNDEFINED, is_na_value, is_omit_value
+from crds_events.rules.expressions import (
+    EvaluationError,
+    Expression,
+    ExpressionError,
+    compile_expression,
+)
+from crds_events.rules.selectors import RulesError, SelectionError, Selector, build_selector
+
+NOT_APPLICABLE = "NOT FOUND n/a"
+
+# Observatory-wide keys every rmap needs (CRDS's observatory package `extra_keys`).
+OBSERVATORY_EXTRA_KEYS = {
+    "jwst": ("META.VISIT.TSOVISIT", "META.INSTRUMENT.LAMP_STATE"),
+}
+
+
+class NotApplicable(Exception):
+    """The reference type does not apply to this dataset (`NOT FOUND n/a`)."""
+
+
+class Omitted(Exception):
+    """The reference type is left out of the results."""
+
+
+def header_string(header: Mapping[str, object], key: str, default: object = None) -> object:
+    """A mapping header value as CRDS reads it: strings lower-cased except "(...)"."""
+    value = header.get(key, default)
+    if isinstance(value, str) and not (value.startswith("(") and value.endswith(")")):
+        return value.lower()
+    return value
+
+
+class _CachedExpression:
+    """An expression memoised per tuple of the values of the names it reads."""
+
+    def __init__(self, expression: Expression):
+        self.expression = expression
+        self.names = tuple(sorted(expression.names))
+        self._memo: dict[tuple, tuple[bool, object]] = {}
+        self._constant: tuple[bool, object] | None = None
+        if not self.names:  # e.g. ALWAYS -> True: evaluate once
+            try:
+                self._constant = (True, expression.evaluate({}))
+            except EvaluationError as exc:
+                self._constant = (False, str(exc))
+
+    def evaluate(self, env: Mapping[str, object]) -> object:
+        if self._constant is not None:
+            ok, value = self._constant
+            if not ok:
+                raise EvaluationError(value)
+            return value
+        key = tuple(env.get(name, _ABSENT) for name in self.names)
+        try:
+            ok, value = self._memo[key]
+        except KeyError:
+            try:
+                ok, value = True, self.expression.evaluate(env)
+            except EvaluationError as exc:
+                ok, value = False, str(exc)
+            if len(self._memo) > 10_000:
+                self._memo.clear()
+            self._memo[key] = (ok, value)
+        if not ok:
+            raise EvaluationError(value)
+        return value
+
+
+_ABSENT = object()
+
+
+class ReferenceIndex:
+    """The compiled form of one rmap (a `document.MappingDocument` of kind 'reference')."""
+
+    def __init__(self, document) -> None:
+        header = document.header
+        self.name: str = document.name
+        self.observatory: str = str(header_string(header, "observatory"))
+        self.instrument: str = str(header_string(header, "instrument"))
+        self.filekind: str = str(header_string(header, "filekind"))
+        self.parkey: tuple = tuple(header.get("parkey", ()))
+        self.reffile_required = str(header_string(header, "reffile_required", "NONE")).upper()
+        self.reffile_switch = str(header_string(header, "reffile_switch", "NONE")).upper()
+        self.extra_keys = tuple(header.get("extra_keys", ()))
+        self.required_parkeys = self._required_parkeys()
+        merge = header.get("merge_overlaps")
+        merge_overlaps = True if merge is None else str(merge).upper() in ("TRUE", "1")
+        substitutions = header.get("substitutions") or {}
+        try:
+            self.selector: Selector = build_selector(
+                document.selector, self.parkey, substitutions, merge_overlaps
+            )
+        except RulesError as exc:
+            raise RulesError(f"{self.name}: {exc}") from exc
+        relevance = str(header_string(header, "rmap_relevance", "always")).replace("always", "True")
+        self.relevance = self._compile(relevance, "rmap_relevance")
+        self.omit = self._compile(str(header_string(header, "rmap_omit", "False")), "rmap_omit")
+        relevant = dict(header.get("parkey_relevance") or {})
+        for name in header.get("comment_parkeys", ()):
+            relevant[str(name).lower()] = "keep_comments"
+        self.parkey_relevance = {
+            str(name).lower(): self._compile(str(expr), f"parkey_relevance[{name!r}]")
+            for name, expr in relevant.items()
+        }
+        named_hooks = header.get("hooks") or None
+        self.precondition = hook_registry.find_hook(
+            self.observatory, self.instrument, self.filekind, "precondition_header", named_hooks
+        )
+        self.fallback = hook_registry.find_hook(
+            self.observatory, self.instrument, self.filekind, "fallback_header", named_hooks
+        )
+        self.do_not_reprocess = hook_registry.do_not_reprocess_check(self.observatory)
+
+    def _required_parkeys(self) -> list[str]:
+        names: list[str] = []
+        for level in self.parkey:
+            if isinstance(level, (tuple, list)):
+                names.extend(str(name) for name in level)
+            else:
+                names.append(str(level))
+        if self.reffile_switch != "NONE":
+            names.append(self.reffile_switch)
+        names.extend(str(name) for name in self.extra_keys)
+        names.extend(OBSERVATORY_EXTRA_KEYS.get(self.observatory, ()))
+        return names
+
+    def _compile(self, source: str, field: str) -> _CachedExpression:
+        try:
+            return _CachedExpression(compile_expression(source, self.required_parkeys))
+        except ExpressionError as exc:
+            raise RulesError(f"{self.name}: header {field}: {exc}") from exc
+
+    def reference_names(self) -> list[str]:
+        """The reference files this rmap names (special values like N/A excluded)."""
+        names: set[str] = set()
+        for terminal in self.selector.terminals():
+            values = terminal if isinstance(terminal, tuple) else (terminal,)
+            if isinstance(terminal, dict):
+                values = tuple(terminal.values())
+            for value in values:
+                if isinstance(value, str) and not (is_na_value(value) or is_omit_value(value)):
+                    names.add(value)
+        return sorted(names)
+
+    # -- lookup
+
+    def best_ref(self, header: Mapping[str, str], env: Mapping[str, object] | None = None):
+        """The result for `header` (the instrument-level minimized, conditioned header):
+        a file name, a tuple of names, `NOT FOUND n/a`, `NOT FOUND <reason>`, or None (omit).
+
+        `env` is the expression environment of `header` (see `expressions.expression_env`),
+        passed in so it is built once per dataset.
+        """
+        try:
+            return self._best_ref(header, env if env is not None else _env(header))
+        except NotApplicable:
+            return NOT_APPLICABLE
+        except Omitted:
+            return None
+        except Exception as exc:  # noqa: BLE001 - every failure is a "NOT FOUND <reason>"
+            return "NOT FOUND " + str(exc)
+
+    def _best_ref(self, header_in: Mapping[str, str], env: Mapping[str, object]):
+        try:
+            omit = self.omit.evaluate(env)
+        except EvaluationError:
+            omit = False
+        if omit:
+            raise Omitted()
+        try:
+            relevant = self.relevance.evaluate(env)
+        except EvaluationError:
+            relevant = True
+        if not relevant:
+            raise NotApplicable()
+        header = self.precondition(header_in) if self.precondition else header_in
+        header = self._irrelevant_to_na(header)
+        try:
+            bestref = self.selector.choose(header)
+        except Exception as first:  # noqa: BLE001 - CRDS retries after any failure
+            if self.do_not_reprocess is not None and self.do_not_reprocess(header):
+                raise NotApplicable() from first
+            try:
+                retry = self.fallback(dict(header_in)) if self.fallback else None
+                if not retry:
+                    raise
+                retry = {key: retry.get(key, UNDEFINED) for key in self.required_parkeys}
+                bestref = self.selector.choose(self._irrelevant_to_na(retry))
+            except Exception as final:  # noqa: BLE001
+                if self.reffile_required in ("YES", "NONE"):
+                    raise
+                raise NotApplicable() from final
+        if is_na_value(bestref):
+            raise NotApplicable()
+        if is_omit_value(bestref):
+            raise Omitted()
+        return bestref
+
+    def _irrelevant_to_na(self, header: Mapping[str, str]) -> Mapping[str, str]:
+        """Set parameters whose parkey_relevance expression is false to N/A."""
+        if not self.parkey_relevance:
+            return header
+        expr_header = dict(header)
+        for key in self.required_parkeys:
+            if expr_header.get(key, UNDEFINED) in (UNDEFINED, None):
+                expr_header[key] = UNDEFINED
+        env = _env(expr_header)
+        env["keep_comments"] = False
+        result = dict(header)
+        for name in self.required_parkeys:
+            expression = self.parkey_relevance.get(name.lower())
+            if expression is None:
+                continue
+            try:
+                relevant = expression.evaluate(env)
+            except EvaluationError as exc:
+                raise SelectionError(str(exc)) from exc
+            if not relevant:
+                result[name] = "N/A"
+        return result
+
+    def __repr__(self) -> str:
+        return f"ReferenceIndex({self.name!r})"
+
+
+def _env(header: Mapping[str, object]) -> dict[str, object]:
+    env = dict(header)
+    for key, value in header.items():
+        if "." in key:
+            env[key.replace(".", "_")] = value
+    return env
