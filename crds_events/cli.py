@@ -39,12 +39,966 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 # --- foundation commands (init, events, rebuild, serve) ---
+# (imports kept in this section: cli.py is shared between helpers)
+import sqlite3  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+_root_option = click.option(
+    "--root",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Server root directory (default $CRDS_EVENTS_ROOT, else ./var).",
+)
+
+
+def _settings(root: Path | None, **overrides):
+    from crds_events.config import ConfigError, load_settings
+
+    try:
+        return load_settings(root, overrides)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _open_log(settings):
+    from crds_events.store import SQLiteEventStore, StoreError
+
+    if not settings.db_path.is_file():
+        raise click.ClickException(
+            f"{settings.db_path}: no event log; run `crds-events init --root {settings.root}`"
+        )
+    try:
+        return SQLiteEventStore(settings.db_path)
+    except (StoreError, sqlite3.Error) as exc:
+        raise click.ClickException(f"{settings.db_path}: {exc}") from None
+
+
+@cli.command()
+@_root_option
+@click.option("--observatory", type=click.Choice(["jwst", "hst", "roman"]), default=None,
+              help="Observatory this server manages (default from config, else hst).")
+def init(root: Path | None, observatory: str | None) -> None:
+    """Create the root directory layout, config file and empty event log (idempotent)."""
+    from crds_events.config import ConfigError, init_root
+
+    settings = _settings(root, observatory=observatory)
+    try:
+        created = init_root(settings)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    for path in created:
+        click.echo(f"created {path}")
+    click.echo(f"{settings.root}: ready for {settings.observatory} "
+               f"({'nothing to do' if not created else f'{len(created)} created'})")
+
+
+@cli.command()
+@_root_option
+@click.option("--stream", "streams", multiple=True, help="Only this stream (repeatable).")
+@click.option("--type", "types", multiple=True, help="Only this event type (repeatable).")
+@click.option("--after", type=click.IntRange(min=0), default=0, help="Start after this position.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="At most N events.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def events(root, streams, types, after, limit, as_json) -> None:
+    """Show the event timeline (readable, or JSON lines with --json)."""
+    import json
+
+    from crds_events.events import event_types
+
+    unknown = sorted(set(types) - set(event_types()))
+    if unknown:
+        raise click.ClickException(f"--type: unknown event type(s): {', '.join(unknown)}")
+    store = _open_log(_settings(root))
+    try:
+        records = store.read_all(after, streams=streams or None, types=types or None,
+                                 limit=limit)
+    finally:
+        store.close()
+    for record in records:
+        if as_json:
+            click.echo(json.dumps(record.to_json(), ensure_ascii=False))
+            continue
+        fields = " ".join(f"{k}={v!r}" for k, v in record.data.items())
+        if len(fields) > 160:
+            fields = fields[:157] + "..."
+        actor = f" by {record.actor}" if record.actor else ""
+        click.echo(f"{record.position:>7}  {record.recorded_at}  {record.stream} "
+                   f"v{record.version}  {record.type}{actor}  {fields}")
+
+
+@cli.command()
+@_root_option
+def rebuild(root: Path | None) -> None:
+    """Drop every projection table and replay the whole log into it (one transaction)."""
+    from rich.progress import Progress
+
+    from crds_events.store.projections import default_projections
+    from crds_events.store.projections import rebuild as rebuild_projections
+
+    store = _open_log(_settings(root))
+    projections = default_projections()
+    try:
+        with Progress(transient=True) as progress:
+            task = progress.add_task("replaying", total=None)
+
+            def report(done: int, head: int) -> None:
+                progress.update(task, completed=done, total=head)
+
+            head = rebuild_projections(store, projections, progress=report)
+    finally:
+        store.close()
+    names = ", ".join(p.fold.table for p in projections)
+    click.echo(f"rebuilt {len(projections)} projections ({names}) from {head} events")
+
+
+@cli.command()
+@_root_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Web app address.")
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
+def serve(root: Path | None, host: str, port: int) -> None:
+    """Run the server in the foreground until SIGINT/SIGTERM."""
+    from crds_events.server import Server, ServerError
+
+    settings = _settings(root)
+    try:
+        server = Server(settings, host=host, port=port)
+    except ServerError as exc:
+        raise click.ClickException(str(exc)) from None
+    server.serve_forever(announce=lambda message: click.echo(message))
+
 
 # --- rules commands (bestrefs) ---
 
+
+@cli.command("bestrefs")
+@click.option(
+    "--context", "context_path", required=True,
+    type=click.Path(exists=True, dir_okay=False), help="The .pmap; children are beside it.",
+)
+@click.option(
+    "--headers", "headers_path", required=True, type=click.Path(exists=True, dir_okay=False),
+    help='JSON lines, each holding {"header": {...}} (other keys pass through).',
+)
+@click.option("--output", "output_path", type=click.Path(dir_okay=False), default=None,
+              help="Where to write the JSON lines (default: standard output).")
+@click.option("--types", default=None, help="Comma-separated reference types (default: all).")
+def bestrefs_command(context_path, headers_path, output_path, types):
+    """Best references for each dataset header of a JSON-lines file."""
+    from crds_events.rules.bestrefs import load_context
+    from crds_events.rules.bestrefs_io import BestrefsInputError, annotate_lines
+    from crds_events.rules.parse import MappingError
+
+    try:
+        context = load_context(context_path)
+    except (MappingError, ValueError) as exc:
+        raise click.ClickException(f"{context_path}: {exc}") from exc
+    wanted = [t.strip() for t in types.split(",") if t.strip()] if types else None
+    out = open(output_path, "w", encoding="utf-8") if output_path else sys.stdout  # noqa: SIM115
+    try:
+        with open(headers_path, encoding="utf-8") as lines:
+            for text in annotate_lines(context, lines, wanted, source=headers_path):
+                out.write(text + "\n")
+    except BestrefsInputError as exc:
+        raise click.ClickException(str(exc)) from exc
+    except (MappingError, ValueError) as exc:  # a broken child mapping, found when first used
+        raise click.ClickException(f"{context_path}: {exc}") from exc
+    finally:
+        if output_path:
+            out.close()
+
+
 # --- checksum commands ---
 
+
+@cli.command("checksum")
+@click.option("--verify", is_flag=True, help="Only verify: print each file's status.")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+def checksum_command(verify: bool, files: tuple[str, ...]) -> None:
+    """Rewrite mappings in canonical form with a fresh sha1sum, or --verify them.
+
+    With --verify, prints `FILE: OK`, `FILE: mismatch (...)` or `FILE: error (...)` per
+    file and exits 1 if any is not OK. Without it, rewrites each file as `crds checksum`
+    does; a file that cannot be rewritten is reported and the others still are. Files that
+    are not mappings are FITS references: their CHECKSUM/DATASUM are added or verified.
+    """
+    from pathlib import PurePath
+
+    from crds_events.files.checksums import checksum_reference
+    from crds_events.files.errors import ReferenceFileError
+    from crds_events.rules.naming import MAPPING_KINDS
+    from crds_events.rules.parse import MappingError
+    from crds_events.rules.rewrite import rewrite_mapping_checksum, verify_mapping_checksum
+
+    failures = 0
+    for path in files:
+        if PurePath(path).suffix not in MAPPING_KINDS:
+            try:
+                click.echo(checksum_reference(path, verify=verify))
+            except ReferenceFileError as exc:
+                click.echo(f"{path}: error ({exc})", err=True)
+                failures += 1
+            continue
+        if verify:
+            status = verify_mapping_checksum(path)
+            click.echo(str(status))
+            failures += not status.ok
+            continue
+        try:
+            new_sum = rewrite_mapping_checksum(path)
+        except (MappingError, OSError) as exc:
+            click.echo(f"{path}: error ({exc})", err=True)
+            failures += 1
+        else:
+            click.echo(f"{path}: sha1sum {new_sum}")
+    if failures:
+        raise click.exceptions.Exit(1)
+
+# --- submission commands ---
+# (mail: the e-mail outbox)
+
+_MAIL_STATES = ("queued", "retrying", "sent", "failed")
+
+
+@cli.group("mail")
+def mail_group() -> None:
+    """The e-mail outbox: STARTED, READY, BAD FILES, ... e-mails and their delivery."""
+
+
+@mail_group.command("list")
+@_root_option
+@click.option("--state", "states", multiple=True, type=click.Choice(_MAIL_STATES),
+              help="Only e-mails in this state (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def mail_list(root: Path | None, states: tuple[str, ...], as_json: bool) -> None:
+    """List e-mails, newest first, with their delivery state (read from the log)."""
+    import json
+
+    from crds_events.mail import outbox_rows
+
+    store = _open_log(_settings(root))
+    try:
+        rows = outbox_rows(store, states=states or None)
+    finally:
+        store.close()
+    for row in rows:
+        if as_json:
+            click.echo(json.dumps(row, ensure_ascii=False))
+            continue
+        line = (f"{row['email_id']:<16} {row['state']:<8} tries={row['attempts']} "
+                f"{row['kind']:<17} {row['subject']}")
+        if row["last_error"]:
+            line += f"\n{'':<17}last error: {row['last_error']}"
+        click.echo(line)
+
+
+@mail_group.command("send-due")
+@_root_option
+def mail_send_due(root: Path | None) -> None:
+    """Attempt every queued or due e-mail once (SMTP, or the maildir without an SMTP host)."""
+    from crds_events.mail import retry_due
+
+    settings = _settings(root)
+    _open_log(settings).close()  # a clear error when there is no log
+    outcomes = retry_due(settings)
+    for event in outcomes:
+        if event.type == "EmailSent":
+            click.echo(f"{event.email_id}: sent (attempt {event.attempt})")
+        else:
+            retry = f", retry at {event.retry_at}" if event.will_retry else ", given up"
+            click.echo(f"{event.email_id}: failed (attempt {event.attempt}{retry}): {event.error}")
+    click.echo(f"{len(outcomes)} e-mail(s) attempted")
+# (flow: submit, submission show|confirm|force|cancel)
+
+_flow_user_option = click.option(
+    "--user", "flow_user", envvar="CRDS_EVENTS_USER", default=None,
+    help="Act as this user (default $CRDS_EVENTS_USER).")
+
+
+def _flow_user(name: str | None) -> str:
+    if not name:
+        raise click.ClickException("--user: who is acting? (or set CRDS_EVENTS_USER)")
+    return name
+
+
+@cli.command()
+@click.argument("files", nargs=-1, required=True,
+                type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--instrument", required=True, help="Instrument of the files (e.g. MIRI).")
+@click.option("--description", required=True, help="What the delivery is and why.")
+@click.option("--change-level", type=click.Choice(["SEVERE", "MODERATE", "TRIVIAL"],
+              case_sensitive=False), default="SEVERE", show_default=True)
+@click.option("--derive-from", default="edit", show_default=True,
+              help="edit, latest or an explicit .pmap name.")
+@click.option("--kind", default="batch", show_default=True,
+              help="batch, references, mappings, delete or add_existing.")
+@click.option("--deliverer", default=None, help="Deliverer's name (default: the user).")
+@click.option("--other-email", "other_emails", multiple=True, help="Also notify (repeatable).")
+@click.option("--no-auto-rename", is_flag=True, help="Keep the files' names.")
+@click.option("--wait", is_flag=True, help="Return when the outcome is known (exit 0: READY).")
+@click.option("--monitor", is_flag=True, help="Print the progress lines live (implies --wait).")
+@click.option("--timeout", type=float, default=600.0, show_default=True,
+              help="Seconds to wait with --wait/--monitor.")
+@_flow_user_option
+@_root_option
+def submit(files, instrument, description, change_level, derive_from, kind, deliverer,
+           other_emails, no_auto_rename, wait, monitor, timeout, flow_user, root) -> None:
+    """Submit FILES through your ingest directory of a local server."""
+    from crds_events.submissions.review import follow
+    from crds_events.watch.ingest import drop_submission
+
+    user = _flow_user(flow_user)
+    settings = _settings(root)
+    fields = {"deliverer": deliverer or user, "instrument": instrument,
+              "description": description, "change_level": change_level.upper(),
+              "derive_from": derive_from, "kind": kind, "auto_rename": not no_auto_rename,
+              "other_emails": list(other_emails)}
+    try:
+        sid = drop_submission(settings, user, list(files), fields)
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"submission {sid}: {len(files)} file(s) dropped in {settings.ingest / user}")
+    if not (wait or monitor):
+        return
+    store = _open_log(settings)
+    try:
+        outcome = follow(store, sid, timeout=timeout,
+                         on_progress=(lambda line: click.echo(line)) if monitor else None)
+    finally:
+        store.close()
+    if outcome is None:
+        raise click.ClickException(
+            f"submission {sid}: no outcome after {timeout:g} s (is `crds-events serve` "
+            f"running for {settings.root}?)")
+    from crds_events import events as ev
+
+    if isinstance(outcome, ev.SubmissionReady):
+        click.echo(f"submission {sid}: READY (new context {outcome.new_context})")
+        return
+    if isinstance(outcome, ev.SubmissionRejected):
+        click.echo(f"submission {sid}: BAD FILES: {outcome.reason}")
+    else:
+        click.echo(f"submission {sid}: FAILED: {outcome.error}")
+    raise click.exceptions.Exit(1)
+
+
+@cli.group()
+def submission() -> None:
+    """Review a submission: show, confirm, force, cancel."""
+
+
+@submission.command("show")
+@click.argument("submission_id")
+@click.option("--json", "as_json", is_flag=True, help="Everything, as JSON.")
+@_root_option
+def submission_show(submission_id, as_json, root) -> None:
+    """Certify results per file, new mappings and diffs of a submission."""
+    import json
+
+    from crds_events.submissions.review import ReviewError, show
+
+    settings = _settings(root)
+    store = _open_log(settings)
+    try:
+        info = show(settings, store, submission_id)
+    except ReviewError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        store.close()
+    if as_json:
+        click.echo(json.dumps(info, indent=2, default=str))
+        return
+    click.echo(f"submission {submission_id}: {info['state'].upper()} "
+               f"({info['instrument'].upper()}, by {info['submitter']})")
+    click.echo(f"description: {info['description']}")
+    if info["reason"]:
+        click.echo(f"reason: {info['reason']}")
+    for name, entry in info["files"].items():
+        label = f"{name} ({entry['original']})" if entry["original"] != name else name
+        click.echo(f"  {label}: {entry['status'].upper()}")
+        for line in entry["summary"].splitlines():
+            click.echo(f"      {line}")
+    if info["new_context"]:
+        click.echo(f"new context: {info['new_context']}")
+    for name, text in (info["result"].get("text_diffs") or {}).items():
+        click.echo(f"--- diff for {name}")
+        click.echo(text.rstrip())
+
+
+def _flow_decide(action: str, submission_id: str, flow_user, root, **kwargs) -> None:
+    from crds_events.submissions import review
+
+    user = _flow_user(flow_user)
+    settings = _settings(root)
+    store = _open_log(settings)
+    try:
+        event = getattr(review, action)(settings, store, submission_id, user, **kwargs)
+    except review.ReviewError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        store.close()
+    context = getattr(event, "new_context", "")
+    click.echo(f"submission {submission_id}: {type(event).__name__.removeprefix('Submission')}"
+               f" by {user}" + (f"; edit context is now {context}" if context else ""))
+
+
+@submission.command("confirm")
+@click.argument("submission_id")
+@_flow_user_option
+@_root_option
+def submission_confirm(submission_id, flow_user, root) -> None:
+    """Confirm your READY submission: files cataloged, new pmap becomes the edit context."""
+    _flow_decide("confirm", submission_id, flow_user, root)
+
+
+@submission.command("force")
+@click.argument("submission_id")
+@_flow_user_option
+@_root_option
+def submission_force(submission_id, flow_user, root) -> None:
+    """Confirm another member's READY submission once their lock is gone."""
+    _flow_decide("force", submission_id, flow_user, root)
+
+
+@submission.command("cancel")
+@click.argument("submission_id")
+@click.option("--reason", default="", help="Why (goes in the e-mail).")
+@_flow_user_option
+@_root_option
+def submission_cancel(submission_id, reason, flow_user, root) -> None:
+    """Cancel your READY submission: temporary copies discarded, uploads kept."""
+    _flow_decide("cancel", submission_id, flow_user, root, reason=reason)
+
+# (accounts: user, lock, import-cache)
+
+_accounts_user_option = click.option(
+    "--user", "acting_user", envvar="CRDS_EVENTS_USER", default=None,
+    help="Act as this user (default $CRDS_EVENTS_USER).")
+
+
+def _accounts_read_password(password_file: Path | None) -> str:
+    if password_file is None:
+        return click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        text = password_file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise click.ClickException(f"--password-file {password_file}: cannot read: {exc}") from None
+    return text.splitlines()[0] if text.splitlines() else ""
+
+
+def _accounts_known_user(store, name: str | None):
+    from crds_events.users import get_user
+
+    if not name:
+        raise click.ClickException("--user: who is acting? (or set CRDS_EVENTS_USER)")
+    user = get_user(store, name)
+    if user is None:
+        raise click.ClickException(f"--user {name!r}: no such user (crds-events user add)")
+    if user.disabled:
+        raise click.ClickException(f"--user {name!r}: this account is disabled")
+    return user
+
+
+@cli.group("user")
+def user_group() -> None:
+    """Manage users: add, list, disable, API tokens."""
+
+
+@user_group.command("add")
+@click.argument("name")
+@click.option("--email", required=True, help="The user's e-mail address.")
+@click.option("--role", type=click.Choice(["submitter", "operator", "admin"]),
+              default="submitter", show_default=True)
+@click.option("--full-name", default="", help="Display name.")
+@click.option("--password-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Read the password from this file's first line (default: prompt).")
+@_accounts_user_option
+@_root_option
+def user_add(name, email, role, full_name, password_file, acting_user, root) -> None:
+    """Add user NAME with a password (stored only as an scrypt hash)."""
+    from crds_events.users import UserError, add_user, validate_email, validate_name
+
+    try:  # check the cheap things before asking for a password
+        validate_name(name)
+        validate_email(email)
+    except UserError as exc:
+        raise click.ClickException(str(exc)) from None
+    password = _accounts_read_password(password_file)
+    store = _open_log(_settings(root))
+    try:
+        user = add_user(store, name, email, role, password, full_name=full_name,
+                        actor=acting_user)
+    except UserError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        store.close()
+    click.echo(f"added {user.role} {user.name} <{user.email}>")
+
+
+@user_group.command("list")
+@_root_option
+def user_list(root) -> None:
+    """List users: name, role, e-mail, state."""
+    from crds_events.users import list_users
+
+    store = _open_log(_settings(root))
+    try:
+        users = list_users(store)
+    finally:
+        store.close()
+    for user in users:
+        state = "disabled" if user.disabled else "active"
+        click.echo(f"{user.name:<20} {user.role:<10} {state:<9} {user.email}")
+
+
+@user_group.command("disable")
+@click.argument("name")
+@click.option("--reason", default="", help="Why (recorded in the log).")
+@_accounts_user_option
+@_root_option
+def user_disable(name, reason, acting_user, root) -> None:
+    """Disable user NAME (the history is kept; the account can no longer act)."""
+    from crds_events.users import UserError, disable_user
+
+    store = _open_log(_settings(root))
+    try:
+        changed = disable_user(store, name, reason, actor=acting_user)
+    except UserError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        store.close()
+    click.echo(f"disabled {name}" if changed else f"{name} was already disabled")
+
+
+@user_group.command("token")
+@click.argument("name")
+@_accounts_user_option
+@_root_option
+def user_token(name, acting_user, root) -> None:
+    """Issue a new API token for NAME and print it (it is shown only once)."""
+    from crds_events.users import UserError, issue_token
+
+    store = _open_log(_settings(root))
+    try:
+        token = issue_token(store, name, actor=acting_user)
+    except UserError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        store.close()
+    click.echo(token)
+
+
+@cli.group("lock")
+def lock_group() -> None:
+    """Instrument locks: acquire, release, list."""
+
+
+@lock_group.command("acquire")
+@click.argument("instrument")
+@_accounts_user_option
+@_root_option
+def lock_acquire(instrument, acting_user, root) -> None:
+    """Lock INSTRUMENT for --user (renews it if already theirs)."""
+    from crds_events.locks import LockError, acquire_lock, format_time
+    from crds_events.users import can
+
+    settings = _settings(root)
+    store = _open_log(settings)
+    try:
+        user = _accounts_known_user(store, acting_user)
+        if not can(user, "acquire_lock"):
+            raise click.ClickException(f"{user.name}: not allowed to lock instruments")
+        lock = acquire_lock(store, instrument, user.name, timeout=settings.lock_timeout)
+    except LockError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        store.close()
+    click.echo(f"{lock.instrument} locked by {lock.owner} until {format_time(lock.expires_at)}")
+
+
+@lock_group.command("release")
+@click.argument("instrument")
+@_accounts_user_option
+@_root_option
+def lock_release(instrument, acting_user, root) -> None:
+    """Release --user's lock on INSTRUMENT (an admin may release anyone's)."""
+    from crds_events.locks import LockError, current_lock, release_lock
+    from crds_events.users import can
+
+    store = _open_log(_settings(root))
+    try:
+        user = _accounts_known_user(store, acting_user)
+        holder = current_lock(store, instrument)
+        force = holder is not None and can(user, "release_lock", owner=holder.owner)
+        released = release_lock(store, instrument, user.name, force=force)
+    except LockError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        store.close()
+    if released is None:
+        click.echo(f"{instrument.lower()} was not locked")
+    else:
+        click.echo(f"{released.instrument} released (was held by {released.owner})")
+
+
+@lock_group.command("list")
+@_root_option
+def lock_list(root) -> None:
+    """Locks in force: instrument, holder, expiry."""
+    from crds_events.locks import format_time, list_locks
+
+    store = _open_log(_settings(root))
+    try:
+        locks = list_locks(store)
+    finally:
+        store.close()
+    if not locks:
+        click.echo("no instrument is locked")
+    for lock in locks:
+        click.echo(f"{lock.instrument:<12} {lock.owner:<20} until {format_time(lock.expires_at)}")
+
+
+@cli.command("import-cache")
+@click.option("--mappings", "mappings_dir", required=True,
+              type=click.Path(file_okay=False, exists=True, path_type=Path),
+              help="Directory holding the context's mappings.")
+@click.option("--references", "references_dir", default=None,
+              type=click.Path(file_okay=False, exists=True, path_type=Path),
+              help="Directory holding (some of) its references.")
+@click.option("--context", required=True, help="The pipeline context (.pmap name) to import.")
+@click.option("--set", "pointers", default="latest,edit", show_default=True,
+              help="Context pointers to set to it (comma-separated; '' for none).")
+@_accounts_user_option
+@_root_option
+def import_cache_command(mappings_dir, references_dir, context, pointers, acting_user,
+                         root) -> None:
+    """Adopt an existing CRDS cache: catalog CONTEXT's files as archived history."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from crds_events.importcache import ImportCacheError, import_cache
+
+    settings = _settings(root)
+    store = _open_log(settings)
+    try:
+        with Progress(console=Console(stderr=True), transient=True) as progress:
+            tasks: dict[str, object] = {}
+
+            def report(stage: str, done: int, total: int) -> None:
+                if stage not in tasks:
+                    tasks[stage] = progress.add_task(stage, total=total)
+                progress.update(tasks[stage], completed=done, total=total)
+
+            result = import_cache(settings, store, mappings_dir, references_dir,
+                                  context=Path(context).name,
+                                  set_pointers=pointers.split(","), actor=acting_user,
+                                  progress=report)
+    except ImportCacheError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        store.close()
+    click.echo(result.summary())
+
 # --- tools commands (certify, refactor, newcontext, diff, uniqname, list) ---
+
+
+def _print_styled(lines, colour: bool | None = None) -> None:
+    """(text, style) lines: rich colours on a terminal, plain text when piped."""
+    from rich.console import Console
+    from rich.text import Text
+
+    from crds_events.certify.report import STYLES
+
+    console = Console(file=sys.stdout, highlight=False, soft_wrap=True,
+                      force_terminal=colour, no_color=colour is False)
+    for text, style in lines:
+        console.print(Text(text, style=STYLES.get(style, "")))
+
+
+@cli.command("certify")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, exists=True))
+@click.option("--context", "context", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="Pipeline context (.pmap): children of new mappings and the rmap governing "
+                   "each reference are found through it.")
+@click.option("--comparison-context", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="Context whose mappings the new ones replace: report their differences.")
+@click.option("--run-fitsverify", is_flag=True, help="Also run cfitsio's fitsverify on FITS files.")
+@click.option("--verbose", is_flag=True, help="Show info messages and every constraint applied.")
+@click.option("--tpn-dir", type=click.Path(file_okay=False, exists=True), default=None,
+              envvar="CRDS_EVENTS_TPN_DIR",
+              help="A site's .tpn directory (default: the built-in constraint specs).")
+@click.option("--mappings-dir", type=click.Path(file_okay=False, exists=True), default=None,
+              help="Where child mappings are looked for first.")
+@click.option("--substitutions", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="Site substitutions.dat for reference wildcard values.")
+@click.option("--color/--no-color", "colour", default=None,
+              help="Colour the output (default: only on a terminal).")
+def certify_command(files, context, comparison_context, run_fitsverify, verbose, tpn_dir,
+                    mappings_dir, substitutions, colour) -> None:
+    """Check reference and rules files; OK / WARNINGS / ERRORS per file.
+
+    Exit status 0 when no file has errors (warnings allowed), 1 otherwise.
+    """
+    from crds_events.certify import certify_files, exit_code
+    from crds_events.certify.report import report_lines
+
+    results = certify_files(files, context=context, comparison_context=comparison_context,
+                            run_fitsverify=run_fitsverify, verbose=verbose, tpn_dir=tpn_dir,
+                            mappings_dir=mappings_dir, substitutions=substitutions)
+    _print_styled(report_lines(results, verbose), colour)
+    code = exit_code(results)
+    if code:
+        raise click.exceptions.Exit(code)
+
+
+@cli.command("uniqname")
+@click.option("--files", "files", multiple=True, required=True,
+              type=click.Path(dir_okay=False, exists=True),
+              help="Reference file to rename (repeatable; several names after one --files too).")
+@click.argument("more_files", nargs=-1, type=click.Path(dir_okay=False, exists=True))
+@click.option("--standard", is_flag=True,
+              help="CRDS's standard options: add FILENAME/ROOTNAME/HISTORY and checksums, "
+                   "remove the original.")
+@click.option("--add-checksum", is_flag=True, help="Add CHECKSUM/DATASUM to the renamed file.")
+@click.option("--add-keywords", is_flag=True, help="Set FILENAME, ROOTNAME and add HISTORY.")
+@click.option("--remove-original", is_flag=True, help="Delete the file under its old name.")
+@click.option("--output-path", type=click.Path(file_okay=False, exists=True), default=None,
+              help="Directory for the renamed files (default: beside the originals).")
+@click.option("--dry-run", is_flag=True, help="Print the new names; change nothing.")
+def uniqname_command(files, more_files, standard, add_checksum, add_keywords, remove_original,
+                     output_path, dry_run) -> None:
+    """Rename HST/SYNPHOT references by CRDS's time-based unique-name scheme."""
+    from crds_events.files.errors import ReferenceFileError
+    from crds_events.files.uniqname import rename_reference
+
+    failures = 0
+    for path in list(files) + list(more_files):
+        try:
+            renamed = rename_reference(
+                path, output_dir=output_path, add_keywords=standard or add_keywords,
+                add_checksum=True if (standard or add_checksum) else None,
+                remove_original=(standard or remove_original) and not dry_run, dry_run=dry_run)
+        except ReferenceFileError as exc:
+            click.echo(f"ERROR: {exc}", err=True)
+            failures += 1
+            continue
+        verb = "would rename" if renamed.dry_run else "renamed"
+        click.echo(f"{renamed.old_path} {verb} to {renamed.new_path}")
+    if failures:
+        raise click.exceptions.Exit(1)
+
+
+@cli.command("list")
+@click.option("--mappings", "what", flag_value="mappings", help="List mapping files.")
+@click.option("--references", "what", flag_value="references", help="List reference files.")
+@click.option("--contexts", "what", flag_value="contexts", help="List pipeline contexts (.pmap).")
+@click.option("--status", "what", flag_value="status", help="Summarise the catalog.")
+@click.option("--mappings-dir", type=click.Path(file_okay=False), default=".",
+              show_default=True, help="Directory holding the mappings.")
+@click.option("--references-dir", type=click.Path(file_okay=False), default=None,
+              help="Directory holding the references.")
+@click.option("--context", "context", default=None,
+              help="Only what this context (a .pmap in --mappings-dir) names.")
+def list_command(what, mappings_dir, references_dir, context) -> None:
+    """List mappings, references or contexts, or show a status summary."""
+    from crds_events.listing import CatalogError, DirectoryCatalog, format_status
+
+    if what is None:
+        raise click.UsageError("choose one of --mappings, --references, --contexts, --status")
+    try:
+        catalog = DirectoryCatalog(mappings_dir, references_dir, context)
+        if what == "status":
+            lines = list(format_status(catalog.status()))
+        else:
+            lines = getattr(catalog, what)()
+    except CatalogError as exc:
+        raise click.ClickException(str(exc)) from None
+    for line in lines:
+        click.echo(line)
+# (imports kept in this section: cli.py is shared between helpers)
+import io  # noqa: E402
+import os  # noqa: E402
+
+
+def _crds_style_path(name: str) -> str:
+    """A bare file name is shown as ./name, as the crds tools show it."""
+    return name if os.path.dirname(name) else "./" + name
+
+
+def _site_substitutions(path: str | None, observatory: str):
+    """--substitutions, else $CRDS_EVENTS_SUBSTITUTIONS, else the server settings' file."""
+    from crds_events.rules.substitutions import (
+        SubstitutionsError,
+        find_substitutions,
+        load_substitutions,
+    )
+
+    try:
+        if path:
+            return load_substitutions(path)
+        found = find_substitutions(observatory)
+        if found is None and os.environ.get("CRDS_EVENTS_ROOT"):
+            settings = _settings(None)
+            if settings.substitutions:
+                found = find_substitutions(observatory, {"substitutions": settings.substitutions})
+        return found
+    except SubstitutionsError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _rmap_observatory(path: str) -> str:
+    from crds_events.rules.checksum import read_mapping_text
+    from crds_events.rules.parse import MappingError, parse_mapping
+
+    try:
+        header = parse_mapping(read_mapping_text(path), path).header
+    except (OSError, MappingError) as exc:
+        raise click.ClickException(f"{path}: {exc}") from None
+    return str(header.get("observatory", "hst")).lower()
+
+
+@cli.command("refactor")
+@click.argument("command", type=click.Choice(["insert", "delete", "set_header", "del_header"]))
+@click.argument("old_rmap", type=click.Path(dir_okay=False))
+@click.argument("new_rmap", type=click.Path(dir_okay=False))
+@click.argument("args", nargs=-1, required=True)
+@click.option("--substitutions", type=click.Path(dir_okay=False), default=None,
+              help="Site substitutions.dat (default $CRDS_EVENTS_SUBSTITUTIONS or settings).")
+@click.option("--tpn-dir", type=click.Path(file_okay=False, exists=True), default=None,
+              help="Site .tpn directory: inserted match values must be valid per its _ld.tpn.")
+@click.pass_context
+def refactor_command(ctx: click.Context, command: str, old_rmap: str, new_rmap: str,
+                     args: tuple[str, ...], substitutions: str | None,
+                     tpn_dir: str | None) -> None:
+    """Insert or delete references, or set/delete a header key, writing NEW_RMAP.
+
+    \b
+    refactor insert OLD.rmap NEW.rmap REFERENCE...
+    refactor delete OLD.rmap NEW.rmap REFERENCE...
+    refactor set_header OLD.rmap NEW.rmap KEY VALUE...
+    refactor del_header OLD.rmap NEW.rmap KEY
+    """
+    from crds_events.rules import refactor
+
+    old_rmap, new_rmap = _crds_style_path(old_rmap), _crds_style_path(new_rmap)
+    if command == "insert":
+        table = _site_substitutions(substitutions, _rmap_observatory(old_rmap))
+        valid = None
+        if tpn_dir:
+            try:
+                valid = refactor.valid_values_from_tpns(old_rmap, tpn_dir)
+            except (ValueError, OSError) as exc:
+                raise click.ClickException(f"{tpn_dir}: {exc}") from None
+        result = refactor.insert_references(old_rmap, new_rmap, args, substitutions=table,
+                                            valid_values=valid)
+    elif command == "delete":
+        result = refactor.delete_references(old_rmap, new_rmap, args)
+    elif command == "set_header":
+        result = refactor.set_header(old_rmap, new_rmap, args[0], " ".join(args[1:]))
+    else:
+        if len(args) != 1:
+            raise click.UsageError("del_header takes exactly one KEY")
+        result = refactor.del_header(old_rmap, new_rmap, args[0])
+    colour = sys.stderr.isatty()
+    styles = {"ERROR": "red", "WARNING": "yellow"}
+    for line in result.log.lines():
+        level = line.split(" - ")[1] if " - " in line else "INFO"
+        click.echo(click.style(line, fg=styles.get(level)) if colour else line, err=True)
+    ctx.exit(result.exit_code)
+
+
+@cli.command("newcontext")
+@click.argument("old_pmap", type=click.Path(dir_okay=False, exists=True))
+@click.argument("new_rmaps", nargs=-1, required=True)
+@click.option("--output-dir", type=click.Path(file_okay=False), default=None,
+              help="Where the new imaps and pmap are written (default: OLD_PMAP's directory).")
+@click.option("--mappings-dir", type=click.Path(file_okay=False, exists=True), default=None,
+              help="Where OLD_PMAP's children are (default: OLD_PMAP's directory).")
+def newcontext_command(old_pmap: str, new_rmaps: tuple[str, ...], output_dir: str | None,
+                       mappings_dir: str | None) -> None:
+    """Write new imaps and a new pmap using NEW_RMAPS (or <instrument>_<type>_n/a)."""
+    from crds_events.rules.newcontext import new_context
+    from crds_events.rules.parse import MappingError
+
+    try:
+        result = new_context(old_pmap, new_rmaps, output_dir=output_dir,
+                             mappings_dir=mappings_dir)
+    except (MappingError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+    for message in result.messages:
+        click.echo(f"CRDS-EVENTS - INFO - {message}", err=True)
+    for path in result.paths.values():
+        click.echo(str(path))
+
+
+class _DiffError(click.ClickException):
+    exit_code = 2  # crds diff: 0 same, 1 different, 2 error
+
+
+@cli.command("diff")
+@click.argument("old_file", type=click.Path(dir_okay=False))
+@click.argument("new_file", type=click.Path(dir_okay=False))
+@click.option("-T", "--mapping-text-diffs", is_flag=True,
+              help="Also print context diffs of the mapping texts.")
+@click.option("-i", "--include-header-diffs", is_flag=True,
+              help="Include mapping header differences.")
+@click.option("-B", "--hide-boring-diffs", is_flag=True,
+              help="Hide boiler-plate header differences (name, sha1sum, derived_from).")
+@click.option("-U", "--recurse-added-deleted", is_flag=True,
+              help="List every file of an added or deleted mapping too.")
+@click.option("-L", "--lowest-mapping-only", is_flag=True,
+              help="Name only the lowest mapping of each difference.")
+@click.option("-E", "--remove-paths", is_flag=True, help="Remove paths from mapping names.")
+@click.option("-Q", "--squash-tuples", is_flag=True, help="Print differences without tuples.")
+@click.option("-F", "--brief", is_flag=True,
+              help="Same as -L -E -B -i.")
+@click.option("--mappings-dir", type=click.Path(file_okay=False, exists=True), default=None,
+              help="Where child mappings are found (default: each mapping's directory).")
+@click.option("--color/--no-color", "colour", default=None,
+              help="Colourise (default: when stdout is a terminal).")
+def diff_command(old_file: str, new_file: str, mapping_text_diffs: bool,
+                 include_header_diffs: bool, hide_boring_diffs: bool,
+                 recurse_added_deleted: bool, lowest_mapping_only: bool, remove_paths: bool,
+                 squash_tuples: bool, brief: bool, mappings_dir: str | None,
+                 colour: bool | None) -> None:
+    """Print the differences of two mappings or two references (exit 0 same, 1 different,
+    2 error), as `crds diff` does."""
+    from crds_events.rules.diff import DiffOptions, difference, is_mapping_name
+    from crds_events.rules.parse import MappingError
+
+    colour = sys.stdout.isatty() if colour is None else colour
+    old_file, new_file = _crds_style_path(old_file), _crds_style_path(new_file)
+    for path in (old_file, new_file):
+        if not os.path.isfile(path):
+            raise _DiffError(f"{path}: no such file")
+    if is_mapping_name(old_file) or is_mapping_name(new_file):
+        if os.path.splitext(old_file)[1] != os.path.splitext(new_file)[1]:
+            raise _DiffError(f"{old_file!r} and {new_file!r} are not the same kind of CRDS "
+                             "mapping: .pmap, .imap, .rmap")
+        options = DiffOptions(
+            include_header_diffs=include_header_diffs or brief,
+            hide_boring_diffs=hide_boring_diffs or brief,
+            recurse_added_deleted=recurse_added_deleted,
+            lowest_mapping_only=lowest_mapping_only or brief,
+            remove_paths=remove_paths or brief,
+            squash_tuples=squash_tuples,
+            mapping_text_diffs=mapping_text_diffs,
+        )
+        out = io.StringIO()
+        try:
+            status = difference(old_file, new_file, options, out, old_mappings_dir=mappings_dir,
+                                new_mappings_dir=mappings_dir, colour=colour)
+        except (MappingError, OSError, UnicodeDecodeError) as exc:
+            raise _DiffError(str(exc)) from None
+        click.echo(out.getvalue(), nl=False, color=colour)
+        click.get_current_context().exit(status)
+    try:
+        from crds_events.files.diff import diff_references
+    except ImportError:  # the reference differ is not installed in this build
+        raise _DiffError("reference differences are not available") from None
+    result = diff_references(old_file, new_file)
+    if result.text:
+        click.echo(result.text.rstrip("\n"))
+    click.get_current_context().exit(result.status)
 
 
 def main() -> None:

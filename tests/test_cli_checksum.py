@@ -120,3 +120,17 @@ def test_missing_file_is_an_error_line(tmp_path):
     result = _run("--verify", tmp_path / "nope.rmap")
     assert result.exit_code == 1
     assert "nope.rmap: error" in result.output
+
+
+def test_checksum_command_adds_and_verifies_fits_checksums(tmp_path):
+    from astropy.io import fits
+
+    path = tmp_path / "ref.fits"
+    fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(data=[[1.0, 2.0]])]).writeto(path)
+    runner = CliRunner()
+    unverified = runner.invoke(cli, ["checksum", "--verify", str(path)])
+    assert unverified.exit_code == 1 and "no CHECKSUM" in unverified.output
+    added = runner.invoke(cli, ["checksum", str(path)])
+    assert added.exit_code == 0, added.output
+    verified = runner.invoke(cli, ["checksum", "--verify", str(path)])
+    assert verified.exit_code == 0 and f"{path}: OK" in verified.output

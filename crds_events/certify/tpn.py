@@ -219,3 +219,64 @@ def _unique(constraints: Iterable[Constraint]) -> list[Constraint]:
             seen.add(key)
             result.append(item)
     return result
+
+
+# ------------------------------------------------------------------ rmap match values
+
+_JWST_INSTRUMENTS = frozenset({"miri", "nircam", "niriss", "nirspec", "fgs", "system"})
+_ROMAN_INSTRUMENTS = frozenset({"wfi"})
+
+
+def _guess_observatory(tpn_dir: str, instrument: str) -> str:
+    """The observatory of a .tpn directory: from its path (``.../jwst/tpns``), else from
+    the instrument name."""
+    parts = {part.lower() for part in os.path.normpath(os.path.abspath(tpn_dir)).split(os.sep)}
+    for observatory in ("hst", "jwst", "roman"):
+        if observatory in parts:
+            return observatory
+    if instrument.lower() in _JWST_INSTRUMENTS:
+        return "jwst"
+    if instrument.lower() in _ROMAN_INSTRUMENTS:
+        return "roman"
+    return "hst"
+
+
+def ld_valid_values(tpn_dir: str | os.PathLike, instrument: str, filekind: str,
+                    parkeys: Iterable[str], *, observatory: str | None = None) -> dict[str, list[str]]:
+    """The values a site's ``*_ld.tpn`` files allow for an rmap's match parameters.
+
+    What CRDS's ``ReferenceMapping.tpn_valid_values`` gives: for each parameter among
+    `parkeys` constrained by a simple (not expression, not conditional) ld constraint, its
+    values conditioned as match values are (``1`` -> ``1.0``, ``ANY`` -> ``*``); a numeric
+    range ``a:b`` is expanded to the integers ``a..b`` as CRDS expands it. Parameters without
+    a constraint are left out (unchecked); an empty list means "any value". Missing .tpn
+    files are skipped; a malformed one raises TpnError naming the file and line.
+    """
+    tpn_dir = os.fspath(tpn_dir)
+    observatory = (observatory or _guess_observatory(tpn_dir, instrument)).lower()
+    wanted = {str(key).upper() for key in parkeys}
+    constraints = tpn_constraints(tpn_dir, observatory, instrument, filekind, rmap=True)
+    return _ld_values(tuple(constraints), frozenset(wanted))
+
+
+@functools.lru_cache(maxsize=512)
+def _ld_values(constraints: tuple[Constraint, ...], wanted: frozenset[str]) -> dict[str, list[str]]:
+    from ..rules.conditioning import condition_value
+
+    found: dict[str, list[str]] = {}
+    for item in constraints:
+        name = item.name.upper()
+        if name not in wanted or item.condition or item.expression or item.datatype == "expression" \
+                or item.keytype == "expression" or item.special:
+            continue
+        values: list[object] = list(item.values)
+        low_high = item.value_range
+        if low_high is None and len(values) == 1 and ":" in str(values[0]):
+            try:
+                low_high = tuple(float(x) for x in str(values[0]).split(":"))  # type: ignore[assignment]
+            except ValueError:
+                low_high = None
+        if low_high is not None and len(low_high) == 2:
+            values = list(range(int(low_high[0]), int(low_high[1]) + 1))
+        found[name] = [condition_value(value) for value in values]
+    return found

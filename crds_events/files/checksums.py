@@ -88,3 +88,22 @@ def _rewrite(path: str | os.PathLike, checksum: bool) -> None:
         if os.path.exists(temp):
             os.remove(temp)
         raise ReferenceFileError(path, f"cannot rewrite checksums: {exc}") from exc
+
+
+def checksum_reference(path: str | os.PathLike, verify: bool) -> str:
+    """``crds checksum`` for a FITS reference: add (or refresh) CHECKSUM/DATASUM, or verify.
+
+    Returns the line to print (``<path>: OK``, ``<path>: CHECKSUM/DATASUM added``). Raises
+    ReferenceFileError naming the file and the reason when verification fails (no
+    checksums, or a mismatch) or the file is not readable FITS.
+    """
+    path = os.fspath(path)
+    if not verify:
+        add_checksum(path)
+        return f"{path}: CHECKSUM/DATASUM added"
+    if not has_checksum(path):
+        raise ReferenceFileError(path, "no CHECKSUM/DATASUM keywords to verify", "CHECKSUM")
+    problems = verify_checksum(path)
+    if problems:
+        raise ReferenceFileError(path, "; ".join(problems), "CHECKSUM")
+    return f"{path}: OK"
