@@ -292,6 +292,14 @@ class SubmissionStarted(Event):
     change_level: str = "SEVERE"
     other_emails: tuple[str, ...] = ()
     redcat: dict = dataclasses.field(default_factory=dict)  # ReDCaT manifest fields
+    # Optional fields added by the submission flow (older payloads decode with these
+    # defaults): who submitted (the ingest directory's owner), how to process it, and the
+    # manifest it came from.
+    user: str = ""
+    kind: str = "batch"  # batch | references | mappings | delete | add_existing
+    derive_from: str = "edit"  # edit | latest | an explicit pmap name
+    auto_rename: bool = True
+    manifest_sha1: str = ""
 
     @property
     def stream(self) -> str:
@@ -358,6 +366,7 @@ class SubmissionRejected(Event):
     files: tuple[str, ...] = ()  # every official name certified in the submission
     bad_files: tuple[str, ...] = ()
     duplicates: tuple[str, ...] = ()
+    result_digest: str = ""  # artifact: the processing result (optional, added later)
 
     @property
     def stream(self) -> str:
@@ -371,6 +380,7 @@ class SubmissionFailed(Event):
     submission_id: str
     error: str
     files: tuple[str, ...] = ()
+    result_digest: str = ""  # artifact: what is known of the run (optional, added later)
 
     @property
     def stream(self) -> str:
@@ -642,6 +652,9 @@ class EmailQueued(Event):
     body_digest: str
     cc: tuple[str, ...] = ()
     about: str = ""  # the stream it is about, e.g. "submission:42"
+    # The text body itself (a few KB at most: summaries and links, never whole reports), so
+    # the sender needs nothing but the log; body_digest is its sha256.
+    body: str = ""
 
     @property
     def stream(self) -> str:
@@ -653,6 +666,7 @@ class EmailSent(Event):
     email_id: str
     message_id: str
     attempt: int = 1
+    refused: tuple[str, ...] = ()  # recipients the server refused while accepting others
 
     @property
     def stream(self) -> str:
@@ -665,6 +679,7 @@ class EmailFailed(Event):
     attempt: int
     error: str
     will_retry: bool = True
+    retry_at: str = ""  # ISO 8601 UTC: when the next attempt is due (will_retry only)
 
     @property
     def stream(self) -> str:
@@ -680,6 +695,7 @@ class LockAcquired(Event):
     owner: str
     expires_at: str  # ISO 8601 UTC
     submission_id: str = ""
+    acquired_at: str = ""  # ISO 8601 UTC, the lock's clock (older events: use recorded_at)
 
     @property
     def stream(self) -> str:
@@ -726,6 +742,33 @@ class UserAdded(Event):
     email: str
     full_name: str = ""
     groups: tuple[str, ...] = ()
+    # Optional fields added by the accounts module (older payloads decode with these
+    # defaults: a user recorded before roles existed is a submitter without a password).
+    role: str = "submitter"  # submitter | operator | admin
+    password_hash: str = ""  # self-describing scrypt hash (crds_events.users)
+
+    @property
+    def stream(self) -> str:
+        return user_stream(self.username)
+
+
+@register()
+class UserPasswordChanged(Event):
+    username: str
+    password_hash: str  # self-describing scrypt hash, never the password
+
+    @property
+    def stream(self) -> str:
+        return user_stream(self.username)
+
+
+@register()
+class UserTokenIssued(Event):
+    """An API token was issued; only its SHA-256 is recorded (the token is shown once)."""
+
+    username: str
+    token_id: str  # the token's public prefix, to name it in listings
+    token_hash: str  # sha256 hex of the whole token
 
     @property
     def stream(self) -> str:

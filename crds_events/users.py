@@ -1,0 +1,372 @@
+"""Users, roles, passwords and API tokens - all as events on ``user:<name>`` streams.
+
+Who may do what (`can`):
+
+============================  =========  ========  =====
+action                        submitter  operator  admin
+============================  =========  ========  =====
+submit                        yes        yes       yes
+confirm / cancel (own)        yes        yes       yes
+confirm / cancel (another's)  no         no        yes
+force                         yes        yes       yes   (any team member)
+set_context                   no         yes       yes
+mark_bad, manage_users        no         no        yes
+release_lock (another's)      no         no        yes
+============================  =========  ========  =====
+
+A disabled user may do nothing. Passwords are kept only as scrypt hashes in a
+self-describing string (``scrypt$n$r$p$salt$hash``, base64 parts), verified in constant
+time. API tokens are random (``ce_<id>_<secret>``); only their SHA-256 is recorded - a
+token has 256 bits of entropy, so a slow hash would add nothing.
+
+State is read by folding the log (`get_user`, `list_users`), so a command sees its own
+writes at once; the ``users`` projection table (`USERS`) is the same fold for the web.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import functools
+import hashlib
+import hmac
+import re
+import secrets
+from collections.abc import Mapping
+from typing import Any
+
+from crds_events import events as ev
+from crds_events.store.folds import Fold, Key, Row, register_fold, replay
+from crds_events.store.interface import NO_STREAM, ConcurrencyError, RecordedEvent
+
+__all__ = [
+    "ROLES",
+    "ACTIONS",
+    "User",
+    "UserError",
+    "UserExistsError",
+    "UnknownUserError",
+    "USERS",
+    "validate_name",
+    "validate_email",
+    "validate_password",
+    "validate_role",
+    "hash_password",
+    "verify_password",
+    "add_user",
+    "disable_user",
+    "set_password",
+    "get_user",
+    "list_users",
+    "authenticate",
+    "issue_token",
+    "user_for_token",
+    "can",
+]
+
+ROLES = ("submitter", "operator", "admin")
+_RANK = {role: rank for rank, role in enumerate(ROLES)}
+
+# action -> the least role allowed (on one's own submission or lock, where that matters)
+_MIN_ROLE = {
+    "submit": "submitter",
+    "confirm": "submitter",
+    "cancel": "submitter",
+    "force": "submitter",
+    "acquire_lock": "submitter",
+    "release_lock": "submitter",
+    "set_context": "operator",
+    "mark_bad": "admin",
+    "manage_users": "admin",
+}
+ACTIONS = tuple(_MIN_ROLE)
+# Acting on another user's confirm/cancel/lock needs admin.
+_OTHERS_ROLE = {"confirm": "admin", "cancel": "admin", "release_lock": "admin"}
+
+# no leading dot (hidden directory) nor dash (read as an option by shell tools)
+_NAME = re.compile(r"^[a-z0-9_][a-z0-9_.-]{0,63}$")
+_EMAIL = re.compile(
+    r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+)
+MIN_PASSWORD = 8
+
+# scrypt cost: n=2**14, r=8 uses 16 MiB and ~50 ms here - the interactive-login setting.
+_SCRYPT_N, _SCRYPT_R, _SCRYPT_P, _DKLEN = 2**14, 8, 1, 32
+_TOKEN_PREFIX = "ce"
+
+
+class UserError(ValueError):
+    """A bad user name, e-mail, role or password, or a refused change (names the field)."""
+
+
+class UserExistsError(UserError):
+    pass
+
+
+class UnknownUserError(UserError, LookupError):
+    pass
+
+
+@dataclasses.dataclass(frozen=True)
+class User:
+    name: str
+    email: str
+    role: str
+    disabled: bool = False
+    full_name: str = ""
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> User:
+        return cls(name=row["name"], email=row["email"], role=row["role"],
+                   disabled=bool(row["disabled"]), full_name=row.get("full_name", ""))
+
+
+# --- validation --------------------------------------------------------------------------------
+
+
+def validate_name(name: object) -> str:
+    """A user name safe as a directory name: ``[a-z0-9_.-]``, no leading dot or dash,
+    1-64 characters."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise UserError(
+            f"user name {name!r}: use 1-64 characters from a-z 0-9 _ . - "
+            "(lower case, not starting with a dot)"
+        )
+    return name
+
+
+def validate_email(email: object) -> str:
+    if not isinstance(email, str) or len(email) > 254 or not _EMAIL.fullmatch(email):
+        raise UserError(f"e-mail {email!r}: not an e-mail address (name@domain)")
+    return email
+
+
+def validate_role(role: object) -> str:
+    if role not in ROLES:
+        raise UserError(f"role {role!r}: must be one of {', '.join(ROLES)}")
+    return role  # type: ignore[return-value]
+
+
+def validate_password(password: object) -> str:
+    if not isinstance(password, str) or len(password) < MIN_PASSWORD:
+        raise UserError(f"password: must be at least {MIN_PASSWORD} characters")
+    if not password.strip():
+        raise UserError("password: must not be blank")
+    return password
+
+
+# --- password hashing ------------------------------------------------------------------------
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def hash_password(password: str) -> str:
+    """``scrypt$n$r$p$salt$hash`` for ``password`` with a fresh random salt."""
+    salt = secrets.token_bytes(16)
+    derived = hashlib.scrypt(password.encode("utf-8"), salt=salt, n=_SCRYPT_N, r=_SCRYPT_R,
+                             p=_SCRYPT_P, dklen=_DKLEN)
+    return f"scrypt${_SCRYPT_N}${_SCRYPT_R}${_SCRYPT_P}${_b64(salt)}${_b64(derived)}"
+
+
+def verify_password(password: str, stored: str) -> bool:
+    """True when ``password`` matches the ``stored`` hash (constant-time comparison).
+
+    Malformed or empty stored hashes never match.
+    """
+    try:
+        scheme, n, r, p, salt, expected = stored.split("$")
+        if scheme != "scrypt":
+            return False
+        n_, r_, p_ = int(n), int(r), int(p)
+        salt_bytes, expected_bytes = base64.b64decode(salt), base64.b64decode(expected)
+        # the stored parameters choose the cost: refuse absurd ones rather than hang
+        if not (2 <= n_ <= 2**20 and 1 <= r_ <= 32 and 1 <= p_ <= 16 and expected_bytes):
+            return False
+        derived = hashlib.scrypt(password.encode("utf-8"), salt=salt_bytes, n=n_, r=r_, p=p_,
+                                 dklen=len(expected_bytes), maxmem=256 * 1024 * 1024)
+    except (ValueError, TypeError, AttributeError):
+        return False
+    return hmac.compare_digest(derived, expected_bytes)
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """A hash to verify against when the user is unknown (made once, on first need)."""
+    return hash_password(secrets.token_hex(16))
+
+
+# --- the users fold --------------------------------------------------------------------------
+
+
+def _users_apply(key: Key, row: Row | None, record: RecordedEvent) -> Row | None:
+    event = record.event
+    if isinstance(event, ev.UserAdded):
+        row = {
+            "name": event.username, "email": event.email, "full_name": event.full_name,
+            "role": event.role, "disabled": False, "password_hash": event.password_hash,
+            "tokens": (), "created_at": record.recorded_at,
+        }
+    elif row is None:
+        return None
+    else:
+        row = dict(row)
+        if isinstance(event, ev.UserDisabled):
+            row["disabled"] = True
+        elif isinstance(event, ev.UserPasswordChanged):
+            row["password_hash"] = event.password_hash
+        elif isinstance(event, ev.UserTokenIssued):
+            row["tokens"] = (*row["tokens"], event.token_hash)
+    row.update(updated_at=record.recorded_at, position=record.position)
+    return row
+
+
+USERS = register_fold(Fold(
+    table="users",
+    columns={
+        "name": str, "email": str, "full_name": str, "role": str, "disabled": bool,
+        "password_hash": str, "tokens": tuple, "created_at": str, "updated_at": str,
+        "position": int,
+    },
+    pk=("name",),
+    consumes=frozenset({ev.UserAdded.type, ev.UserDisabled.type, ev.UserPasswordChanged.type,
+                        ev.UserTokenIssued.type}),
+    keys=lambda record: [(record.event.username,)],
+    apply=_users_apply,
+))
+
+
+def _user_row(store, name: str) -> tuple[Row | None, int]:
+    """The fold of one user's stream and the stream's version."""
+    records = store.read_all(0, streams=[ev.user_stream(name)])  # a store or a transaction
+    state = replay(USERS, records)
+    version = records[-1].version if records else NO_STREAM
+    return state.get((name,)), version
+
+
+def _all_rows(store) -> dict[Key, Row]:
+    return replay(USERS, store.read_all(types=USERS.consumes))
+
+
+def get_user(store, name: str) -> User | None:
+    """The user called ``name`` (None if never added)."""
+    row, _ = _user_row(store, name)
+    return User.from_row(row) if row else None
+
+
+def list_users(store) -> list[User]:
+    return [User.from_row(row) for _, row in sorted(_all_rows(store).items())]
+
+
+# --- changes ---------------------------------------------------------------------------------
+
+
+def _meta(actor: str | None) -> dict[str, Any] | None:
+    return {"actor": actor} if actor else None
+
+
+def add_user(store, name: str, email: str, role: str = "submitter", password: str | None = None,
+             *, full_name: str = "", actor: str | None = None) -> User:
+    """Record a new user. Without ``password`` the account cannot log in (tokens still work).
+
+    `UserExistsError` if the name is taken, even by a concurrent add.
+    """
+    validate_name(name)
+    validate_email(email)
+    validate_role(role)
+    password_hash = hash_password(validate_password(password)) if password is not None else ""
+    event = ev.UserAdded(username=name, email=email, full_name=full_name, role=role,
+                         password_hash=password_hash)
+    try:
+        store.record(event, NO_STREAM, meta=_meta(actor))
+    except ConcurrencyError:
+        raise UserExistsError(f"user {name!r}: already exists") from None
+    return User(name=name, email=email, role=role, full_name=full_name)
+
+
+def _existing(store, name: str) -> tuple[Row, int]:
+    row, version = _user_row(store, name)
+    if row is None:
+        raise UnknownUserError(f"user {name!r}: no such user")
+    return row, version
+
+
+def disable_user(store, name: str, reason: str = "", *, actor: str | None = None) -> bool:
+    """Disable ``name``; False if it already was (nothing recorded)."""
+    row, version = _existing(store, name)
+    if row["disabled"]:
+        return False
+    store.record(ev.UserDisabled(username=name, reason=reason), version, meta=_meta(actor))
+    return True
+
+
+def set_password(store, name: str, password: str, *, actor: str | None = None) -> None:
+    _, version = _existing(store, name)
+    password_hash = hash_password(validate_password(password))
+    store.record(ev.UserPasswordChanged(username=name, password_hash=password_hash), version,
+                 meta=_meta(actor))
+
+
+def authenticate(store, name: str, password: str) -> User | None:
+    """The user when ``name``/``password`` are right and the account enabled, else None.
+
+    An unknown name costs the same hashing time as a wrong password.
+    """
+    row = None
+    if isinstance(name, str) and _NAME.fullmatch(name):
+        row, _ = _user_row(store, name)
+    stored = row["password_hash"] if row and row["password_hash"] else _dummy_hash()
+    matched = verify_password(password if isinstance(password, str) else "", stored)
+    if row is None or not row["password_hash"] or row["disabled"] or not matched:
+        return None
+    return User.from_row(row)
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def issue_token(store, name: str, *, actor: str | None = None) -> str:
+    """A new API token for ``name`` (shown once; only its hash is recorded)."""
+    row, version = _existing(store, name)
+    if row["disabled"]:
+        raise UserError(f"user {name!r}: disabled; no tokens for disabled users")
+    token_id = secrets.token_hex(4)
+    token = f"{_TOKEN_PREFIX}_{token_id}_{secrets.token_urlsafe(32)}"
+    store.record(ev.UserTokenIssued(username=name, token_id=token_id,
+                                    token_hash=_token_hash(token)), version, meta=_meta(actor))
+    return token
+
+
+def user_for_token(store, token: str) -> User | None:
+    """The enabled user a token was issued to, else None."""
+    if not isinstance(token, str) or not token.startswith(_TOKEN_PREFIX + "_"):
+        return None
+    wanted = _token_hash(token)
+    for record in store.read_all(types=[ev.UserTokenIssued.type]):
+        if hmac.compare_digest(record.event.token_hash, wanted):
+            user = get_user(store, record.event.username)
+            return user if user is not None and not user.disabled else None
+    return None
+
+
+# --- policy ----------------------------------------------------------------------------------
+
+
+def can(user: User | Mapping[str, Any] | None, action: str, *, owner: str | None = None) -> bool:
+    """May ``user`` do ``action``? ``owner``: whose submission/lock it is, where that matters.
+
+    Unknown actions are refused (a typo must not grant anything).
+    """
+    if user is None:
+        return False
+    if not isinstance(user, User):
+        user = User.from_row(user)
+    if user.disabled or user.role not in _RANK or action not in _MIN_ROLE:
+        return False
+    needed = _MIN_ROLE[action]
+    if owner is not None and owner != user.name and action in _OTHERS_ROLE:
+        needed = _OTHERS_ROLE[action]
+    return _RANK[user.role] >= _RANK[needed]
