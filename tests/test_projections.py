@@ -145,3 +145,18 @@ def test_rebuild_equals_incremental_and_in_memory_replay(events, chunk, batch, r
             store.close()
     assert incremental == in_memory
     assert rebuilt == incremental
+
+
+def test_every_domain_read_model_is_rebuilt(tmp_path):
+    """serve and rebuild see the folds that live beside their domain, not only the store's."""
+    import subprocess
+    import sys
+
+    code = (
+        "from crds_events.store.projections import default_projections;"
+        "print(sorted(p.fold.table for p in default_projections()))"
+    )
+    # A fresh interpreter: nothing imported beforehand may be what makes the folds appear.
+    tables = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    for table in ("users", "locks", "emails", "files", "context_pointers"):
+        assert repr(table) in tables.stdout

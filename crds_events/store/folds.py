@@ -13,6 +13,7 @@ Row values are plain Python: str, int, bool, None and tuples of str (stored as J
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -78,7 +79,16 @@ def register_fold(fold: Fold) -> Fold:
     return fold
 
 
+# Folds that live beside their domain (users, locks, the e-mail outbox) register when their
+# module is imported; importing them here gives every caller of `all_folds` (serve, rebuild,
+# the web's "as of event N") the same complete set, whatever it happened to import before.
+_DOMAIN_FOLD_MODULES = ("crds_events.users", "crds_events.locks", "crds_events.mail")
+
+
 def all_folds() -> list[Fold]:
+    """Every registered fold, the domain modules' included."""
+    for module in _DOMAIN_FOLD_MODULES:
+        importlib.import_module(module)
     return list(_FOLDS.values())
 
 
