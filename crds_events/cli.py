@@ -157,11 +157,11 @@ def rebuild(root: Path | None) -> None:
 @click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
 def serve(root: Path | None, host: str, port: int) -> None:
     """Run the server in the foreground until SIGINT/SIGTERM."""
-    from crds_events.server import Server, ServerError
+    from crds_events.server import ServerError, build_server
 
     settings = _settings(root)
     try:
-        server = Server(settings, host=host, port=port)
+        server = build_server(settings, host=host, port=port)
     except ServerError as exc:
         raise click.ClickException(str(exc)) from None
     server.serve_forever(announce=lambda message: click.echo(message))

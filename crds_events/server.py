@@ -135,3 +135,19 @@ class Server:
                 for signum, handler in previous.items():
                     signal.signal(signum, handler)
         announce("crds-events stopped cleanly.")
+
+
+def build_server(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000) -> Server:
+    """The server `crds-events serve` runs: projections and every part later issues add.
+
+    Order matters where parts react to one another's events: the e-mail composer must see
+    the submission outcomes, so it joins the runner before the submission handler.
+    """
+    from crds_events import locks
+    from crds_events.handlers import email, submissions
+
+    server = Server(settings, host=host, port=port)
+    email.register(server)
+    submissions.register(server)
+    locks.register(server)
+    return server

@@ -1,0 +1,1 @@
+"""Submissions: manifests, processing, review (issue 5)."""
