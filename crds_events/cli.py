@@ -253,6 +253,14 @@ def checksum_command(verify: bool, files: tuple[str, ...]) -> None:
     if failures:
         raise click.exceptions.Exit(1)
 
+# --- delivery commands ---
+
+# --- context commands (set-context, mark-bad, remote-context) ---
+
+# --- reprocessing commands (datasets, repro) ---
+
+# --- rpc client commands (sync, remote submit, list --server) ---
+
 # --- submission commands ---
 # (mail: the e-mail outbox)
 
