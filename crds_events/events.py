@@ -490,6 +490,36 @@ class DeliveryFailed(Event):
 
 
 @register()
+class DeliveryRequested(Event):
+    """A confirmed submission was given its delivery name (serial allocated at confirm);
+    the delivery worker links the files and writes the ``.cat`` next (`DeliveryCreated`)."""
+
+    delivery: str  # e.g. "jwst_0042"
+    observatory: str
+    submission_id: str
+    files: tuple[str, ...]
+    serial: int
+
+    @property
+    def stream(self) -> str:
+        return delivery_stream(self.delivery)
+
+
+@register()
+class DeliveryProblemFound(Event):
+    """Something about a delivery is wrong on disk (e.g. its ``.cat`` names files that do
+    not exist); its state is unchanged. ``missing`` lists the absent files."""
+
+    delivery: str
+    problem: str
+    missing: tuple[str, ...] = ()
+
+    @property
+    def stream(self) -> str:
+        return delivery_stream(self.delivery)
+
+
+@register()
 class DeliveryArchived(Event):
     """The archive poller deleted the manifest: every file in it is archived."""
 
@@ -555,6 +585,9 @@ class ContextSet(Event):
     context: str
     previous: str | None = None
     description: str = ""
+    # Optional (added by crds_events.contexts; older payloads decode with ""): the
+    # calibration software version a ``build`` context is for (CRDS get_build_context).
+    calver: str = ""
 
     @property
     def stream(self) -> str:
@@ -591,6 +624,9 @@ class DatasetsImported(Event):
     count: int
     digest: str
     source: str = ""
+    # Optional (crds_events.datasets): ``digest`` is the sha1 of the source file (the rows
+    # live in the bulk ``datasets`` table, not in an artifact); datasets per instrument.
+    by_instrument: dict = dataclasses.field(default_factory=dict)
 
     @property
     def stream(self) -> str:
@@ -605,6 +641,13 @@ class AffectedDatasetsComputed(Event):
     count: int
     digest: str  # artifact holding the dataset ids
     by_instrument: dict = dataclasses.field(default_factory=dict)
+    # Optional (crds_events.reprocessing): counts per reference type, the datasets
+    # considered, the unique errors (message -> count, the most frequent few), and a text
+    # artifact with one affected id per line (what the DPAS e-mail quotes).
+    by_type: dict = dataclasses.field(default_factory=dict)
+    candidates: int = 0
+    errors: dict = dataclasses.field(default_factory=dict)
+    ids_digest: str = ""
 
     @property
     def stream(self) -> str:
@@ -619,6 +662,37 @@ class ReprocessingHeld(Event):
     new_context: str
     pipeline: str
     reason: str = ""
+
+    @property
+    def stream(self) -> str:
+        return reprocessing_stream(self.observatory)
+
+
+@register()
+class ReprocessingSkipped(Event):
+    """A change of ``latest`` that triggers no reprocessing (a regression to an older or
+    the same context, or no previous context), recorded so the log says why."""
+
+    observatory: str
+    old_context: str
+    new_context: str
+    reason: str = ""
+
+    @property
+    def stream(self) -> str:
+        return reprocessing_stream(self.observatory)
+
+
+@register()
+class ReprocessingOverdue(Event):
+    """Held reprocessing whose pipeline has not pushed the new context in time (devs are
+    e-mailed)."""
+
+    observatory: str
+    new_context: str
+    pipeline: str
+    held_since: str = ""  # ISO 8601 UTC
+    waited_seconds: float = 0.0
 
     @property
     def stream(self) -> str:

@@ -104,6 +104,7 @@ _OTHER_KINDS: dict[type[ev.Event], str] = {
     ev.ContextSet: "SET CONTEXT",
     ev.DeliveryFailed: "DELIVERY FAILED",
     ev.ReprocessingReleased: "AFFECTED DATASETS",
+    ev.ReprocessingOverdue: "REPROCESSING OVERDUE",
 }
 # Events that only feed the facts table.
 _FACT_EVENTS = (ev.FileCertified, ev.UserAdded, ev.UserDisabled, ev.DeliveryCreated,
@@ -191,6 +192,9 @@ def learn(facts: Facts, record: RecordedEvent) -> None:
         facts.put(f"affected:{event.observatory}:{event.new_context}", {
             "old_context": event.old_context, "count": event.count, "digest": event.digest,
             "by_instrument": dict(event.by_instrument),
+            # reprocessing's additions: the id list (text artifact) and the error summary
+            "ids_digest": event.ids_digest, "errors": dict(event.errors),
+            "candidates": event.candidates,
         })
 
 
@@ -242,6 +246,7 @@ class ComposeOptions:
     devs: tuple[str, ...] = ()
     dpas: tuple[str, ...] = ()
     context_kinds: frozenset[str] = DEFAULT_CONTEXT_KINDS
+    root: str = ""  # the server root: affected-dataset ids are read from its artifacts
 
     @classmethod
     def from_settings(cls, settings: Settings, *, base_url: str | None = None,
@@ -253,6 +258,7 @@ class ComposeOptions:
             dpas=settings.recipients_dpas,
             context_kinds=frozenset(context_kinds) if context_kinds is not None
             else DEFAULT_CONTEXT_KINDS,
+            root=str(settings.root),
         )
 
 
@@ -345,6 +351,8 @@ def _compose_context(record: RecordedEvent, facts: Facts, opts: ComposeOptions) 
     subject = f"CRDS {event.observatory.upper()} Set Context: {event.kind} = {event.context}"
     lines = [f"The {event.observatory} '{event.kind}' context is now {event.context}.", ""]
     lines.append(f"Previous: {event.previous or '(none)'}")
+    if event.calver:  # a build context is per calibration software version
+        lines.append(f"Calibration software version: {event.calver}")
     if record.actor:
         lines.append(f"Set by: {record.actor}")
     if event.description:
@@ -393,12 +401,55 @@ def _compose_reprocessing(record: RecordedEvent, facts: Facts, opts: ComposeOpti
             lines.append(f"  {instrument}: {count}")
         if info.get("digest"):
             lines.append(f"Dataset id list: artifact {info['digest']}")
+        lines += _affected_id_lines(info, opts)
     lines += ["", "The ids are also served by the JSON-RPC method get_affected_datasets"
                   f"({event.observatory!r}, {old!r}, {event.new_context!r}).",
               f"Reprocessing page: {link}"]
     to = _unique(opts.dpas)
     return Composed("AFFECTED DATASETS", subject, _finish(lines, link), to,
                     _unique(opts.devs, exclude=to), ev.reprocessing_stream(event.observatory))
+
+
+MAX_IDS_IN_MAIL = 500  # affected ids quoted in the DPAS e-mail; the rest by RPC / CLI
+
+
+def _affected_id_lines(info: dict, opts: ComposeOptions) -> list[str]:
+    """The error summary and the affected ids (the first MAX_IDS_IN_MAIL) for DPAS."""
+    lines: list[str] = []
+    errors = info.get("errors") or {}
+    if errors:
+        lines += ["", "Lookup errors under the new context (datasets):"]
+        lines += [f"  {count:>8}  {message}" for message, count in list(errors.items())[:10]]
+    digest = info.get("ids_digest")
+    if not digest or not opts.root:
+        return lines
+    from crds_events.store.artifacts import ArtifactError, ArtifactStore
+
+    try:
+        ids = ArtifactStore.for_root(opts.root).get_text(digest).split()
+    except ArtifactError as exc:  # the list is still served by RPC; say why it is missing
+        return [*lines, "", f"(dataset id list unavailable here: {exc})"]
+    shown = ids[:MAX_IDS_IN_MAIL]
+    lines += ["", f"Affected dataset ids ({len(ids)}):", *(f"  {i}" for i in shown)]
+    if len(ids) > len(shown):
+        lines.append(f"  ... and {len(ids) - len(shown)} more (crds-events repro ids, or RPC)")
+    return lines
+
+
+def _compose_repro_overdue(record: RecordedEvent, facts: Facts,
+                           opts: ComposeOptions) -> Composed:
+    event = record.event
+    hours = event.waited_seconds / 3600
+    subject = (f"CRDS {event.observatory.upper()} reprocessing for {event.new_context} held "
+               f"{hours:.1f} h: pipeline '{event.pipeline}' has not pushed it")
+    link = f"{opts.base_url}/reprocessing/{event.new_context}"
+    lines = [f"The affected datasets for {event.new_context} are held until pipeline "
+             f"'{event.pipeline}' reports running it, and it has not after {hours:.1f} hours "
+             f"(held since {event.held_since}).", "",
+             "DPAS has not been sent the dataset ids. Check the pipeline's CRDS sync; the ids "
+             "go out as soon as it pushes the new context.", "", f"Reprocessing page: {link}"]
+    return Composed("REPROCESSING OVERDUE", subject, _finish(lines, link), _unique(opts.devs),
+                    (), ev.reprocessing_stream(event.observatory))
 
 
 def compose(record: RecordedEvent, facts: Facts, opts: ComposeOptions) -> Composed | None:
@@ -412,6 +463,8 @@ def compose(record: RecordedEvent, facts: Facts, opts: ComposeOptions) -> Compos
         composed = _compose_delivery_failed(record, facts, opts)
     elif event_type is ev.ReprocessingReleased:
         composed = _compose_reprocessing(record, facts, opts)
+    elif event_type is ev.ReprocessingOverdue:
+        composed = _compose_repro_overdue(record, facts, opts)
     else:
         return None
     if composed is None:
