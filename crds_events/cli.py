@@ -255,11 +255,512 @@ def checksum_command(verify: bool, files: tuple[str, ...]) -> None:
 
 # --- delivery commands ---
 
+
+@cli.command("deliveries")
+@_root_option
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def deliveries_command(root: Path | None, as_json: bool) -> None:
+    """List deliveries to the archive with their state and when each state was reached."""
+    import json
+
+    from crds_events.delivery import list_deliveries
+
+    store = _open_log(_settings(root))
+    try:
+        infos = list_deliveries(store)
+    finally:
+        store.close()
+    for info in infos:
+        if as_json:
+            click.echo(json.dumps(info.to_json(), ensure_ascii=False))
+            continue
+        times = "  ".join(f"{state} {at[:19].replace('T', ' ')}"
+                          for state, at in info.times.items())
+        click.echo(f"{info.name:<12} {info.state:<10} {info.submission_id:<24} "
+                   f"{len(info.files):>3} files  {times}")
+        if info.reason:
+            click.echo(f"{'':<12} reason: {info.reason}")
+        for problem in info.problems:
+            click.echo(f"{'':<12} problem: {problem}")
+
+
+@cli.group("delivery")
+def delivery_group() -> None:
+    """The delivery directory and the archive's progress."""
+
+
+@delivery_group.command("reconcile")
+@_root_option
+def delivery_reconcile(root: Path | None) -> None:
+    """Record what the archive did to the delivery directory (safe to repeat)."""
+    from crds_events.watch.delivery import reconcile
+
+    settings = _settings(root)
+    store = _open_log(settings)
+    try:
+        report = reconcile(settings, store)
+    finally:
+        store.close()
+    for stream, type_name in report.recorded:
+        click.echo(f"recorded {type_name} {stream}")
+    for problem in report.problems:
+        click.echo(f"problem: {problem}", err=True)
+    for note in report.ignored:
+        click.echo(f"ignored: {note}", err=True)
+    click.echo(f"{report.examined} deliveries examined, {len(report.recorded)} facts "
+               f"recorded, {len(report.problems)} problems")
+
 # --- context commands (set-context, mark-bad, remote-context) ---
+_ctx_user_option = click.option(
+    "--user", "ctx_user", envvar="CRDS_EVENTS_USER", default=None,
+    help="Act as this user (default $CRDS_EVENTS_USER).")
+
+
+@cli.command("set-context")
+@click.argument("kind", type=click.Choice(["latest", "edit", "versions", "build"]))
+@click.argument("pmap")
+@click.option("--reason", required=True,
+              help="Why (history and e-mail). Printable text; no control characters and "
+                   "no < > & (shown as HTML).")
+@click.option("--calver", default=None,
+              help="build only: the calibration software version this context is for.")
+@_ctx_user_option
+@_root_option
+def set_context_command(kind, pmap, reason, calver, ctx_user, root) -> None:
+    """Point the KIND context (latest, edit, versions, build) at PMAP (operators)."""
+    from crds_events.contexts import ContextError, set_context
+
+    settings = _settings(root)
+    store = _open_log(settings)
+    try:
+        change = set_context(settings, store, kind, pmap, reason, ctx_user, calver=calver)
+    except ContextError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        store.close()
+    label = f"{kind}[{change.calver}]" if change.calver else kind
+    if not change.changed:
+        click.echo(f"{label} is already {change.context}; nothing recorded")
+        return
+    click.echo(f"{label}: {change.previous or '(none)'} -> {change.context} "
+               f"({change.direction}), event {change.position}")
+
+
+@cli.command("contexts")
+@click.option("--history", is_flag=True, help="Every change, newest first.")
+@click.option("--json", "as_json", is_flag=True, help="JSON output.")
+@_root_option
+def contexts_command(history, as_json, root) -> None:
+    """Show the context pointers (or their history)."""
+    import json
+
+    from crds_events.contexts import context_history, get_pointers
+
+    settings = _settings(root)
+    store = _open_log(settings)
+    try:
+        if history:
+            rows = list(reversed(context_history(store, observatory=settings.observatory)))
+        else:
+            rows = list(get_pointers(store, settings.observatory).values())
+    finally:
+        store.close()
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo("no context set yet")
+    for row in rows:
+        when = row.get("recorded_at") or row.get("set_at")
+        kind = f"{row['kind']}[{row['calver']}]" if row["calver"] else row["kind"]
+        extra = f" ({row['direction']})" if history else ""
+        click.echo(f"{when}  {kind:<10} {row['context']:<24} from "
+                   f"{row['previous'] or '(none)'}{extra} by {row['actor'] or '?'}: "
+                   f"{row['description'].splitlines()[0] if row['description'] else ''}")
+
+
+@cli.command("mark-bad")
+@click.argument("files", nargs=-1, required=True)
+@click.option("--reason", required=True, help="Why the files are bad (no control characters, "
+                                              "no < > &).")
+@_ctx_user_option
+@_root_option
+def mark_bad_command(files, reason, ctx_user, root) -> None:
+    """Reject FILES and blacklist every mapping that uses them (admins)."""
+    from crds_events.badfiles import BadFilesError, mark_bad
+
+    settings = _settings(root)
+    store = _open_log(settings)
+    try:
+        result = mark_bad(settings, store, files, reason, ctx_user)
+    except BadFilesError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        store.close()
+    for name in result.marked:
+        click.echo(f"{name}: marked bad")
+    for name in result.unchanged:
+        click.echo(f"{name}: already bad")
+    for name in result.blacklisted:
+        click.echo(f"{name}: blacklisted")
+
+
+@cli.command("mark-ok")
+@click.argument("files", nargs=-1, required=True)
+@click.option("--reason", default="", help="Why (optional).")
+@_ctx_user_option
+@_root_option
+def mark_ok_command(files, reason, ctx_user, root) -> None:
+    """Clear the rejection of FILES; mappings no longer using a bad file are cleared (admins)."""
+    from crds_events.badfiles import BadFilesError, mark_ok
+
+    settings = _settings(root)
+    store = _open_log(settings)
+    try:
+        result = mark_ok(settings, store, files, ctx_user, reason)
+    except BadFilesError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        store.close()
+    for name in result.marked:
+        click.echo(f"{name}: marked OK")
+    for name in result.unchanged:
+        click.echo(f"{name}: was not marked bad")
+    for name in result.unblacklisted:
+        click.echo(f"{name}: no longer blacklisted")
+
+
+@cli.command("bad-files")
+@click.option("--json", "as_json", is_flag=True, help="JSON output.")
+@_root_option
+def bad_files_command(as_json, root) -> None:
+    """List rejected and blacklisted files."""
+    import json
+
+    from crds_events.badfiles import bad_file_rows
+
+    store = _open_log(_settings(root))
+    try:
+        rows = bad_file_rows(store)
+    finally:
+        store.close()
+    if as_json:
+        click.echo(json.dumps([{"name": r["name"], "rejected": r["rejected"],
+                                "blacklisted": r["blacklisted"], "reason": r["reject_reason"]}
+                               for r in rows], indent=2))
+        return
+    for row in rows:
+        what = "rejected" if row["rejected"] else "blacklisted"
+        reason = f": {row['reject_reason']}" if row["reject_reason"] else ""
+        click.echo(f"{row['name']}  {what}{reason}")
+    click.echo(f"{len(rows)} bad file(s)")
+
+
+@cli.group("remote-context", invoke_without_command=True)
+@_root_option
+@click.pass_context
+def remote_context_group(ctx, root) -> None:
+    """Commanded (latest) vs actual contexts of pipelines; `push KEY PMAP` records one."""
+    ctx.ensure_object(dict)
+    ctx.obj["ctx_root"] = root
+    if ctx.invoked_subcommand is not None:
+        return
+    from crds_events.remote import remote_contexts
+
+    settings = _settings(root)
+    store = _open_log(settings)
+    try:
+        rows = remote_contexts(store, settings.observatory)
+    finally:
+        store.close()
+    if not rows:
+        click.echo("no pipeline has pushed a context yet")
+    for row in rows:
+        state = "in sync" if row["in_sync"] else "BEHIND/DIFFERENT"
+        click.echo(f"{row['key']:<20} actual {row['actual']:<24} commanded "
+                   f"{row['commanded'] or '(none)':<24} {state}  (pushed {row['pushed_at']})")
+
+
+@remote_context_group.command("push")
+@click.argument("key")
+@click.argument("pmap")
+@_ctx_user_option
+@_root_option
+@click.pass_context
+def remote_context_push(ctx, key, pmap, ctx_user, root) -> None:
+    """Record that pipeline KEY now holds PMAP."""
+    from crds_events.remote import RemoteContextError, push_remote_context
+
+    settings = _settings(root or ctx.obj.get("ctx_root"))
+    store = _open_log(settings)
+    try:
+        row = push_remote_context(settings, store, key, pmap, ctx_user)
+    except RemoteContextError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        store.close()
+    news = "recorded" if row["recorded"] else "unchanged, not recorded again"
+    click.echo(f"{key}: {row['actual']} ({news}); commanded {row['commanded'] or '(none)'}")
+
 
 # --- reprocessing commands (datasets, repro) ---
 
+
+@cli.group("datasets")
+def datasets_group() -> None:
+    """The archive's dataset parameters, for reprocessing (affected datasets)."""
+
+
+@datasets_group.command("import")
+@_root_option
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+def datasets_import(root: Path | None, file: Path) -> None:
+    """Import FILE.jsonl: one {"id": "<product>:<exposure>", "header": {...}} per line."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+
+    from crds_events.datasets import DatasetImportError, import_datasets
+
+    settings = _settings(root)
+    store = _open_log(settings)
+    columns = ("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
+               TimeRemainingColumn())
+    try:
+        with Progress(*columns, transient=True, disable=not sys.stderr.isatty()) as bar:
+            task = bar.add_task(f"importing {file.name}", total=None)
+
+            def progress(_phase: str, done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total)
+
+            result = import_datasets(settings, store, file, progress=progress)
+    except DatasetImportError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        store.close()
+    if result.already:
+        click.echo(f"{file}: already imported (sha1 {result.sha1}, {result.count} datasets); "
+                   "nothing changed")
+        return
+    per = ", ".join(f"{name} {count}" for name, count in result.by_instrument.items())
+    click.echo(f"imported {result.count} datasets from {file} (sha1 {result.sha1}): {per}")
+
+
+@cli.group("repro")
+def repro_group() -> None:
+    """Affected datasets between two contexts (what DPAS reprocesses)."""
+
+
+def _repro_summary(result) -> list[str]:
+    lines = [f"{result.old_context} -> {result.new_context}: {result.count} affected of "
+             f"{result.candidates} datasets considered"]
+    for instrument, types in sorted(result.changed.items()):
+        for filekind, since in sorted(types.items()):
+            lines.append(f"  changed {instrument.lower()}.{filekind} "
+                         f"(from {since or 'any date'})")
+    lines += [f"  {name}: {count}" for name, count in result.by_instrument.items()]
+    lines += [f"  {name}: {count}" for name, count in result.by_type.items()]
+    if result.errors:
+        lines.append("errors under the new context (datasets):")
+        lines += [f"  {count:>8}  {message}" for message, count in result.errors.items()]
+    return lines
+
+
+@repro_group.command("show")
+@_root_option
+@click.argument("old")
+@click.argument("new")
+@click.option("--changes", is_flag=True, help="Also list each dataset's changed references.")
+def repro_show(root: Path | None, old: str, new: str, changes: bool) -> None:
+    """Summary of the stored affected datasets for OLD -> NEW."""
+    from crds_events.repro_results import stored_result
+
+    settings = _settings(root)
+    store = _open_log(settings)
+    try:
+        result = stored_result(settings, store, old, new)
+    finally:
+        store.close()
+    if result is None:
+        raise click.ClickException(f"no affected datasets stored for {old} -> {new}; run "
+                                   f"`crds-events repro compute {old} {new}`")
+    for line in _repro_summary(result):
+        click.echo(line)
+    if changes:
+        for dataset_id, filekind, was, now in result.changes():
+            click.echo(f"{dataset_id} {filekind} {was} -> {now}")
+
+
+@repro_group.command("ids")
+@_root_option
+@click.argument("old")
+@click.argument("new")
+def repro_ids(root: Path | None, old: str, new: str) -> None:
+    """The affected dataset ids for OLD -> NEW, one per line."""
+    from crds_events.repro_results import affected_ids
+
+    settings = _settings(root)
+    store = _open_log(settings)
+    try:
+        ids = affected_ids(settings, store, old, new)
+    finally:
+        store.close()
+    if ids is None:
+        raise click.ClickException(f"no affected datasets stored for {old} -> {new}; run "
+                                   f"`crds-events repro compute {old} {new}`")
+    for dataset_id in ids:
+        click.echo(dataset_id)
+
+
+@repro_group.command("compute")
+@_root_option
+@click.argument("old")
+@click.argument("new")
+def repro_compute(root: Path | None, old: str, new: str) -> None:
+    """Compute and store the affected datasets for OLD -> NEW now (a manual run; not held
+    or mailed: that is what setting latest does)."""
+    from crds_events.repro_results import compute_and_record
+    from crds_events.rules.context import ContextError
+    from crds_events.rules.parse import MappingError
+
+    settings = _settings(root)
+    store = _open_log(settings)
+    try:
+        result, _ = compute_and_record(settings, store, old, new)
+    except (ContextError, MappingError, FileNotFoundError) as exc:
+        raise click.ClickException(f"{old} -> {new}: {exc}") from None
+    finally:
+        store.close()
+    for line in _repro_summary(result):
+        click.echo(line)
+    click.echo(f"computed in {result.seconds:.2f} s ({result.distinct} parameter groups)")
+
 # --- rpc client commands (sync, remote submit, list --server) ---
+# (`submit`, `submission confirm|force|cancel` and `list` delegate here with --server)
+
+_rpc_server_option = click.option(
+    "--server", "server_url", default=None,
+    help="A crds-events server URL: act there, through its API, instead of locally.")
+_rpc_token_option = click.option(
+    "--token", "api_token", envvar="CRDS_EVENTS_TOKEN", default=None,
+    help="Your API token for --server (default $CRDS_EVENTS_TOKEN).")
+
+
+def _rpc_contexts(values: tuple[str, ...]) -> list[str]:
+    """--contexts A B or --contexts A,B or repeated: crds takes several after one flag."""
+    return [name for value in values for name in value.replace(",", " ").split()]
+
+
+@cli.command("sync")
+@click.option("--server", "server_url", envvar="CRDS_SERVER_URL", required=True,
+              help="Server to sync from (default $CRDS_SERVER_URL).")
+@click.option("--contexts", "contexts", multiple=True, required=True,
+              help="Contexts to sync (.pmap/.imap/.rmap names, or latest/edit/...); "
+                   "repeatable or comma-separated.")
+@click.option("--fetch-references", is_flag=True, help="Also fetch the references they name.")
+@click.option("--check-files", is_flag=True,
+              help="Verify the sha1 of files already cached; replace those that differ.")
+@click.option("--push-context", "push_key", default=None, metavar="KEY",
+              help="Tell the server this pipeline (KEY) now uses the cache's default context.")
+@click.option("--cache", "cache_dir", envvar="CRDS_PATH", required=True,
+              type=click.Path(file_okay=False, path_type=Path),
+              help="The CRDS cache directory (default $CRDS_PATH).")
+@click.option("--workers", type=click.IntRange(1, 32), default=4, show_default=True,
+              help="Parallel downloads.")
+@click.option("--timeout", type=click.FloatRange(min=0.1), default=30.0, show_default=True,
+              help="Seconds before a silent request fails.")
+@click.option("--progress/--no-progress", default=None,
+              help="Progress bar (default: when stderr is a terminal).")
+def sync_command(server_url, contexts, fetch_references, check_files, push_key, cache_dir,
+                 workers, timeout, progress) -> None:
+    """Sync a CRDS cache (mappings, references, config) that the crds client can use."""
+    from contextlib import nullcontext
+
+    from crds_events.client.sync import RichSyncProgress, SyncError, sync
+
+    show = sys.stderr.isatty() if progress is None else progress
+    try:
+        with RichSyncProgress() if show else nullcontext() as bar:
+            result = sync(server_url, _rpc_contexts(contexts), cache_dir,
+                          fetch_references=fetch_references, check_files=check_files,
+                          push_context_key=push_key, progress=bar, workers=workers,
+                          timeout=timeout)
+    except SyncError as exc:
+        raise click.ClickException(str(exc)) from None
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    for name in result.repaired:
+        click.echo(f"replaced {name}: it differed from the server's copy", err=True)
+    if result.not_on_server:
+        click.echo(f"{len(result.not_on_server)} reference(s) named by the rules are not on "
+                   f"the server (e.g. {', '.join(result.not_on_server[:3])})", err=True)
+    click.echo(result.summary())
+    if result.default_context:
+        click.echo(f"default context: {result.default_context}")
+    if result.pushed_context:
+        click.echo(f"pushed context {result.pushed_context} for pipeline {push_key}")
+
+
+def _rpc_remote_submit(server_url: str, token: str | None, files, fields: dict,
+                       wait: bool, monitor: bool, timeout: float) -> None:
+    """`crds-events submit --server`: upload, then optionally follow to the outcome."""
+    from crds_events.client.submit import RemoteSubmitError, follow_remote, submit_remote
+
+    try:
+        result = submit_remote(server_url, token or "", list(files), fields)
+        click.echo(f"submission {result.submission_id}: {len(result.files)} file(s) "
+                   f"uploaded to {server_url}")
+        if not (wait or monitor):
+            return
+        follow_remote(server_url, result, timeout=timeout,
+                      monitor=(lambda line: click.echo(line)) if monitor else None)
+    except RemoteSubmitError as exc:
+        raise click.ClickException(str(exc)) from None
+    if result.state == "ready":
+        click.echo(f"submission {result.submission_id}: READY (new context "
+                   f"{result.new_context})")
+        return
+    if result.state == "timeout":
+        raise click.ClickException(f"submission {result.submission_id}: no outcome after "
+                                   f"{timeout:g} s")
+    label = {"rejected": "BAD FILES"}.get(result.state, result.state.upper())
+    click.echo(f"submission {result.submission_id}: {label}: {result.reason}")
+    raise click.exceptions.Exit(1)
+
+
+def _rpc_remote_decide(action: str, server_url: str, token: str | None, submission_id: str,
+                       **kwargs) -> None:
+    """`crds-events submission confirm|force|cancel --server`."""
+    from crds_events.client import submit as remote
+
+    try:
+        decision = getattr(remote, f"{action}_remote")(server_url, token or "", submission_id,
+                                                       **kwargs)
+    except remote.RemoteSubmitError as exc:
+        raise click.ClickException(str(exc)) from None
+    context = decision.new_context
+    click.echo(f"submission {decision.submission_id}: {decision.state}"
+               + (f"; edit context is now {context}" if context else ""))
+
+
+def _rpc_remote_list(server_url: str, what: str) -> None:
+    """`crds-events list --server`: the server's status or file lists."""
+    from crds_events.client.rpc import RpcError
+    from crds_events.client.status import remote_list, remote_status
+    from crds_events.listing import format_status
+
+    try:
+        if what == "status":
+            lines = list(format_status(remote_status(server_url)))
+        else:
+            lines = remote_list(server_url, what)
+    except (RpcError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    for line in lines:
+        click.echo(line)
+
+
+# --- web commands ---
+
+# --- ops commands (demo, backup, restore, generate) ---
 
 # --- submission commands ---
 # (mail: the e-mail outbox)
@@ -348,12 +849,24 @@ def _flow_user(name: str | None) -> str:
               help="Seconds to wait with --wait/--monitor.")
 @_flow_user_option
 @_root_option
+@_rpc_server_option
+@_rpc_token_option
 def submit(files, instrument, description, change_level, derive_from, kind, deliverer,
-           other_emails, no_auto_rename, wait, monitor, timeout, flow_user, root) -> None:
-    """Submit FILES through your ingest directory of a local server."""
+           other_emails, no_auto_rename, wait, monitor, timeout, flow_user, root,
+           server_url, api_token) -> None:
+    """Submit FILES through your ingest directory of a local server (or --server URL)."""
     from crds_events.submissions.review import follow
     from crds_events.watch.ingest import drop_submission
 
+    if server_url:  # remote: the token names the user; the server fills a missing deliverer
+        fields = {"instrument": instrument, "description": description,
+                  "change_level": change_level.upper(), "derive_from": derive_from,
+                  "kind": kind, "auto_rename": not no_auto_rename,
+                  "other_emails": list(other_emails)}
+        if deliverer or flow_user:
+            fields["deliverer"] = deliverer or flow_user
+        _rpc_remote_submit(server_url, api_token, files, fields, wait, monitor, timeout)
+        return
     user = _flow_user(flow_user)
     settings = _settings(root)
     fields = {"deliverer": deliverer or user, "instrument": instrument,
@@ -453,8 +966,12 @@ def _flow_decide(action: str, submission_id: str, flow_user, root, **kwargs) -> 
 @click.argument("submission_id")
 @_flow_user_option
 @_root_option
-def submission_confirm(submission_id, flow_user, root) -> None:
+@_rpc_server_option
+@_rpc_token_option
+def submission_confirm(submission_id, flow_user, root, server_url, api_token) -> None:
     """Confirm your READY submission: files cataloged, new pmap becomes the edit context."""
+    if server_url:
+        return _rpc_remote_decide("confirm", server_url, api_token, submission_id)
     _flow_decide("confirm", submission_id, flow_user, root)
 
 
@@ -462,8 +979,12 @@ def submission_confirm(submission_id, flow_user, root) -> None:
 @click.argument("submission_id")
 @_flow_user_option
 @_root_option
-def submission_force(submission_id, flow_user, root) -> None:
+@_rpc_server_option
+@_rpc_token_option
+def submission_force(submission_id, flow_user, root, server_url, api_token) -> None:
     """Confirm another member's READY submission once their lock is gone."""
+    if server_url:
+        return _rpc_remote_decide("force", server_url, api_token, submission_id)
     _flow_decide("force", submission_id, flow_user, root)
 
 
@@ -472,8 +993,12 @@ def submission_force(submission_id, flow_user, root) -> None:
 @click.option("--reason", default="", help="Why (goes in the e-mail).")
 @_flow_user_option
 @_root_option
-def submission_cancel(submission_id, reason, flow_user, root) -> None:
+@_rpc_server_option
+@_rpc_token_option
+def submission_cancel(submission_id, reason, flow_user, root, server_url, api_token) -> None:
     """Cancel your READY submission: temporary copies discarded, uploads kept."""
+    if server_url:
+        return _rpc_remote_decide("cancel", server_url, api_token, submission_id, reason=reason)
     _flow_decide("cancel", submission_id, flow_user, root, reason=reason)
 
 # (accounts: user, lock, import-cache)
@@ -806,12 +1331,16 @@ def uniqname_command(files, more_files, standard, add_checksum, add_keywords, re
               help="Directory holding the references.")
 @click.option("--context", "context", default=None,
               help="Only what this context (a .pmap in --mappings-dir) names.")
-def list_command(what, mappings_dir, references_dir, context) -> None:
+@click.option("--server", "server_url", default=None,
+              help="List what this crds-events/CRDS server has instead of directories.")
+def list_command(what, mappings_dir, references_dir, context, server_url) -> None:
     """List mappings, references or contexts, or show a status summary."""
     from crds_events.listing import CatalogError, DirectoryCatalog, format_status
 
     if what is None:
         raise click.UsageError("choose one of --mappings, --references, --contexts, --status")
+    if server_url:
+        return _rpc_remote_list(server_url, what)
     try:
         catalog = DirectoryCatalog(mappings_dir, references_dir, context)
         if what == "status":
