@@ -52,6 +52,17 @@ def m002_checkpoints(db: sqlite_utils.Database) -> None:
     db["_checkpoints"].create({"handler": str, "position": int}, pk="handler")
 
 
+@migrations()
+def m003_event_filter_indexes(db: sqlite_utils.Database) -> None:
+    # The timeline pages filter by type and by actor, newest first; on a log of millions of
+    # events these would otherwise scan the whole table.
+    db.execute("CREATE INDEX IF NOT EXISTS events_type_position ON events(type, position)")
+    db.execute(
+        "CREATE INDEX IF NOT EXISTS events_actor_position "
+        "ON events(json_extract(meta, '$.actor'), position)"
+    )
+
+
 def apply_migrations(db: sqlite_utils.Database) -> None:
     """Apply pending migrations under a write lock (no-op when up to date)."""
     if not migrations.pending(db) and db["events"].exists():
