@@ -87,6 +87,10 @@ class Server:
             raise ServerError("cannot add components to a running server")
         self._components.append(_Component(name, start, stop))
 
+    def running_components(self) -> list[str]:
+        """Names of the components started and not yet stopped, in start order."""
+        return [component.name for component in self._started]
+
     def start(self) -> None:
         for component in self._components:
             log.info("starting %s", component.name)
