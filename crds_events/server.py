@@ -144,14 +144,18 @@ class Server:
 def build_server(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000) -> Server:
     """The server `crds-events serve` runs: projections and every part later issues add.
 
-    Order matters where parts react to one another's events: the e-mail composer must see
-    the submission outcomes, so it joins the runner before the submission handler.
+    Order matters twice. Handlers that react to one another's events join the runner in
+    order: the e-mail composer before submissions and delivery, so it sees the events they
+    cause. Components stop in reverse order: the scheduler is added last so that it (and the
+    jobs it runs) stops before the parts those jobs call.
     """
-    from crds_events import locks
-    from crds_events.handlers import email, submissions
+    from crds_events import scheduler
+    from crds_events.handlers import delivery, email, submissions
 
     server = Server(settings, host=host, port=port)
-    email.register(server)
+    outbox = email.register(server)
     submissions.register(server)
-    locks.register(server)
+    delivery.register(server)
+    scheduler.register(server, outbox=outbox)
+    delivery.schedule_reconcile(server, 60.0)
     return server

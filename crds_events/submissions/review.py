@@ -9,7 +9,8 @@ Who may do what (CRDS's rules):
 
 Confirm copies the official files from the submission's work directory into the file store
 (`crds_events.store.filestore`, write-once), then in ONE transaction appends
-`FileCataloged` for each (state delivered, pending archive), `ContextSet` edit -> the new
+`DeliveryRequested` (the delivery name, `crds_events.delivery.allocate`), `FileCataloged`
+for each file of that delivery (state delivered, pending archive), `ContextSet` edit -> the new
 pmap (with the previous edit context), `LockReleased` and `SubmissionConfirmed` /
 `SubmissionForced`; the stream version read at the start guards against a concurrent
 decision. If the transaction fails, the files it added to the store are removed again, so
@@ -30,6 +31,7 @@ from typing import Any
 
 from crds_events import events as ev
 from crds_events.config import Settings
+from crds_events.delivery import allocate as allocate_delivery
 from crds_events.store.eventlog import SQLiteEventStore
 from crds_events.store.interface import RecordedEvent
 from crds_events.watch.ingest import uploads_dir, work_dir
@@ -263,11 +265,15 @@ def _commit_decision(settings, store, view: SubmissionView, user: str, forced: b
         # The version read when deciding: a concurrent confirm/cancel makes this fail.
         tx.append(ev.submission_stream(sid), decision, view.version, meta=meta,
                   idempotency_key=f"{sid}:decision")
+        # The delivery name (next serial) is fixed here, in the decision's transaction; the
+        # delivery worker links the files and writes its .cat afterwards.
+        delivery = allocate_delivery(tx, settings, sid, outcome.files,
+                                     observatory=observatory, meta=meta) if files else ""
         for name in files:
             certified = view.certified.get(name)
             sha1, size = _sha1_size(files[name])
             tx.record(ev.FileCataloged(
-                name=name, delivery=f"pending:{sid}", observatory=observatory, sha1=sha1,
+                name=name, delivery=delivery, observatory=observatory, sha1=sha1,
                 size=size, kind=certified.kind if certified else _kind_of(name),
                 instrument=(certified.instrument if certified else view.instrument),
                 filekind=certified.filekind if certified else "",
