@@ -17,7 +17,7 @@ demo: $(STAMP)
 	@echo "make demo: the demo is not built yet (see the main-job issue); nothing to run."
 
 lint: $(STAMP)
-	$(BIN)/ruff check crds_events tests bench
+	$(BIN)/ruff check crds_events tests bench ops
 
 test: $(STAMP) lint
 	$(BIN)/python -m pytest -q
