@@ -73,6 +73,12 @@ class Settings:
     lock_timeout: float = 4 * 3600.0  # seconds an instrument lock lasts without renewal
     substitutions: Path | None = None  # optional CRDS substitutions file
     pipeline_key: str = "pipeline"  # whose pushed context releases held reprocessing
+    # seconds held reprocessing may wait for that push before devs are e-mailed
+    repro_hold_timeout: float = 24 * 3600.0
+    log_format: str = "text"  # text | json (crds_events.logging_setup)
+    log_level: str = "INFO"
+    # the web UI is served over https (behind a TLS proxy): session cookies get Secure
+    web_https: bool = False
 
     @property
     def config_path(self) -> Path:
@@ -198,6 +204,11 @@ def _validate(values: dict[str, Any], sources: dict[str, str]) -> None:
             f"setting 'watcher_mode' from {sources.get('watcher_mode', 'defaults')}: "
             f"must be native or polling (got {values['watcher_mode']!r})"
         )
+    if values.get("log_format", "text") not in ("text", "json"):
+        raise ConfigError(
+            f"setting 'log_format' from {sources.get('log_format', 'defaults')}: "
+            f"must be text or json (got {values['log_format']!r})"
+        )
     for name in ("watcher_interval", "lock_timeout"):
         if values[name] <= 0:
             raise ConfigError(f"setting {name!r} from {sources.get(name)}: must be positive")
@@ -263,6 +274,8 @@ _TEMPLATE = """\
 observatory = "{observatory}"
 # lock_timeout = "4h"
 # pipeline_key = "pipeline"
+# repro_hold_timeout = "24h"
+# web_https = true        # the web UI is behind https: Secure session cookies
 # substitutions = "substitutions.json"
 
 [paths]   # relative to this directory

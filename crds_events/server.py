@@ -17,6 +17,7 @@ import signal
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from crds_events.config import Settings
 from crds_events.handlers import Handler
@@ -76,6 +77,7 @@ class Server:
             default_handlers() if handlers is None else handlers,
             poll_interval=poll_interval,
         )
+        self.web: Any = None  # the WebServer, once crds_events.wsgi.register has added it
         self._components: list[_Component] = []
         self._started: list[_Component] = []
         self._stopping = threading.Event()
@@ -124,10 +126,11 @@ class Server:
                 previous[signum] = signal.signal(signum, lambda *_: self.request_stop())
         try:
             self.start()
+            web = f"web app on {self.web.url}" if self.web is not None else "no web app"
             announce(
                 f"crds-events serving {self.settings.observatory} from {self.settings.root} "
-                f"(log {self.settings.db_path}); handler loop running; web app not built yet "
-                f"(would listen on http://{self.host}:{self.port}/). Ctrl-C or SIGTERM stops."
+                f"(log {self.settings.db_path}); {web}. "
+                "Ctrl-C or SIGTERM stops."
             )
             while not self._stopping.wait(0.5):
                 pass
@@ -149,13 +152,14 @@ def build_server(settings: Settings, *, host: str = "127.0.0.1", port: int = 800
     cause. Components stop in reverse order: the scheduler is added last so that it (and the
     jobs it runs) stops before the parts those jobs call.
     """
-    from crds_events import scheduler
+    from crds_events import scheduler, wsgi
     from crds_events.handlers import delivery, email, submissions
 
     server = Server(settings, host=host, port=port)
     outbox = email.register(server)
     submissions.register(server)
     delivery.register(server)
+    wsgi.register(server)
     scheduler.register(server, outbox=outbox)
     delivery.schedule_reconcile(server, 60.0)
     return server

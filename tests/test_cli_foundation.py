@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
+import urllib.request
 
 import pytest
 from click.testing import CliRunner
@@ -98,11 +100,15 @@ def test_commands_on_a_missing_root_say_so(tmp_path, run):
 def test_serve_runs_handlers_and_stops_on_sigterm(root):
     seed(root)
     server = subprocess.Popen(
-        [sys.executable, "-m", "crds_events", "serve", "--root", str(root), "--port", "8765"],
+        [sys.executable, "-m", "crds_events", "serve", "--root", str(root), "--port", "0"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
-        assert "serving hst" in server.stdout.readline()
+        announced = server.stdout.readline()
+        assert "serving hst" in announced
+        url = re.search(r"web app on (http://127\.0\.0\.1:\d+)", announced).group(1)
+        with urllib.request.urlopen(f"{url}/health", timeout=10) as reply:
+            assert json.load(reply)["components"]["handlers"] is True
         store = SQLiteEventStore(root / "events.db")
         try:
             # recorded while it runs (other handlers may append reactions of their own)
@@ -111,7 +117,7 @@ def test_serve_runs_handlers_and_stops_on_sigterm(root):
             while time.monotonic() < deadline and get_checkpoint(
                     store, "projection:context_pointers") < position:
                 time.sleep(0.05)
-            assert get_checkpoint(store, "projection:context_pointers") >= position == 4
+            assert get_checkpoint(store, "projection:context_pointers") >= position
         finally:
             store.close()
         server.send_signal(signal.SIGTERM)

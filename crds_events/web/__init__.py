@@ -1,1 +1,141 @@
-"""web"""
+"""The web application: a Flask app factory with injected settings.
+
+``create_app(settings, store=None)`` builds the app for one server root:
+
+* ``/json/...``: the CRDS JSON-RPC service (`crds_events.web.rpc`);
+* ``/unchecked_get/...``: file downloads (`crds_events.web.downloads`);
+* ``/upload/...``: remote submission with a token (`crds_events.web.upload`).
+
+Reads go to the projection tables through a per-request read-only SQLite connection kept on
+``flask.g`` (`get_db`), so a slow request never holds the writer's lock. Writes (a pushed
+remote context, an upload's submission review) go through the event store passed in as
+``store`` (the server's writer), or one the app opens itself when run on its own.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from typing import Any
+
+from flask import Flask, current_app, g
+
+from crds_events.config import Settings
+from crds_events.store.eventlog import SQLiteEventStore
+
+__all__ = ["create_app", "get_db", "get_state", "WebState", "DEFAULT_MAX_CONTENT_LENGTH"]
+
+# Uploads of reference files can be large; RPC bodies are small (the RPC blueprint applies
+# its own, smaller limit before parsing).
+DEFAULT_MAX_CONTENT_LENGTH = 2 * 1024**3
+RPC_MAX_BODY = 16 * 1024**2
+
+
+class WebState:
+    """What the app keeps between requests: settings, the writer, caches (thread-safe)."""
+
+    def __init__(self, settings: Settings, store: SQLiteEventStore | None):
+        self.settings = settings
+        self._store = store
+        self._own_store = store is None
+        self._lock = threading.Lock()
+        self.caches: dict[str, Any] = {}
+        # Set when the server stops: long-lived responses (event streams) end at once.
+        self.stopping = threading.Event()
+
+    @property
+    def store(self) -> SQLiteEventStore:
+        """The event store for writes (opened on first use when none was injected)."""
+        with self._lock:
+            if self._store is None:
+                self._store = SQLiteEventStore(self.settings.db_path)
+            return self._store
+
+    def close(self) -> None:
+        """Close what the app opened itself (an injected store belongs to its owner)."""
+        with self._lock:
+            if self._own_store and self._store is not None:
+                self._store.close()
+                self._store = None
+
+
+def get_state() -> WebState:
+    return current_app.extensions["crds_events"]
+
+
+def _connect(settings: Settings) -> sqlite3.Connection:
+    conn = sqlite3.connect(str(settings.db_path), timeout=30.0, check_same_thread=False,
+                           isolation_level=None)
+    conn.execute("PRAGMA query_only = 1")
+    return conn
+
+
+_local = threading.local()
+
+
+def get_db() -> sqlite3.Connection:
+    """The request's read-only connection to the log database, kept on ``g``.
+
+    Opening a connection costs more than a typical request's queries, so each server thread
+    keeps one and lends it to the request it is serving (never to two at once). In autocommit
+    mode every statement reads the latest committed state (WAL), so reuse is never stale.
+    """
+    if "crds_db" not in g:
+        state = get_state()
+        pool = getattr(_local, "connections", None)
+        if pool is None:
+            pool = _local.connections = {}
+        conn = pool.pop(str(state.settings.db_path), None)
+        g.crds_db = conn if conn is not None else _connect(state.settings)
+    return g.crds_db
+
+
+def _release_db(_exc: BaseException | None = None) -> None:
+    conn = g.pop("crds_db", None)
+    if conn is None:
+        return
+    if conn.in_transaction:  # never hand on a connection mid-transaction
+        conn.close()
+        return
+    pool = getattr(_local, "connections", None)
+    if pool is None:
+        pool = _local.connections = {}
+    key = str(get_state().settings.db_path)
+    previous = pool.get(key)
+    if previous is not None:
+        previous.close()
+    pool[key] = conn
+
+
+def create_app(settings: Settings, store: SQLiteEventStore | None = None,
+               config: dict[str, Any] | None = None) -> Flask:
+    """The crds-events web app for ``settings``; ``store``: the writer to share (optional).
+
+    ``config``: extra Flask configuration (e.g. ``MAX_CONTENT_LENGTH``, ``TESTING``).
+    """
+    from crds_events.web import downloads, rpc, upload
+
+    if not settings.db_path.is_file():
+        raise FileNotFoundError(
+            f"{settings.db_path}: no event log here; run `crds-events init --root "
+            f"{settings.root}` first"
+        )
+    app = Flask(__name__)
+    app.config.update(
+        MAX_CONTENT_LENGTH=DEFAULT_MAX_CONTENT_LENGTH,
+        RPC_MAX_BODY=RPC_MAX_BODY,
+        JSON_SORT_KEYS=False,
+    )
+    if config:
+        app.config.update(config)
+    app.extensions["crds_events"] = WebState(settings, store)
+    app.teardown_appcontext(_release_db)
+    app.register_blueprint(rpc.bp)
+    app.register_blueprint(downloads.bp)
+    app.register_blueprint(upload.bp)
+    from crds_events.web.pages import register_pages
+
+    register_pages(app)
+    rpc.register_error_handlers(app)
+    app.wsgi_app = downloads.FastDownloads(app.wsgi_app, settings)
+    return app

@@ -1,0 +1,286 @@
+"""Log in and out; sessions, the current user on ``g``, role checks and CSRF for every form.
+
+* Sessions are Flask's signed cookies. The signing key is made once per root
+  (``<root>/web-secret.key``, 256 random bits, file mode 0600, created atomically so two
+  processes starting at once agree on it) and refused when others can read it. Cookies are
+  HttpOnly and SameSite=Lax, and Secure when ``settings.web_https`` says the UI is served
+  over https.
+* ``g.user`` is the logged-in `crds_events.users.User` (None when anonymous); it is read
+  again from the log on every request, so a disabled account is logged out at once.
+* `login_required` sends an anonymous visitor to the login page (GET) or answers 401;
+  `role_required(action)` answers 403 unless ``users.can(g.user, action)``.
+* CSRF: each session holds a random token; every form carries it in a hidden field
+  (``{{ csrf_field() }}``) and every POST/PUT/PATCH/DELETE must send it back (field
+  ``csrf_token`` or header ``X-CSRF-Token``), else 400 saying what was wrong. The
+  token-authenticated blueprints (JSON-RPC, downloads, uploads with an API token) carry no
+  ambient cookie authority and are exempt.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hmac
+import os
+import secrets
+import stat
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from flask import (
+    Blueprint,
+    Flask,
+    abort,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from markupsafe import Markup, escape
+from werkzeug.exceptions import HTTPException
+
+from crds_events import users
+from crds_events.web import get_state
+
+__all__ = [
+    "bp",
+    "register",
+    "SECRET_NAME",
+    "CSRF_FIELD",
+    "load_secret_key",
+    "csrf_token",
+    "csrf_field",
+    "login_required",
+    "role_required",
+    "current_user",
+]
+
+bp = Blueprint("auth", __name__)
+
+SECRET_NAME = "web-secret.key"
+CSRF_FIELD = "csrf_token"
+CSRF_HEADER = "X-CSRF-Token"
+SESSION_HOURS = 12
+# Blueprints authenticated per request by an API token (no cookie authority): no CSRF.
+CSRF_EXEMPT_BLUEPRINTS = frozenset({"rpc", "upload", "downloads"})
+# ... and their URL prefixes: a request that fails routing there has no blueprint, and must
+# get its own error (a JSON-RPC 405), not a CSRF 400.
+CSRF_EXEMPT_PREFIXES = ("/json", "/unchecked_get/", "/upload/")
+_UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class SecretKeyError(RuntimeError):
+    """The session key file exists but is unusable (names the file and the fix)."""
+
+
+# --- the session key -------------------------------------------------------------------------
+
+
+def load_secret_key(root: str | os.PathLike) -> bytes:
+    """The root's session-signing key, created on first use (0600, atomically)."""
+    path = Path(root) / SECRET_NAME
+    if not path.exists():
+        temp = path.with_name(f".{SECRET_NAME}.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "w", encoding="ascii") as stream:
+                stream.write(secrets.token_hex(32) + "\n")
+                stream.flush()
+                os.fsync(stream.fileno())
+            with contextlib.suppress(FileExistsError):  # another process made it first
+                os.link(temp, path)
+        finally:
+            temp.unlink(missing_ok=True)
+    info = path.stat()
+    if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise SecretKeyError(f"{path}: readable by group or others (mode "
+                             f"{stat.S_IMODE(info.st_mode):04o}); run `chmod 600 {path}`")
+    key = path.read_text(encoding="ascii").strip()
+    if len(key) < 32:
+        raise SecretKeyError(f"{path}: too short to be a session key; delete it and restart "
+                             f"(a new one is made; everyone logs in again)")
+    return key.encode("ascii")
+
+
+# --- CSRF ----------------------------------------------------------------------------------
+
+
+def csrf_token() -> str:
+    """This session's CSRF token (made on first use)."""
+    token = session.get(CSRF_FIELD)
+    if not token:
+        token = session[CSRF_FIELD] = secrets.token_urlsafe(32)
+    return token
+
+
+def csrf_field() -> Markup:
+    """The hidden input every form must carry."""
+    return Markup(f'<input type="hidden" name="{CSRF_FIELD}" value="{escape(csrf_token())}">')
+
+
+def _check_csrf() -> None:
+    if request.method not in _UNSAFE_METHODS or request.blueprint in CSRF_EXEMPT_BLUEPRINTS \
+            or request.path.startswith(CSRF_EXEMPT_PREFIXES):
+        return
+    sent = request.headers.get(CSRF_HEADER) or request.form.get(CSRF_FIELD, "")
+    if not sent:
+        abort(400, "CSRF token missing: this form was not sent by a page of this site "
+                   "(reload the page and submit it again)")
+    expected = session.get(CSRF_FIELD, "")
+    if not expected or not hmac.compare_digest(str(sent), str(expected)):
+        abort(400, "CSRF token wrong or expired (your session changed, e.g. you logged in "
+                   "or out in another tab): reload the page and submit it again")
+
+
+# --- the current user ----------------------------------------------------------------------
+
+
+def current_user() -> users.User | None:
+    return g.get("user")
+
+
+def _load_user() -> None:
+    g.user = None
+    name = session.get("user")
+    if not name:
+        return
+    from crds_events.web.pages.common import log
+
+    user = users.get_user(log(), name)  # the request's read-only view: no writer lock
+    if user is None or user.disabled:
+        session.clear()  # account gone or disabled since login: log out now
+        return
+    g.user = user
+
+
+def _safe_next(target: str | None) -> str:
+    """Only a path on this site (no scheme, no host, not ``//host``) is followed."""
+    if not target:
+        return url_for("home.index") if "home.index" in _views() else "/"
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//") \
+            or "\\" in target:
+        return "/"
+    return target
+
+
+def _views() -> dict:
+    from flask import current_app
+
+    return current_app.view_functions
+
+
+def login_required(view: F) -> F:
+    """Anonymous GETs go to the login page (and come back); other methods get 401."""
+
+    @functools.wraps(view)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        if g.get("user") is None:
+            if request.method in ("GET", "HEAD"):
+                return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+            abort(401, "log in first")
+        return view(*args, **kwargs)
+
+    return wrapped  # type: ignore[return-value]
+
+
+def role_required(action: str) -> Callable[[F], F]:
+    """`login_required` plus ``users.can(g.user, action)``, else 403 naming the role."""
+    if action not in users.ACTIONS:
+        raise ValueError(f"unknown action {action!r}: one of {', '.join(users.ACTIONS)}")
+
+    def decorate(view: F) -> F:
+        @functools.wraps(view)
+        def checked(*args: Any, **kwargs: Any) -> Any:
+            user = g.user
+            if not users.can(user, action):
+                abort(403, f"user {user.name!r} (role {user.role}) may not {action.replace('_', ' ')}")
+            return view(*args, **kwargs)
+
+        return login_required(checked)  # type: ignore[return-value]
+
+    return decorate
+
+
+# --- pages ---------------------------------------------------------------------------------
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> Any:
+    next_url = request.values.get("next", "")
+    if request.method == "GET":
+        return render_template("forms/login.html", next_url=next_url, name="", error="")
+    name = request.form.get("name", "").strip()
+    password = request.form.get("password", "")
+    if not name or not password:
+        return render_template("forms/login.html", next_url=next_url, name=name,
+                               error="user name and password are both required"), 400
+    user = users.authenticate(get_state().store, name, password)
+    if user is None:
+        return render_template("forms/login.html", next_url=next_url, name=name,
+                               error="wrong user name or password, or the account is "
+                                     "disabled"), 401
+    session.clear()  # a fresh session (and CSRF token) on every login: no fixation
+    session.permanent = True
+    session["user"] = user.name
+    csrf_token()
+    flash(f"Logged in as {user.name} ({user.role}).", "info")
+    return redirect(_safe_next(next_url))
+
+
+@bp.route("/logout", methods=["POST"])
+def logout() -> Any:
+    name = session.get("user")
+    session.clear()
+    if name:
+        flash(f"Logged out {name}.", "info")
+    return redirect(_safe_next(None))
+
+
+def error_page(exc: HTTPException) -> Any:
+    """An HTML error page naming the problem (JSON for ``.json`` paths)."""
+    code = exc.code or 500
+    message = exc.description or exc.name
+    if request.path.endswith(".json"):
+        return {"error": message, "status": code}, code
+    return render_template("error.html", code=code, name=exc.name, message=message), code
+
+
+def register_error_pages(blueprint: Blueprint) -> None:
+    for code in (400, 401, 403, 404, 405, 409, 413):
+        blueprint.register_error_handler(code, error_page)
+
+
+def register(app: Flask) -> None:
+    """Sessions, ``g.user``, CSRF, the login pages and the ``csrf_field`` template global."""
+    settings = get_state_from(app).settings
+    app.secret_key = load_secret_key(settings.root)
+    app.config.update(
+        SESSION_COOKIE_NAME="crds_events_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=bool(getattr(settings, "web_https", False)),
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=SESSION_HOURS),
+    )
+    app.before_request(_load_user)
+    app.before_request(_check_csrf)
+    app.add_template_global(csrf_field)
+    app.add_template_global(csrf_token)
+    app.add_template_global(lambda endpoint: endpoint in app.view_functions, "has_endpoint")
+    app.register_blueprint(bp)
+
+
+def get_state_from(app: Flask):
+    return app.extensions["crds_events"]
+
+
+# Once per blueprint (at import): a blueprint may be registered on several apps.
+register_error_pages(bp)

@@ -1,0 +1,165 @@
+"""``/health`` (JSON) and ``/metrics`` (Prometheus text format) for monitoring.
+
+Both read the log database through the request's read-only connection, so they work the
+same in the server's own web app and in a gunicorn worker that only reads. Where the app
+runs inside a server (`attach_server` was called), ``/health`` also lists the server's
+components and says whether the handler thread is alive.
+
+/health answers 200 with ``{"ok": true, ...}``, or 503 with ``"ok": false`` and the
+``problems`` when the log cannot be read, a component is not running, or a handler is more
+than ``HEALTH_MAX_LAG`` positions behind (app config; default 10,000).
+
+/metrics (``text/plain; version=0.0.4``):
+
+    crds_events_up                               1 when the log can be read
+    crds_events_log_head                         position of the last event
+    crds_events_events_total{type=...}           events in the log by type
+    crds_events_handler_lag_positions{handler=}  head minus the handler's checkpoint
+    crds_events_outbox_emails{state=...}         e-mails by outbox state (queued, retrying,
+                                                 sent, failed)
+    crds_events_reprocessing_held                reprocessing results held for the pipeline
+    crds_events_reprocessing_oldest_held_age_seconds
+                                                 age of the oldest held one (0 when none)
+    crds_events_component_running{component=}    1 per running server component (in-server)
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Blueprint, Flask, Response, current_app, jsonify
+
+from crds_events.web import get_db, get_state
+
+__all__ = ["bp", "attach_server", "collect", "render_metrics"]
+
+bp = Blueprint("health", __name__)
+
+SERVER_KEY = "crds_events.server"
+DEFAULT_MAX_LAG = 10_000
+OUTBOX_STATES = ("queued", "retrying", "sent", "failed")
+
+
+def attach_server(app: Flask, server: Any) -> None:
+    """Let /health report `server`'s components (call where the server builds its app)."""
+    app.extensions[SERVER_KEY] = server
+
+
+def _table_exists(db: sqlite3.Connection, name: str) -> bool:
+    return db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                      (name,)).fetchone() is not None
+
+
+def _age_seconds(stamp: str, now: float) -> float:
+    try:
+        when = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except ValueError:
+        return 0.0
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, now - when.timestamp())
+
+
+def _components(server: Any) -> dict[str, bool]:
+    if server is None:
+        return {}
+    components = {name: True for name in server.running_components()}
+    if "handlers" in components:
+        components["handlers"] = server.runner.running
+    return components
+
+
+def collect(db: sqlite3.Connection, server: Any = None, now: float | None = None) -> dict:
+    """Everything /health and /metrics report, read from the database `db`."""
+    now = time.time() if now is None else now
+    head = db.execute("SELECT coalesce(max(position), 0) FROM events").fetchone()[0]
+    by_type = dict(db.execute("SELECT type, count(*) FROM events GROUP BY type ORDER BY type"))
+    lag = {}
+    if _table_exists(db, "_checkpoints"):
+        lag = {name: max(0, head - position) for name, position in
+               db.execute("SELECT handler, position FROM _checkpoints ORDER BY handler")}
+    outbox = dict.fromkeys(OUTBOX_STATES, 0)
+    if _table_exists(db, "emails"):
+        outbox.update(db.execute("SELECT state, count(*) FROM emails GROUP BY state"))
+    held, oldest = 0, 0.0
+    if _table_exists(db, "repro_held"):
+        stamps = [row[0] for row in db.execute("SELECT held_at FROM repro_held")]
+        held = len(stamps)
+        oldest = max((_age_seconds(stamp, now) for stamp in stamps), default=0.0)
+    return {"head": head, "events_by_type": by_type, "handler_lag": lag, "outbox": outbox,
+            "reprocessing_held": held, "oldest_held_age_seconds": round(oldest, 3),
+            "components": _components(server)}
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def render_metrics(facts: dict, up: bool = True) -> str:
+    """The Prometheus text exposition of `facts` (from `collect`)."""
+    lines: list[str] = []
+
+    def metric(name: str, kind: str, help_text: str, samples: list[tuple[dict, float]]) -> None:
+        lines.append(f"# HELP {name} {help_text}")
+        lines.append(f"# TYPE {name} {kind}")
+        for labels, value in samples:
+            text = ",".join(f'{key}="{_escape(str(val))}"' for key, val in labels.items())
+            lines.append(f"{name}{{{text}}} {value:g}" if text else f"{name} {value:g}")
+
+    metric("crds_events_up", "gauge", "1 when the event log can be read.", [({}, 1 if up else 0)])
+    if up:
+        metric("crds_events_log_head", "gauge", "Position of the last event in the log.",
+               [({}, facts["head"])])
+        metric("crds_events_events_total", "counter", "Events in the log, by type.",
+               [({"type": t}, n) for t, n in facts["events_by_type"].items()])
+        metric("crds_events_handler_lag_positions", "gauge",
+               "Log positions a handler is behind the head.",
+               [({"handler": h}, n) for h, n in facts["handler_lag"].items()])
+        metric("crds_events_outbox_emails", "gauge", "E-mails in the outbox, by state.",
+               [({"state": s}, n) for s, n in facts["outbox"].items()])
+        metric("crds_events_reprocessing_held", "gauge",
+               "Reprocessing results held until the pipeline pushes the new context.",
+               [({}, facts["reprocessing_held"])])
+        metric("crds_events_reprocessing_oldest_held_age_seconds", "gauge",
+               "Age of the oldest held reprocessing result (0 when none).",
+               [({}, facts["oldest_held_age_seconds"])])
+        if facts["components"]:
+            metric("crds_events_component_running", "gauge", "1 per running server component.",
+                   [({"component": c}, 1 if ok else 0) for c, ok in facts["components"].items()])
+    return "\n".join(lines) + "\n"
+
+
+def _server() -> Any:
+    return current_app.extensions.get(SERVER_KEY)
+
+
+@bp.route("/health")
+def health():
+    settings = get_state().settings
+    try:
+        facts = collect(get_db(), _server())
+    except sqlite3.Error as exc:
+        return jsonify({"ok": False, "problems": [f"event log {settings.db_path}: {exc}"],
+                        "observatory": settings.observatory}), 503
+    problems = [f"component {name} is not running"
+                for name, running in facts["components"].items() if not running]
+    max_lag = int(current_app.config.get("HEALTH_MAX_LAG", DEFAULT_MAX_LAG))
+    problems += [f"handler {name} is {lag} positions behind (limit {max_lag})"
+                 for name, lag in facts["handler_lag"].items() if lag > max_lag]
+    body = {"ok": not problems, "problems": problems, "observatory": settings.observatory,
+            "log_head": facts["head"], "handler_lag": facts["handler_lag"],
+            "components": facts["components"], "outbox": facts["outbox"],
+            "reprocessing_held": facts["reprocessing_held"]}
+    return jsonify(body), 200 if not problems else 503
+
+
+@bp.route("/metrics")
+def metrics():
+    try:
+        text = render_metrics(collect(get_db(), _server()))
+    except sqlite3.Error:
+        text = render_metrics({}, up=False)
+    return Response(text, mimetype="text/plain", content_type="text/plain; version=0.0.4; charset=utf-8")

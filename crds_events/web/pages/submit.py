@@ -1,0 +1,389 @@
+"""Batch submission in the browser: form -> live monitor -> result page -> confirm/force/cancel.
+
+* ``/submit``: upload files with the manifest fields (instrument, description, change
+  level, derive-from context, kind, other e-mails, the ReDCaT checklist). The manifest is
+  validated in a private staging directory first, so a bad field is answered at once (400,
+  every problem named) and nothing reaches the ingest directory; a good one goes there
+  exactly as a drop would (`crds_events.watch.ingest.drop_submission`) and the browser is
+  sent to the monitor.
+* ``/submissions/<id>/monitor`` shows the submission's progress as it happens; its
+  ``/events`` are server-sent events: one per progress line (id = the event's position in
+  the log, so a reconnecting browser's ``Last-Event-ID`` resumes right after the last line
+  it saw) and a final ``done`` with the outcome. A stream ends at the outcome, or after
+  `STREAM_SECONDS` (the browser reconnects), so no request lives forever.
+* ``/submissions/<id>``: the result (certify results per file, generated mappings, logical
+  and text diffs, collision warnings, from the result artifact) and the buttons the rules
+  allow: confirm and cancel for the submitter (or an admin), force for another member
+  (`crds_events.submissions.review` decides; its refusal is shown).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    abort,
+    flash,
+    g,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+
+from crds_events import events as ev
+from crds_events import users
+from crds_events.store.interface import RecordedEvent
+from crds_events.web import get_state
+from crds_events.web.pages.auth import login_required, register_error_pages, role_required
+
+__all__ = ["bp", "register", "monitor_message", "manifest_fields", "STREAM_SECONDS"]
+
+bp = Blueprint("submit", __name__)
+
+STREAM_SECONDS = 25.0  # one SSE response at most this long; the browser reconnects
+_POLL = 0.2
+_HEARTBEAT = 10.0
+_SAFE_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.+-")
+_OUTCOMES = {
+    ev.SubmissionReady.type: "ready",
+    ev.SubmissionRejected.type: "rejected",
+    ev.SubmissionFailed.type: "failed",
+    ev.SubmissionCancelled.type: "cancelled",
+    ev.SubmissionConfirmed.type: "confirmed",
+    ev.SubmissionForced.type: "forced",
+}
+
+
+def _settings():
+    return get_state().settings
+
+
+def _store():
+    return get_state().store
+
+
+# --- the form ------------------------------------------------------------------------------
+
+
+def _choices() -> dict[str, Any]:
+    from crds_events.submissions.manifest import (
+        CHANGE_LEVELS,
+        KINDS,
+        REDCAT_FIELDS,
+        instruments_for,
+    )
+
+    return {"instruments": [i.upper() for i in instruments_for(_settings().observatory)],
+            "change_levels": CHANGE_LEVELS, "kinds": KINDS, "redcat_fields": REDCAT_FIELDS}
+
+
+def manifest_fields(form: Mapping[str, str], user: users.User) -> dict[str, Any]:
+    """The manifest fields a submitted form asks for (validated later, by the manifest
+    parser itself). Empty optional fields are left out so the manifest defaults apply."""
+    from crds_events.submissions.manifest import REDCAT_FIELDS
+
+    fields: dict[str, Any] = {
+        "deliverer": form.get("deliverer", "").strip() or user.full_name or user.name,
+        "instrument": form.get("instrument", "").strip(),
+        "description": form.get("description", "").strip(),
+    }
+    for name in ("change_level", "derive_from", "kind"):
+        value = form.get(name, "").strip()
+        if value:
+            fields[name] = value
+    fields["auto_rename"] = form.get("auto_rename", "") in ("1", "on", "true", "yes")
+    emails = form.get("other_emails", "").strip()
+    if emails:
+        fields["other_emails"] = emails
+    redcat = {name: form[name].strip() for name in REDCAT_FIELDS if form.get(name, "").strip()}
+    if redcat:
+        fields["redcat"] = redcat
+    return fields
+
+
+def _render_form(values: Mapping[str, Any], problems: list[str], status: int = 200):
+    return render_template("forms/submit.html", values=values, problems=problems,
+                           **_choices()), status
+
+
+@bp.route("/submit", methods=["GET", "POST"])
+@role_required("submit")
+def form() -> Any:
+    user = g.user
+    if request.method == "GET":
+        defaults = {"deliverer": user.full_name or user.name, "derive_from": "edit",
+                    "change_level": "SEVERE", "kind": "batch", "auto_rename": "on"}
+        return _render_form(defaults, [])
+    values = request.form.to_dict()
+    uploads = [f for f in request.files.getlist("files") if f and f.filename]
+    problems: list[str] = []
+    if not uploads:
+        problems.append("files: choose one or more files to submit")
+    names = [u.filename or "" for u in uploads]
+    for name in names:
+        if not name or name.startswith(".") or not set(name) <= _SAFE_NAME_CHARS:
+            problems.append(f"files: {name!r} is not a plain file name (letters, digits, "
+                            f"'_.+-'; rename it before uploading)")
+    for name in {n for n in names if names.count(n) > 1}:
+        problems.append(f"files: {name!r} chosen twice")
+    if problems:
+        return _render_form(values, problems, 400)
+    try:
+        submission_id = _stage_and_drop(user, manifest_fields(values, user), uploads)
+    except _Invalid as exc:
+        return _render_form(values, exc.problems, 400)
+    flash(f"Submission {submission_id} uploaded ({len(uploads)} file(s)); processing starts "
+          f"when the server takes it.", "info")
+    return redirect(url_for("submit.monitor", submission_id=submission_id))
+
+
+class _Invalid(Exception):
+    def __init__(self, problems: list[str]):
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+def _stage_and_drop(user: users.User, fields: dict[str, Any], uploads: list) -> str:
+    """Save the uploads in a private staging directory, validate the manifest there, then
+    drop the submission into the user's ingest directory (`_Invalid` lists the problems)."""
+    from crds_events.submissions.manifest import ManifestError, parse_manifest, write_manifest
+    from crds_events.watch.ingest import drop_submission
+
+    settings = _settings()
+    staging = Path(tempfile.mkdtemp(prefix=".web-upload-", dir=settings.root))
+    try:
+        paths = []
+        for upload in uploads:
+            target = staging / upload.filename
+            upload.save(target)
+            paths.append(target)
+        manifest = write_manifest(staging, {**fields, "files": [p.name for p in paths]})
+        try:
+            parse_manifest(manifest.read_text(encoding="utf-8"), staging,
+                           observatory=settings.observatory)
+        except ManifestError as exc:
+            raise _Invalid([f"{_field_label(field)}: {reason}"
+                            for field, reason in exc.problems]) from None
+        try:
+            return drop_submission(settings, user.name, paths, fields)
+        except (OSError, ValueError) as exc:
+            raise _Invalid([f"cannot submit: {exc}"]) from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _field_label(field: str) -> str:
+    return "files" if field.startswith("files[") else field
+
+
+# --- the monitor ---------------------------------------------------------------------------
+
+
+def monitor_message(record: RecordedEvent) -> dict[str, Any] | None:
+    """One event of a submission's stream as a monitor line (None: not shown).
+
+    ``kind`` is ``progress`` for lines and ``done`` for the outcome (with ``state``).
+    """
+    event = record.event
+    message: dict[str, Any] = {"id": record.position, "time": record.recorded_at[:19],
+                               "kind": "progress"}
+    if isinstance(event, ev.SubmissionStarted):
+        message["message"] = (f"submission started: {len(event.files)} file(s) for "
+                              f"{event.instrument.upper()} from {event.deliverer}")
+    elif isinstance(event, ev.SubmissionProgress):
+        message["message"] = event.message
+    elif isinstance(event, ev.FileCertified):
+        message["message"] = f"certified {event.name}: {event.status}"
+    elif record.type in _OUTCOMES:
+        state = _OUTCOMES[record.type]
+        message.update(kind="done", state=state)
+        if isinstance(event, ev.SubmissionReady):
+            message["message"] = (f"READY: {len(event.files)} file(s)"
+                                  + (f", new context {event.new_context}"
+                                     if event.new_context else ""))
+            message["new_context"] = event.new_context
+        elif isinstance(event, ev.SubmissionRejected):
+            message["message"] = f"BAD FILES: {event.reason}"
+        elif isinstance(event, ev.SubmissionFailed):
+            message["message"] = f"FAILED: {event.error}"
+        elif isinstance(event, ev.SubmissionCancelled):
+            message["message"] = f"CANCELLED by {event.by}" + (
+                f": {event.reason}" if event.reason else "")
+        else:
+            message["message"] = f"{state.upper()} by {event.by}: edit context " \
+                                 f"{event.new_context}"
+    else:
+        return None
+    return message
+
+
+def _messages(store, submission_id: str, after: int = 0) -> list[dict[str, Any]]:
+    records = store.read_all(after, streams=[ev.submission_stream(submission_id)])
+    return [m for m in map(monitor_message, records) if m is not None]
+
+
+def _check_id(submission_id: str) -> str:
+    if not submission_id or len(submission_id) > 100 or not set(submission_id) <= \
+            _SAFE_NAME_CHARS or submission_id.startswith("."):
+        abort(404, f"submission {submission_id!r}: not a submission id")
+    return submission_id
+
+
+@bp.route("/submissions/<submission_id>/monitor")
+@login_required
+def monitor(submission_id: str) -> Any:
+    from crds_events.web.pages.common import log
+
+    _check_id(submission_id)
+    messages = _messages(log(), submission_id)
+    done = next((m for m in messages if m["kind"] == "done"), None)
+    return render_template("forms/monitor.html", submission_id=submission_id,
+                           messages=messages, done=done,
+                           cursor=messages[-1]["id"] if messages else 0)
+
+
+def _sse(message: dict[str, Any]) -> str:
+    data = json.dumps(message, separators=(",", ":"))
+    return f"id: {message['id']}\nevent: {message['kind']}\ndata: {data}\n\n"
+
+
+def _cursor() -> int:
+    raw = request.headers.get("Last-Event-ID") or request.args.get("after") or "0"
+    try:
+        return max(0, int(raw))
+    except ValueError:
+        abort(400, f"Last-Event-ID / after: {raw!r} is not an event position")
+
+
+@bp.route("/submissions/<submission_id>/events")
+@login_required
+def events(submission_id: str) -> Response:
+    """Server-sent events: the submission's lines after the cursor, then its outcome."""
+    _check_id(submission_id)
+    store = _store()
+    after = _cursor()
+    # set by the web server when it stops (if it offers one): open streams end at once
+    stopping = getattr(get_state(), "stopping", None)
+    try:  # a client may ask for a shorter stream (never a longer one)
+        stream_seconds = min(float(request.args.get("max", STREAM_SECONDS)), STREAM_SECONDS)
+    except ValueError:
+        abort(400, f"max: {request.args['max']!r} is not a number of seconds")
+
+    def generate() -> Iterator[str]:
+        cursor = after
+        deadline = time.monotonic() + stream_seconds
+        beat = time.monotonic() + _HEARTBEAT
+        yield "retry: 1000\n\n"
+        while True:
+            for message in _messages(store, submission_id, cursor):
+                cursor = message["id"]
+                yield _sse(message)
+                if message["kind"] == "done":
+                    return
+            now = time.monotonic()
+            if now >= deadline or (stopping is not None and stopping.is_set()):
+                return
+            if now >= beat:  # a comment: keeps proxies open, notices a gone client
+                beat = now + _HEARTBEAT
+                yield ": waiting\n\n"
+            time.sleep(_POLL)
+
+    return Response(generate(), mimetype="text/event-stream",
+                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+# --- the result page -----------------------------------------------------------------------
+
+
+def _show(submission_id: str) -> dict[str, Any]:
+    from crds_events.submissions import review
+    from crds_events.web.pages.common import log
+
+    try:
+        return review.show(_settings(), log(), submission_id)
+    except review.ReviewError as exc:
+        abort(404, str(exc))
+
+
+def allowed_actions(shown: Mapping[str, Any], user: users.User | None) -> list[str]:
+    """The buttons to offer ``user`` (review re-checks everything when one is pressed)."""
+    if user is None or shown["state"] != "ready":
+        return []
+    owner = shown["submitter"]
+    actions = []
+    if users.can(user, "confirm", owner=owner):
+        actions.append("confirm")
+    if user.name != owner and users.can(user, "force", owner=owner):
+        actions.append("force")
+    if users.can(user, "cancel", owner=owner):
+        actions.append("cancel")
+    return actions
+
+
+def _result_page(submission_id: str, status: int = 200, error: str = ""):
+    shown = _show(submission_id)
+    result = shown.get("result") or {}
+    return render_template("forms/result.html", s=shown, result=result,
+                           files=result.get("files", []), error=error,
+                           actions=allowed_actions(shown, g.user)), status
+
+
+@bp.route("/submissions/<submission_id>")
+@login_required
+def result(submission_id: str) -> Any:
+    return _result_page(_check_id(submission_id))
+
+
+@bp.route("/submissions/<submission_id>.json")
+@login_required
+def result_json(submission_id: str) -> Any:
+    shown = _show(_check_id(submission_id))
+    shown = {k: v for k, v in shown.items() if k != "result"} | {
+        "result": {k: v for k, v in (shown.get("result") or {}).items()
+                   if k not in ("outputs", "traceback")}}
+    return jsonify(shown)
+
+
+@bp.route("/submissions/<submission_id>/<action>", methods=["POST"])
+@role_required("submit")
+def decide(submission_id: str, action: str) -> Any:
+    from crds_events.submissions import review
+
+    _check_id(submission_id)
+    if action not in ("confirm", "force", "cancel"):
+        abort(404, f"unknown action {action!r}: confirm, force or cancel")
+    settings, store = _settings(), _store()
+    try:
+        if action == "cancel":
+            reason = request.form.get("reason", "").strip()
+            review.cancel(settings, store, submission_id, g.user.name, reason)
+            flash(f"Submission {submission_id} cancelled.", "info")
+        else:
+            decision = getattr(review, action)(settings, store, submission_id, g.user.name)
+            done = {"confirm": "confirmed", "force": "forced"}[action]
+            flash(f"Submission {submission_id} {done} by {g.user.name}: new edit context "
+                  f"{decision.new_context or '(none)'}.", "info")
+    except review.ReviewError as exc:
+        if "no such submission" in str(exc):
+            abort(404, str(exc))
+        return _result_page(submission_id, 409, error=str(exc))
+    return redirect(url_for("submit.result", submission_id=submission_id))
+
+
+def register(app: Flask) -> None:
+    app.register_blueprint(bp)
+
+
+# Once per blueprint (at import): a blueprint may be registered on several apps.
+register_error_pages(bp)

@@ -1,0 +1,224 @@
+"""Remote submission: upload files with a token, follow progress, confirm or cancel.
+
+* ``POST /upload/submit`` (multipart): ``file`` parts (repeatable) and ``fields``, a JSON
+  object of manifest fields (deliverer, instrument, description, change_level, ...). The
+  files and the manifest go to the user's ingest directory exactly as a drop would
+  (`crds_events.watch.ingest.drop_submission`); the ingest watcher starts the submission.
+  Answers ``{"submission_id", "jpoll_key", "files"}``.
+* ``POST /upload/submissions/<id>/confirm|force|cancel`` (``{"reason"}`` for cancel) call
+  `crds_events.submissions.review` as the token's user.
+* Progress: the JSON-RPC ``jpoll_pull_messages(<submission id>, since_id)`` returns the
+  submission's events after ``since_id`` as CRDS monitor messages (`progress_messages`).
+
+Authentication: ``Authorization: Bearer <token>`` (or ``Token <token>``) or a ``token``
+form field, checked with `crds_events.users.user_for_token`. 401 without a valid token, 403
+when the account may not submit. Errors are JSON ``{"error": ...}``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from crds_events import events as ev
+from crds_events.web import catalog, get_state
+from crds_events.web.downloads import SAFE_NAME
+from crds_events.web.rpc import RpcError
+
+__all__ = ["bp", "progress_messages"]
+
+bp = Blueprint("upload", __name__, url_prefix="/upload")
+
+
+class _Fail(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+def _error(status: int, message: str) -> Response:
+    response = jsonify(error=message)
+    response.status_code = status
+    return response
+
+
+@bp.errorhandler(_Fail)
+def _on_fail(exc: _Fail) -> Response:
+    return _error(exc.status, str(exc))
+
+
+@bp.errorhandler(HTTPException)
+def _on_http(exc: HTTPException) -> Response:
+    return _error(exc.code or 500, f"{exc.name}: {exc.description}")
+
+
+def _token() -> str:
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() in ("bearer", "token") and value.strip():
+        return value.strip()
+    if request.mimetype in ("multipart/form-data", "application/x-www-form-urlencoded"):
+        return request.form.get("token", "")
+    return ""
+
+
+def _user(action: str):
+    from crds_events import users
+
+    token = _token()
+    if not token:
+        raise _Fail(401, "authentication required: send 'Authorization: Bearer <token>' "
+                         "(tokens come from `crds-events user token NAME`)")
+    user = users.user_for_token(get_state().store, token)
+    if user is None:
+        raise _Fail(401, "invalid or revoked token, or disabled account")
+    if not users.can(user, action):
+        raise _Fail(403, f"user {user.name!r} (role {user.role}) may not {action}")
+    return user
+
+
+def _fields() -> dict[str, Any]:
+    text = request.form.get("fields", "")
+    if not text:
+        raise _Fail(400, "fields: missing (a JSON object of manifest fields)")
+    try:
+        fields = json.loads(text)
+    except ValueError as exc:
+        raise _Fail(400, f"fields: not JSON: {exc}") from None
+    if not isinstance(fields, dict):
+        raise _Fail(400, "fields: expected a JSON object")
+    if "files" in fields:
+        raise _Fail(400, "fields: 'files' is set by the upload itself")
+    return fields
+
+
+@bp.route("/submit", methods=["POST"])
+def submit() -> Response:
+    from crds_events.submissions.manifest import ManifestError, parse_manifest, write_manifest
+    from crds_events.watch.ingest import drop_submission
+
+    user = _user("submit")
+    settings = get_state().settings
+    fields = _fields()
+    uploads = request.files.getlist("file")
+    if not uploads:
+        raise _Fail(400, "file: no files uploaded (send one or more 'file' parts)")
+    staging = Path(tempfile.mkdtemp(prefix=".upload-", dir=settings.root))
+    try:
+        paths = []
+        for upload in uploads:
+            name = upload.filename or ""
+            if not SAFE_NAME.match(name) or ".." in name:
+                raise _Fail(400, f"file {name!r}: not a plain file name (letters, digits, "
+                                 f"'_.+-')")
+            if any(p.name == name for p in paths):
+                raise _Fail(400, f"file {name!r}: uploaded twice")
+            target = staging / name
+            upload.save(target)
+            paths.append(target)
+        # The watcher would reject a bad manifest later; checking here answers the uploader
+        # at once and leaves nothing in the ingest directory.
+        manifest = write_manifest(staging, {**fields, "files": [p.name for p in paths]})
+        try:
+            parse_manifest(manifest.read_text(encoding="utf-8"), staging,
+                           observatory=settings.observatory)
+        except ManifestError as exc:
+            raise _Fail(400, "; ".join(f"{field}: {reason}" for field, reason in exc.problems)
+                        ) from None
+        try:
+            submission_id = drop_submission(settings, user.name, paths, fields)
+        except (OSError, ValueError) as exc:
+            raise _Fail(400, f"cannot submit: {exc}") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return jsonify(submission_id=submission_id, jpoll_key=submission_id,
+                   files=[p.name for p in paths])
+
+
+def _decide(submission_id: str, action: str) -> Response:
+    from crds_events.submissions import review
+
+    user = _user("submit")
+    state = get_state()
+    try:
+        if action == "cancel":
+            body = request.get_json(silent=True) or {}
+            reason = body.get("reason", "") if isinstance(body, dict) else ""
+            if not isinstance(reason, str):
+                raise _Fail(400, "reason: expected text")
+            review.cancel(state.settings, state.store, submission_id, user.name, reason)
+        else:
+            getattr(review, action)(state.settings, state.store, submission_id, user.name)
+        view = review.load(state.store, submission_id)
+    except review.ReviewError as exc:
+        raise _Fail(404 if "no such submission" in str(exc) else 409, str(exc)) from None
+    decision = view.decision if view.decision is not None else view.outcome
+    return jsonify(submission_id=submission_id, state=view.state,
+                   new_context=getattr(decision, "new_context", "") or "")
+
+
+@bp.route("/submissions/<submission_id>/<action>", methods=["POST"])
+def decide(submission_id: str, action: str) -> Response:
+    if action not in ("confirm", "force", "cancel"):
+        raise _Fail(404, f"unknown action {action!r}: confirm, force or cancel")
+    return _decide(submission_id, action)
+
+
+# --- jpoll -----------------------------------------------------------------------------------
+
+_DONE = {
+    ev.SubmissionReady: 0,
+    ev.SubmissionRejected: 1,
+    ev.SubmissionFailed: 1,
+    ev.SubmissionCancelled: 3,
+}
+
+
+def _message(record, kind: str, data: Any) -> dict[str, Any]:
+    return {"id": record.version, "time": catalog.crds_date(record.recorded_at),
+            "type": kind, "data": data}
+
+
+def progress_messages(store, key: str, since_id: int = 0) -> list[dict[str, Any]]:
+    """The submission ``key``'s events after version ``since_id`` as monitor messages."""
+    stream = ev.submission_stream(key)
+    records = store.read_stream(stream, after_version=max(0, since_id))
+    if not records and store.stream_version(stream) == 0:
+        raise RpcError(f"Channel {key!r} not found")
+    messages = []
+    for record in records:
+        event = record.event
+        if isinstance(event, ev.SubmissionStarted):
+            messages.append(_message(record, "log_message",
+                                     f"submission started: {len(event.files)} file(s) for "
+                                     f"{event.instrument.upper()} from {event.deliverer}"))
+        elif isinstance(event, ev.SubmissionProgress):
+            messages.append(_message(record, "log_message", event.message))
+        elif isinstance(event, ev.FileCertified):
+            messages.append(_message(record, "log_message",
+                                     f"certified {event.name}: {event.status}"))
+        elif type(event) in _DONE:
+            result: dict[str, Any] = {"state": {0: "ready", 1: "failed", 3: "cancelled"}[
+                _DONE[type(event)]]}
+            if isinstance(event, ev.SubmissionReady):
+                result.update(new_context=event.new_context, files=list(event.files))
+            elif isinstance(event, ev.SubmissionRejected):
+                result.update(state="rejected", reason=event.reason,
+                              bad_files=list(event.bad_files))
+            elif isinstance(event, ev.SubmissionFailed):
+                result["reason"] = event.error
+            else:
+                result["reason"] = event.reason
+            messages.append(_message(record, "done", {"status": _DONE[type(event)],
+                                                      "result": result}))
+        elif isinstance(event, ev.SubmissionConfirmed | ev.SubmissionForced):
+            messages.append(_message(record, "log_message",
+                                     f"confirmed by {event.by}: new edit context "
+                                     f"{event.new_context}"))
+    return messages
