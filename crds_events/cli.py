@@ -154,12 +154,15 @@ def rebuild(root: Path | None) -> None:
 @cli.command()
 @_root_option
 @click.option("--host", default="127.0.0.1", show_default=True, help="Web app address.")
-@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True,
+              help="Web app port (0: any free port).")
 def serve(root: Path | None, host: str, port: int) -> None:
     """Run the server in the foreground until SIGINT/SIGTERM."""
+    from crds_events.logging_setup import configure_logging
     from crds_events.server import ServerError, build_server
 
     settings = _settings(root)
+    configure_logging(settings.log_format, settings.log_level)
     try:
         server = build_server(settings, host=host, port=port)
     except ServerError as exc:
@@ -761,6 +764,103 @@ def _rpc_remote_list(server_url: str, what: str) -> None:
 # --- web commands ---
 
 # --- ops commands (demo, backup, restore, generate) ---
+
+
+@cli.command("generate")
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Directory for mappings/, references/ and datasets.jsonl.")
+@click.option("--instruments", type=click.IntRange(min=1), default=5, show_default=True,
+              help="Instruments (JWST's five, then synthetic ones).")
+@click.option("--types", "types_", type=click.IntRange(min=1), default=20, show_default=True,
+              help="Reference types per instrument.")
+@click.option("--cases", type=click.IntRange(min=1), default=16, show_default=True,
+              help="At most this many Match rows per rmap.")
+@click.option("--useafters", type=click.IntRange(min=1), default=2, show_default=True,
+              help="At most this many UseAfter dates per Match row.")
+@click.option("--datasets", type=click.IntRange(min=0), default=100_000, show_default=True,
+              help="Synthetic datasets in datasets.jsonl.")
+@click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--no-references", is_flag=True, help="Write the rules and datasets only.")
+def generate_command(out, instruments, types_, cases, useafters, datasets, seed,
+                     no_references) -> None:
+    """Generate a JWST-like context, small FITS/ASDF references and a dataset catalog."""
+    from crds_events.generate import GeneratorConfig, generate
+
+    try:
+        config = GeneratorConfig(instruments=instruments, types=types_, cases=cases,
+                                 useafters=useafters, datasets=datasets, seed=seed,
+                                 references="none" if no_references else "all")
+        result = generate(config, out)
+    except (ValueError, OSError) as exc:
+        raise click.ClickException(f"generate --out {out}: {exc}") from None
+    click.echo(result.summary())
+    click.echo(f"context: {result.mappings_dir / result.pmap}")
+    click.echo(f"datasets: {result.datasets_path}")
+
+
+@cli.command("backup")
+@click.argument("dest", type=click.Path(path_type=Path))
+@_root_option
+def backup_command(dest: Path, root: Path | None) -> None:
+    """Back up the root (online: the server may keep running) into DEST (a new directory,
+    or a .tar / .tar.gz file)."""
+    from crds_events.backup import BackupError, backup
+
+    settings = _settings(root)
+    try:
+        result = backup(settings, dest)
+    except (BackupError, sqlite3.Error, OSError) as exc:
+        raise click.ClickException(f"backup {dest}: {exc}") from None
+    click.echo(f"backed up {result.summary()}")
+
+
+@cli.command("restore")
+@click.argument("source", type=click.Path(exists=True, path_type=Path))
+@_root_option
+@click.option("--force", is_flag=True, help="Replace an event log already in the root.")
+def restore_command(source: Path, root: Path | None, force: bool) -> None:
+    """Restore a backup (directory or tar) into the root (stop its server first)."""
+    from crds_events.backup import BackupError, restore
+
+    settings = _settings(root)
+    try:
+        result = restore(source, settings, force=force)
+    except (BackupError, sqlite3.Error, OSError) as exc:
+        raise click.ClickException(f"restore {source}: {exc}") from None
+    click.echo(f"restored {source} into {result.summary()}")
+
+
+@cli.command("demo")
+@click.option("--root", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("var/demo"), show_default=True, help="The demo's server root.")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True,
+              help="Web app port (0: any free port).")
+@click.option("--no-script", is_flag=True, help="Only serve (no scripted lifecycle).")
+@click.option("--fresh", is_flag=True, help="Delete the demo root and start over.")
+@click.option("--exit-after-script", is_flag=True,
+              help="Stop once the lifecycle is complete (exit 0 only if every step succeeded).")
+@click.option("--datasets", type=click.IntRange(min=0), default=100_000, show_default=True,
+              help="Synthetic datasets in the catalog (first run of a root only).")
+@click.option("--instruments", type=click.IntRange(1, 5), default=5, show_default=True,
+              help="Instruments of the generated context (first run only; NIRCam first).")
+@click.option("--types", "types_", type=click.IntRange(2, 30), default=20, show_default=True,
+              help="Reference types per instrument (first run only; flat is the second).")
+@click.option("--step-timeout", type=click.FloatRange(min=1), default=60.0, show_default=True,
+              help="Seconds each step may take.")
+def demo_command(root, host, port, no_script, fresh, exit_after_script, datasets,
+                 instruments, types_, step_timeout) -> None:
+    """Run the whole system on this machine and drive one lifecycle through it."""
+    from crds_events.demo import DemoError, DemoOptions, run_demo
+
+    options = DemoOptions(root=root, host=host, port=port, script=not no_script, fresh=fresh,
+                          exit_after_script=exit_after_script, datasets=datasets,
+                          instruments=instruments, types=types_, step_timeout=step_timeout)
+    try:
+        status = run_demo(options)
+    except DemoError as exc:
+        raise click.ClickException(str(exc)) from None
+    sys.exit(status)
 
 # --- submission commands ---
 # (mail: the e-mail outbox)
