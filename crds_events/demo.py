@@ -40,6 +40,7 @@ from rich.console import Console
 
 from crds_events import events as ev
 from crds_events.config import Settings, init_root, load_settings
+from crds_events.server import build_server
 
 __all__ = ["DemoOptions", "run_demo", "DemoError"]
 
@@ -144,36 +145,6 @@ def _free_port(host: str) -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]
-
-
-def _component_names(server) -> set[str]:
-    return {component.name for component in server._components}
-
-
-def build_demo_server(settings: Settings, host: str, port: int):
-    """`build_server`, plus the parts the composition root does not wire (yet)."""
-    from crds_events.server import build_server
-
-    server = build_server(settings, host=host, port=port)
-    names = _component_names(server)
-    handler_names = {handler.name for handler in server.runner.handlers}
-    if not any(name.startswith("delivery") for name in names):
-        from crds_events.handlers import delivery
-
-        delivery.register(server, scan_interval=5.0)
-    if "reprocessing" not in names and not any("reprocess" in h.lower() for h in handler_names):
-        from crds_events.handlers import reprocessing
-
-        reprocessing.register(server)
-    if "web" not in names:
-        from crds_events import wsgi
-
-        web = wsgi.register(server)
-        with contextlib.suppress(Exception):
-            from crds_events.web.pages.health import attach_server
-
-            attach_server(web.app, server)
-    return server
 
 
 def load_archive_poller():
@@ -433,7 +404,7 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> int:
     settings = prepare_root(options, say)
     port = options.port or _free_port(options.host)
     url = f"http://{options.host}:{port}"
-    server = build_demo_server(settings, options.host, port)
+    server = build_server(settings, host=options.host, port=port)
     ArchivePoller = load_archive_poller()
     poller = ArchivePoller(settings.delivery, interval=0.3, delay=1.0, error_rate=0.0, seed=1)
     stop = threading.Event()

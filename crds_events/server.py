@@ -153,13 +153,15 @@ def build_server(settings: Settings, *, host: str = "127.0.0.1", port: int = 800
     jobs it runs) stops before the parts those jobs call.
     """
     from crds_events import scheduler, wsgi
-    from crds_events.handlers import delivery, email, submissions
+    from crds_events.handlers import delivery, email, reprocessing, submissions
 
     server = Server(settings, host=host, port=port)
     outbox = email.register(server)
     submissions.register(server)
     delivery.register(server)
+    repro = reprocessing.register(server)
     wsgi.register(server)
-    scheduler.register(server, outbox=outbox)
+    jobs = scheduler.register(server, outbox=outbox)
     delivery.schedule_reconcile(server, 60.0)
+    jobs.add_job("repro-held", repro.check_held, 60.0)
     return server
