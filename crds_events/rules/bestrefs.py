@@ -18,6 +18,8 @@ The answers are CRDS's (`crds.core.heavy_client.hv_best_references`), computed t
 
 Results are cached per distinct tuple of those needed values, so millions of datasets
 sharing a few thousand parameter combinations cost about as much as those combinations.
+A repeated dataset is recognised before any conditioning, by the header's own values
+(see `Context._raw_key`): a few microseconds instead of tens.
 """
 
 from __future__ import annotations
@@ -80,7 +82,15 @@ class Context:
         self.pipeline = pipeline
         self.name = pipeline.name
         self.observatory = pipeline.observatory
-        self._cache: dict[tuple, dict[str, object]] = {}
+        # (instrument, types, conditioned values) -> answer; see `_answer` for its form.
+        self._cache: dict[tuple, tuple[dict[str, object], tuple[str, ...]]] = {}
+        # The same answers keyed on the raw header values (see `_raw_key`).
+        self._raw_cache: dict[tuple, tuple[dict[str, object], tuple[str, ...]]] = {}
+        # Raw instrument value -> (instrument, the keys its rules read, padding for get()).
+        self._raw_instruments: dict[str, tuple[str, tuple[str, ...], tuple[object, ...]]] = {}
+        self._imaps: dict[str, object] = {}
+        self._all_rmaps: dict[str, list[tuple[str, ReferenceIndex | str | None]]] = {}
+        self._raw_ok = self.observatory != "jwst"  # JWST renames keys before minimizing
         self._lock = threading.Lock()
 
     # -- the hierarchy
@@ -126,6 +136,15 @@ class Context:
         )
 
     def _imap(self, instrument: str):
+        try:
+            return self._imaps[instrument]
+        except KeyError:
+            pass
+        imap = self._load_imap(instrument)
+        self._imaps[instrument] = imap
+        return imap
+
+    def _load_imap(self, instrument: str):
         name = instrument.lower()
         name = INSTRUMENT_ALIASES.get(name, name)
         try:
@@ -157,20 +176,77 @@ class Context:
 
         Raises `DatasetError` when the dataset fails as a whole.
         """
-        instrument, minimized = self.minimized_header(header)
         wanted = tuple(sorted({t.lower() for t in types})) if types is not None else None
+        raw_key = self._raw_key(header, wanted) if self._raw_ok else None
+        if raw_key is not None:
+            cached = self._raw_cache.get(raw_key)
+            if cached is not None:
+                return _answer(cached)
+            instrument = raw_key[0]
+            keys = self._raw_instruments[header[self.instrument_key]][1]  # type: ignore[index]
+            minimized = dict(zip(keys, map(_condition_raw, raw_key[2]), strict=True))
+        else:
+            instrument, minimized = self.minimized_header(header)
+            self._learn_instrument(header, instrument)
         key = (instrument, wanted, tuple(minimized.values()))
         cached = self._cache.get(key)
         if cached is None:
-            cached = self._compute(instrument, minimized, wanted)
+            results = self._compute(instrument, minimized, wanted)
+            lists = tuple(kind for kind, value in results.items() if isinstance(value, tuple))
+            cached = (results, lists)
             with self._lock:
                 if len(self._cache) > _CACHE_LIMIT:
                     self._cache.clear()
                 self._cache[key] = cached
-        return {
-            filekind: list(value) if isinstance(value, tuple) else value
-            for filekind, value in cached.items()
-        }
+        if raw_key is not None:
+            with self._lock:
+                if len(self._raw_cache) > _CACHE_LIMIT:
+                    self._raw_cache.clear()
+                self._raw_cache[raw_key] = cached
+        return _answer(cached)
+
+    def _raw_key(self, header: Mapping[str, object], wanted: tuple[str, ...] | None):
+        """A cache key made of the header's own values, or None where that is not safe.
+
+        Safe when every key is already upper case (so no two spellings of a key compete),
+        the instrument value was seen before (so the keys the rules read are known), and
+        every value read is a str, int, float, bool or None: equal values of one of those
+        types condition alike, except the float zeros (0.0 == -0.0), refused here. The key
+        holds the values' types too, since True == 1 == 1.0 but they condition differently.
+        """
+        try:
+            joined = "".join(header)
+        except TypeError:  # a key that is not a string
+            return None
+        if joined.upper() != joined:
+            return None
+        value = header.get(self.instrument_key)
+        plan = self._raw_instruments.get(value) if type(value) is str else None
+        if plan is None:
+            return None
+        instrument, keys, padding = plan
+        raw = tuple(map(header.get, keys, padding))
+        kinds = tuple(map(type, raw))
+        if not _RAW_TYPES.issuperset(kinds):
+            return None
+        if float in kinds and 0.0 in raw:  # 0.0 == -0.0, but they condition apart
+            return None
+        return (instrument, wanted, raw, kinds)
+
+    def _learn_instrument(self, header: Mapping[str, object], instrument: str) -> None:
+        """Remember which keys a raw instrument value leads to (for `_raw_key`)."""
+        if not self._raw_ok:
+            return
+        value = header.get(self.instrument_key)
+        if type(value) is not str or value in self._raw_instruments:
+            return
+        # Only where this value alone decides the instrument (not one that conditions to
+        # UNDEFINED, leaving the choice to another keyword).
+        if condition_value(value).upper() != instrument:
+            return
+        keys = (*self._imap(instrument).required_parkeys, self.instrument_key)
+        if len(self._raw_instruments) < 1000:
+            self._raw_instruments[value] = (instrument, keys, (_MISSING,) * len(keys))
 
     def _compute(
         self, instrument: str, header: dict[str, str], wanted: tuple[str, ...] | None
@@ -178,10 +254,9 @@ class Context:
         imap = self._imap(instrument)
         env = _env(header)
         results: dict[str, object] = {}
-        for filekind in wanted if wanted is not None else imap.filekinds:
-            try:
-                rmap = imap.rmap(filekind)
-            except KeyError:
+        kinds = self._rmaps(imap) if wanted is None else [(t, self._rmap(imap, t)) for t in wanted]
+        for filekind, rmap in kinds:
+            if rmap is None:
                 results[filekind] = f"NOT FOUND Unknown reference type {filekind!r}"
                 continue
             if isinstance(rmap, str):  # N/A or OMIT at the instrument level
@@ -192,6 +267,40 @@ class Context:
             if value is not None:
                 results[filekind] = value
         return results
+
+
+    @staticmethod
+    def _rmap(imap, filekind: str) -> ReferenceIndex | str | None:
+        """The rmap (or N/A / OMIT) of a type; None for a type the instrument lacks."""
+        try:
+            return imap.rmap(filekind)
+        except KeyError:
+            return None
+
+    def _rmaps(self, imap) -> list[tuple[str, ReferenceIndex | str | None]]:
+        """(type, rmap) for every type of the instrument, in order (looked up once)."""
+        found = self._all_rmaps.get(imap.name)
+        if found is None:
+            found = [(filekind, self._rmap(imap, filekind)) for filekind in imap.filekinds]
+            self._all_rmaps[imap.name] = found
+        return found
+
+
+_MISSING = object()
+_RAW_TYPES = frozenset({str, int, float, bool, type(None), type(_MISSING)})
+
+
+def _condition_raw(value: object) -> str:
+    return "UNDEFINED" if value is _MISSING else condition_value(value)
+
+
+def _answer(cached: tuple[dict[str, object], tuple[str, ...]]) -> BestRefs:
+    """A fresh copy of a cached answer (tuples of files become lists)."""
+    results, lists = cached
+    answer = dict(results)
+    for filekind in lists:
+        answer[filekind] = list(answer[filekind])  # type: ignore[arg-type]
+    return answer  # type: ignore[return-value]
 
 
 def load_context(

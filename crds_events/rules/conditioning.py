@@ -49,8 +49,20 @@ def _condition(value: object) -> str:
     return text
 
 
+_str_cache: dict[str, str] = {}
+
+
 def condition_value(value: object) -> str:
     """Return `value` normalised the way CRDS normalises header and match values."""
+    if type(value) is str:  # the common case: one dict lookup
+        try:
+            return _str_cache[value]
+        except KeyError:
+            result = _condition(value)
+            if len(_str_cache) > 100_000:
+                _str_cache.clear()
+            _str_cache[value] = result
+            return result
     # True == 1 == 1.0 and 0.0 == -0.0 hash alike but condition differently: key on the
     # type, and on the repr for floats.
     key = (float, repr(value)) if isinstance(value, float) else (type(value), value)
@@ -122,7 +134,7 @@ def _condition_match_element(element: object) -> str:
 def condition_match_key(key: object) -> tuple[str, ...]:
     """Condition a whole Match key; a bare value stands for a 1-tuple."""
     if isinstance(key, tuple):
-        return tuple(condition_match_element(element) for element in key)
+        return tuple(map(condition_match_element, key))
     return (condition_match_element(key),)
 
 

@@ -176,9 +176,11 @@ class PipelineContext:
         return InstrumentContext(document, self._store)
 
     def load_all(self) -> None:
-        """Load every imap and rmap now (what CRDS does for a full context load)."""
+        """Load every imap and rmap now and compile every selector completely (what CRDS
+        does for a full context load: it builds its Match matchers when it loads)."""
         for instrument in self.instruments:
-            self.imap(instrument).rmaps()
+            for rmap in self.imap(instrument).rmaps().values():
+                rmap.selector.compile()
 
     def mapping_names(self) -> list[str]:
         """The names of this context's mappings (loads everything)."""

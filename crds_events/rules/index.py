@@ -4,7 +4,10 @@
 and patterns, per-parameter valid values, UseAfter dates as sorted arrays for bisection,
 the header expressions checked and compiled, and the hooks found. Lookups are memoised
 where the answer depends on few values: each Match caches its ranked candidates per tuple
-of its parameter values, each expression its result per tuple of the names it reads.
+of its parameter values (and each parameter's key bit masks per value), each UseAfter
+family its lookup date per tuple of date/time values, each expression its result per tuple
+of the names it reads, and the parkey_relevance step the parameters it sets to N/A. (A
+cache of whole rmap answers would not pay: nearly every dataset brings a new date.)
 
 `best_ref(header)` reproduces CRDS's rmap lookup order exactly:
 
@@ -23,7 +26,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from crds_events.rules import hooks as hook_registry
-from crds_events.rules.conditioning import UNDEFINED, is_na_value, is_omit_value
+from crds_events.rules.conditioning import (
+    NA_VALUES,
+    OMIT_VALUES,
+    UNDEFINED,
+    is_na_value,
+    is_omit_value,
+)
 from crds_events.rules.expressions import (
     EvaluationError,
     Expression,
@@ -62,6 +71,7 @@ class _CachedExpression:
     def __init__(self, expression: Expression):
         self.expression = expression
         self.names = tuple(sorted(expression.names))
+        self._absent = (_ABSENT,) * len(self.names)  # defaults for map(env.get, ...)
         self._memo: dict[tuple, tuple[bool, object]] = {}
         self._constant: tuple[bool, object] | None = None
         if not self.names:  # e.g. ALWAYS -> True: evaluate once
@@ -70,26 +80,39 @@ class _CachedExpression:
             except EvaluationError as exc:
                 self._constant = (False, str(exc))
 
+    def fixed_truth(self, on_error: bool) -> bool | None:
+        """The truth of a constant expression (`on_error` if it fails); None if it varies."""
+        if self._constant is None:
+            return None
+        ok, value = self._constant
+        return bool(value) if ok else on_error
+
     def evaluate(self, env: Mapping[str, object]) -> object:
-        if self._constant is not None:
-            ok, value = self._constant
-            if not ok:
-                raise EvaluationError(value)
-            return value
-        key = tuple(env.get(name, _ABSENT) for name in self.names)
-        try:
-            ok, value = self._memo[key]
-        except KeyError:
-            try:
-                ok, value = True, self.expression.evaluate(env)
-            except EvaluationError as exc:
-                ok, value = False, str(exc)
-            if len(self._memo) > 10_000:
-                self._memo.clear()
-            self._memo[key] = (ok, value)
+        ok, value = self._outcome(env)
         if not ok:
             raise EvaluationError(value)
         return value
+
+    def truth(self, env: Mapping[str, object], on_error: bool) -> bool:
+        """The expression's truth over `env`, or `on_error` if it cannot be evaluated."""
+        ok, value = self._outcome(env)
+        return bool(value) if ok else on_error
+
+    def _outcome(self, env: Mapping[str, object]) -> tuple[bool, object]:
+        """(True, value) or (False, the evaluation error's text), memoised."""
+        if self._constant is not None:
+            return self._constant
+        key = tuple(map(env.get, self.names, self._absent))
+        found = self._memo.get(key)
+        if found is None:
+            try:
+                found = (True, self.expression.evaluate(env))
+            except EvaluationError as exc:
+                found = (False, str(exc))
+            if len(self._memo) > 10_000:
+                self._memo.clear()
+            self._memo[key] = found
+        return found
 
 
 _ABSENT = object()
@@ -121,6 +144,9 @@ class ReferenceIndex:
         relevance = str(header_string(header, "rmap_relevance", "always")).replace("always", "True")
         self.relevance = self._compile(relevance, "rmap_relevance")
         self.omit = self._compile(str(header_string(header, "rmap_omit", "False")), "rmap_omit")
+        # Most rmaps say `always` / nothing: decided once, not per lookup.
+        self._fixed_omit = self.omit.fixed_truth(on_error=False)
+        self._fixed_relevance = self.relevance.fixed_truth(on_error=True)
         relevant = dict(header.get("parkey_relevance") or {})
         for name in header.get("comment_parkeys", ()):
             relevant[str(name).lower()] = "keep_comments"
@@ -128,6 +154,12 @@ class ReferenceIndex:
             str(name).lower(): self._compile(str(expr), f"parkey_relevance[{name!r}]")
             for name, expr in relevant.items()
         }
+        # The names the parkey_relevance expressions read (keep_comments is a constant).
+        self._relevance_names = tuple(sorted(
+            {n for e in self.parkey_relevance.values() for n in e.names} - {"keep_comments"}
+        ))
+        self._relevance_absent = (_ABSENT,) * len(self._relevance_names)
+        self._na_memo: dict[tuple, tuple[str, ...] | str] = {}
         named_hooks = header.get("hooks") or None
         self.precondition = hook_registry.find_hook(
             self.observatory, self.instrument, self.filekind, "precondition_header", named_hooks
@@ -177,8 +209,22 @@ class ReferenceIndex:
         `env` is the expression environment of `header` (see `expressions.expression_env`),
         passed in so it is built once per dataset.
         """
+        if env is None:
+            env = _env(header)
         try:
-            return self._best_ref(header, env if env is not None else _env(header))
+            # rmap_omit true -> left out; rmap_relevance false -> N/A (an expression that
+            # cannot be evaluated counts as "not omitted" / "relevant").
+            omit = self._fixed_omit
+            if omit is None:
+                omit = self.omit.truth(env, on_error=False)
+            if omit:
+                return None
+            relevant = self._fixed_relevance
+            if relevant is None:
+                relevant = self.relevance.truth(env, on_error=True)
+            if not relevant:
+                return NOT_APPLICABLE
+            return self._select(header)
         except NotApplicable:
             return NOT_APPLICABLE
         except Omitted:
@@ -186,21 +232,12 @@ class ReferenceIndex:
         except Exception as exc:  # noqa: BLE001 - every failure is a "NOT FOUND <reason>"
             return "NOT FOUND " + str(exc)
 
-    def _best_ref(self, header_in: Mapping[str, str], env: Mapping[str, object]):
-        try:
-            omit = self.omit.evaluate(env)
-        except EvaluationError:
-            omit = False
-        if omit:
-            raise Omitted()
-        try:
-            relevant = self.relevance.evaluate(env)
-        except EvaluationError:
-            relevant = True
-        if not relevant:
-            raise NotApplicable()
+    def _select(self, header_in: Mapping[str, str]):
+        """The selector's result for a relevant dataset (NOT_APPLICABLE, or None for omit,
+        returned on the common paths); other failures raise."""
         header = self.precondition(header_in) if self.precondition else header_in
-        header = self._irrelevant_to_na(header)
+        if self.parkey_relevance:
+            header = self._irrelevant_to_na(header)
         try:
             bestref = self.selector.choose(header)
         except Exception as first:  # noqa: BLE001 - CRDS retries after any failure
@@ -216,23 +253,53 @@ class ReferenceIndex:
                 if self.reffile_required in ("YES", "NONE"):
                     raise
                 raise NotApplicable() from final
-        if is_na_value(bestref):
-            raise NotApplicable()
-        if is_omit_value(bestref):
-            raise Omitted()
+        if type(bestref) is str:
+            if bestref in NA_VALUES:
+                return NOT_APPLICABLE
+            if bestref in OMIT_VALUES:
+                return None
         return bestref
 
     def _irrelevant_to_na(self, header: Mapping[str, str]) -> Mapping[str, str]:
         """Set parameters whose parkey_relevance expression is false to N/A."""
         if not self.parkey_relevance:
             return header
+        na = None
+        memo_key = None
+        try:
+            if "." not in "".join(header):  # no dotted keys: names are header keys
+                memo_key = tuple(map(header.get, self._relevance_names, self._relevance_absent))
+                na = self._na_memo.get(memo_key)
+        except TypeError:  # a key that is not a string, or an unhashable value
+            memo_key = None
+        if na is None:
+            na = self._irrelevant_names(header)
+            if memo_key is not None:
+                if len(self._na_memo) > 10_000:
+                    self._na_memo.clear()
+                self._na_memo[memo_key] = na
+        if type(na) is str:
+            raise SelectionError(na)
+        if not na:
+            return header
+        result = dict(header)
+        for name in na:
+            result[name] = "N/A"
+        return result
+
+    def _irrelevant_names(self, header: Mapping[str, str]) -> tuple[str, ...] | str:
+        """The parameters whose parkey_relevance is false, or the evaluation error's text.
+
+        Depends only on the header values of the names the expressions read (a missing or
+        None required parameter counts as UNDEFINED), which `_irrelevant_to_na` memoises on.
+        """
         expr_header = dict(header)
         for key in self.required_parkeys:
             if expr_header.get(key, UNDEFINED) in (UNDEFINED, None):
                 expr_header[key] = UNDEFINED
-        env = _env(expr_header)
+        env = dict(_env(expr_header))
         env["keep_comments"] = False
-        result = dict(header)
+        names: list[str] = []
         for name in self.required_parkeys:
             expression = self.parkey_relevance.get(name.lower())
             if expression is None:
@@ -240,16 +307,23 @@ class ReferenceIndex:
             try:
                 relevant = expression.evaluate(env)
             except EvaluationError as exc:
-                raise SelectionError(str(exc)) from exc
+                return str(exc)
             if not relevant:
-                result[name] = "N/A"
-        return result
+                names.append(name)
+        return tuple(names)
 
     def __repr__(self) -> str:
         return f"ReferenceIndex({self.name!r})"
 
 
-def _env(header: Mapping[str, object]) -> dict[str, object]:
+def _env(header: Mapping[str, object]) -> Mapping[str, object]:
+    """The expression environment of `header`: itself where no key is dotted (read only!),
+    else a copy with the underscore forms of dotted keys added."""
+    try:
+        if "." not in "".join(header):
+            return header
+    except TypeError:  # a key that is not a string
+        pass
     env = dict(header)
     for key, value in header.items():
         if "." in key:

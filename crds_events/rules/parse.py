@@ -121,6 +121,9 @@ class Call:
     # Line of each entry's key, parallel to `entries`; not part of equality.
     lines: tuple[int, ...] = field(default=(), compare=False, repr=False)
     lineno: int | None = field(default=None, compare=False, repr=False)
+    # True where every value is known to be a string (the parser read a string block):
+    # lets builders skip looking at the values one by one. Never part of equality.
+    strings_only: bool = field(default=False, compare=False, repr=False)
 
     def keys(self) -> list[object]:
         return [key for key, _ in self.entries]
@@ -462,8 +465,26 @@ def parse_mapping(text: str, filename: str = "<string>", *, fast: bool = True) -
 # One token per match, leading blanks skipped; comments are dropped afterwards. A string
 # with a backslash never gets here (the text is refused first), and any character outside
 # the subset becomes a one-character token that the parser refuses.
+#
+# The bulk of a real rmap is UseAfter bodies in CRDS's own layout, one `'key' : 'value',`
+# per line. Such a whole `{...}` is one token (a "string block": an opening brace ending its
+# line, then only such lines, then the closing brace), split at its quotes: about twenty
+# times fewer tokens for the Python loop. Anything else in a dict (a comment, a number, a
+# blank line, two entries on a line) makes it ordinary tokens.
+_STRING_ENTRY = r"[ \t]*'[^'\\\n]*'[ \t]*:[ \t]*'[^'\\\n]*'"
+_STRING_BLOCK = r"\{\n(?:" + _STRING_ENTRY + r",\n)*" + _STRING_ENTRY + r",?\n[ \t]*\}"
+# Likewise a one-line tuple of strings and plain numbers (a Match key) is one token.
+_NUMBER = r"(?:(?:0|[1-9][0-9]*)(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?|\.[0-9]+(?:[eE][+-]?[0-9]+)?)"
+_TUPLE_ITEM = r"[ \t]*(?:'[^'\\\n]*'|-?" + _NUMBER + r")[ \t]*"
+_FLAT_TUPLE = r"\((?:" + _TUPLE_ITEM + r",)+(?:" + _TUPLE_ITEM + r")?\)"
+_TUPLE_ELEMENT = re.compile(r"'[^'\n]*'|[^\s,()']+")
+# And a whole Match entry whose key is such a tuple and whose value a selector call on a
+# string block, `('A', 1.0) : UseAfter({...})`, is one token too (it ends with `})`).
+_SELECTOR_ENTRY = _FLAT_TUPLE + r"[ \t]*:[ \t]*[A-Za-z_][A-Za-z0-9_]*[ \t]*\(" + _STRING_BLOCK + r"\)"
 _TOKEN_RE = re.compile(
     r"[ \t]*("
+    + _SELECTOR_ENTRY + r"|"
+    + _STRING_BLOCK + r"|" + _FLAT_TUPLE + r"|"
     r"'''(?:[^'\\]|'(?!''))*'''|\"\"\"(?:[^\"\\]|\"(?!\"\"))*\"\"\""  # triple-quoted
     r"|'[^'\\\n]*'|\"[^\"\\\n]*\""  # one-line strings
     r"|(?:0|[1-9][0-9]*)(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?|\.[0-9]+(?:[eE][+-]?[0-9]+)?"
@@ -544,8 +565,12 @@ class _FastParser:
             raise _GiveUp
         if tok == "(":
             return self.paren(depth, calls)
+        if first == "(":
+            return self.flat_tuple(tok)
         if tok == "{":
             return dict(self.items(depth, calls, None, None))
+        if first == "{":
+            return dict(self.string_block(tok))
         if tok == "[":
             return self.sequence("]", depth, calls)
         if first in _NAME_START:
@@ -620,11 +645,36 @@ class _FastParser:
                     if sep == "}":
                         return result
                     continue
+            if tok[-2:] == "})" and tok[:1] == "(":  # a whole Match entry (_SELECTOR_ENTRY)
+                if not calls or depth + 1 >= _FAST_MAX_NESTING:
+                    raise _GiveUp
+                # Strings hold no newline, so the block starts at the first "{\n"; the name
+                # follows the last ":" before it.
+                brace = tok.index("{\n")
+                key_text, _, name = tok[:brace].rpartition(":")
+                name = name.strip(" \t")[:-1].rstrip(" \t")  # `UseAfter (` -> `UseAfter`
+                block = tok[brace:-1]
+                if name not in SELECTOR_NAMES:
+                    raise _GiveUp
+                if key_lines is not None:
+                    key_lines.append(self.line)
+                key = self.flat_tuple(key_text)
+                result.append((key, self.block_call(name, block, self.line)))
+                self.pos += 1
+                tok = self.skip_newlines()
+                self.pos += 1
+                if tok == "}":
+                    return result
+                if tok != ",":
+                    raise _GiveUp
+                continue
             if key_lines is not None:
                 key_lines.append(self.line)
             key = self.value(depth + 1, False)
-            if not _hashable(key):
-                raise _GiveUp
+            try:
+                hash(key)  # only lists and dicts (and tuples holding them) fail
+            except TypeError:
+                raise _GiveUp from None
             if seen_keys is not None:
                 seen_keys.append(key)
             self.expect(":")
@@ -636,11 +686,46 @@ class _FastParser:
             if tok != ",":
                 raise _GiveUp
 
+    def flat_tuple(self, tok: str) -> tuple:
+        """The elements of a one-line tuple token (see `_FLAT_TUPLE`)."""
+        if tok[-2:] == "})":  # a whole Match entry where a value should be
+            raise _GiveUp
+        items = []
+        for element in _TUPLE_ELEMENT.findall(tok):
+            if element[0] == "'":
+                items.append(element[1:-1])
+            elif element[0] == "-":
+                items.append(-self.number(element[1:]))
+            else:
+                items.append(self.number(element))
+        return tuple(items)
+
+    def string_block(self, tok: str) -> list[tuple[str, str]]:
+        """The entries of a string block token (see `_STRING_BLOCK`), one per line."""
+        self.line += tok.count("\n")
+        # The block's strings hold no quote: splitting at the quotes gives the text between
+        # them, every fourth piece a key, two further its value.
+        pieces = tok.split("'")
+        return list(zip(pieces[1::4], pieces[3::4], strict=True))
+
+    def block_call(self, name: str, tok: str, lineno: int) -> Call:
+        first_line = self.line + 1  # the entries start on the line after the brace
+        entries = self.string_block(tok)
+        lines = tuple(range(first_line, first_line + len(entries)))
+        return Call(name=name, entries=tuple(entries), lines=lines, lineno=lineno,
+                    strings_only=True)
+
     def call(self, name: str, depth: int) -> Call:
         lineno = self.line
         self.expect("(")
-        self.expect("{")
-        call = self.selector_dict(name, depth + 1, lineno)
+        tok = self.skip_newlines()
+        self.pos += 1
+        if tok == "{":
+            call = self.selector_dict(name, depth + 1, lineno)
+        elif tok[:1] == "{":
+            call = self.block_call(name, tok, lineno)
+        else:
+            raise _GiveUp
         self.expect(")")
         return call
 
@@ -665,9 +750,14 @@ class _FastParser:
             tok = toks[self.pos]
             self.pos += 1
             if name == "header":
-                if tok != "{":
+                if tok == "{":
+                    sections[name] = dict(self.items(0, False, None, header_keys))
+                elif tok[:1] == "{":
+                    entries = self.string_block(tok)
+                    header_keys.extend(key for key, _ in entries)
+                    sections[name] = dict(entries)
+                else:
                     raise _GiveUp
-                sections[name] = dict(self.items(0, False, None, header_keys))
             elif name == "comment":
                 self.pos -= 1
                 if tok[:1] not in ("'", '"'):
@@ -675,6 +765,8 @@ class _FastParser:
                 sections[name] = self.value(0, False)
             elif tok == "{":
                 sections[name] = self.selector_dict("dict", 1, lineno)
+            elif tok[:1] == "{":
+                sections[name] = self.block_call("dict", tok, lineno)
             elif tok in SELECTOR_NAMES:
                 sections[name] = self.call(tok, 0)
             else:
@@ -704,9 +796,26 @@ def _duplicates_in_order(keys: list) -> tuple[str, ...]:
     return tuple(dups)
 
 
+def _has_indented_statement(text: str) -> bool:
+    """Whether a line starts with blanks and then `header`, `selector` or `comment` as a
+    word (`_INDENTED_STATEMENT`; the words are rare, so finding them first is quicker)."""
+    for word in ("header", "selector", "comment"):
+        start = text.find(word)
+        while start != -1:
+            if start > 0 and text[start - 1] in " \t":
+                line_start = text.rfind("\n", 0, start) + 1
+                end = start + len(word)
+                if not text[line_start:start].strip(" \t") and (
+                    end == len(text) or not (text[end].isalnum() or text[end] == "_")
+                ):
+                    return True
+            start = text.find(word, start + 1)
+    return False
+
+
 def _fast_parse(text: str, filename: str) -> ParsedMapping | None:
     """The mapping, or None where the fast path does not apply (the ast path decides)."""
-    if "\r" in text or "\\" in text or "\f" in text or _INDENTED_STATEMENT.search(text):
+    if "\r" in text or "\\" in text or "\f" in text or _has_indented_statement(text):
         return None
     try:
         return _FastParser(text).mapping(filename)

@@ -83,8 +83,29 @@ class RegexPattern(Pattern):
 
 class GlobPattern(RegexPattern):
     def __init__(self, key: str):
-        translated = "|".join(fnmatch.translate(part) for part in glob_list(key))
-        super().__init__("^(" + translated + ")$")
+        parts = glob_list(key)
+        translated = "|".join(fnmatch.translate(part) for part in parts)
+        regex = "^(" + translated + ")$"
+        if not parts or any(char in part for part in parts for char in "*?["):
+            super().__init__(regex)
+        else:
+            # Alternatives without wildcards (`A|B|C`): the regex matches exactly the
+            # alternatives, so a set answers the same without compiling it (slow for long
+            # lists). The key stays the regex text, which `Pattern.match` compares too.
+            Pattern.__init__(self, regex)
+            self._regex = _Alternatives(parts)  # type: ignore[assignment]
+
+
+class _Alternatives:
+    """Stands in for a compiled regex that matches exactly these strings."""
+
+    __slots__ = ("_values",)
+
+    def __init__(self, values: list[str]):
+        self._values = frozenset(values)
+
+    def match(self, value: str) -> bool:
+        return value in self._values
 
 
 _RELATION = re.compile(r"^([><]=?)\s*([-+]?[0-9]*\.?[0-9]+([eE][-+]?[0-9]+)?)")

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import ast
 import bisect
+import contextlib
+import operator
 import re
 import sys
 from collections.abc import Mapping, Sequence
@@ -35,6 +37,7 @@ import numpy as np
 from crds_events.rules import dates
 from crds_events.rules.conditioning import condition_match_key, condition_value
 from crds_events.rules.patterns import (
+    MATCH,
     NO_MATCH,
     PatternError,
     esoteric_key,
@@ -50,6 +53,7 @@ DEFAULT_SUBSTITUTIONS = {
 }
 
 _MEMO_LIMIT = 50_000
+_FIRST = operator.itemgetter(0)  # sort (key, choice) pairs by key only
 
 
 class RulesError(ValueError):
@@ -80,6 +84,7 @@ class Selector:
     """Base class: `choose(header)` returns a terminal value or raises `SelectionError`."""
 
     kind = "Selector"
+    leaf = False  # True where no choice is a nested selector (known without looking)
 
     def __init__(self, parameters: Sequence[str]):
         self.parameters = tuple(parameters)
@@ -89,6 +94,14 @@ class Selector:
 
     def choices(self) -> list[object]:
         raise NotImplementedError
+
+    def compile(self) -> None:
+        """Build now what lookups would build on first use (this selector and nested ones)."""
+        if self.leaf:
+            return
+        for choice in self.choices():
+            if isinstance(choice, Selector):
+                choice.compile()
 
     def terminals(self) -> list[object]:
         """Every terminal value reachable from this selector."""
@@ -186,35 +199,50 @@ class MatchSelector(Selector):
         self.keys = sorted(conditioned)
         self._choices = [conditioned[key] for key in self.keys]
         self._fields: list[list] | None = None  # compiled on first lookup
-        self._field_ids: np.ndarray | None = None
+        self._field_masks: list[list[int]] = []
+        self._value_masks: list[dict[str, tuple[int, int]]] = []
         self._valid: dict[str, list[str]] | None = None
         self._memo: dict[tuple, object] = {}
+        self._missing = (_MISSING,) * len(self.parameters)  # defaults for map(header.get, ...)
+        self._ties: dict[tuple[int, ...], _Tie] = {}
 
     def choices(self) -> list[object]:
         return list(self._choices)
 
     def _compile_index(self) -> None:
-        """Per parameter: the distinct key fields, their patterns, and each key's field id.
+        """Per parameter: the distinct key fields, their patterns, and which keys hold each
+        (as a bit mask over the keys).
 
         Keys share few distinct fields per parameter (a DETECTOR column holds 2 or 3), so a
         lookup evaluates each distinct pattern once and spreads the result over all keys.
         """
-        self._fields: list[list] = []
-        ids = np.zeros((len(self.parameters), len(self.keys)), dtype=np.intp)
+        fields: list[list] = []
+        masks: list[list[int]] = []
         try:
             for i in range(len(self.parameters)):
                 distinct: dict[str, int] = {}
                 for k, key in enumerate(self.keys):
-                    ids[i, k] = distinct.setdefault(key[i], len(distinct))
-                self._fields.append([make_pattern(field) for field in distinct])
+                    distinct[key[i]] = distinct.get(key[i], 0) | (1 << k)
+                fields.append([make_pattern(field) for field in distinct])
+                masks.append(list(distinct.values()))
         except (PatternError, re.error) as exc:
             raise RulesError(f"invalid Match pattern: {exc}") from exc
-        self._field_ids = ids
+        self._field_masks = masks
+        self._value_masks = [{} for _ in self.parameters]
+        self._fields = fields
 
     def check_patterns(self) -> None:
         """Compile every pattern now (lookups compile them on first use); RulesError if bad."""
         if self._fields is None:
             self._compile_index()
+
+    def compile(self) -> None:
+        """Compile the patterns and valid values now, as CRDS builds its matchers at load. A
+        bad pattern is left for the lookups to report (each as `NOT FOUND <reason>`)."""
+        with contextlib.suppress(RulesError):
+            self.check_patterns()
+        self.valid_values  # noqa: B018 - computed and kept
+        super().compile()
 
     @property
     def valid_values(self) -> dict[str, list[str]]:
@@ -226,34 +254,32 @@ class MatchSelector(Selector):
     def _valid_values(self) -> dict[str, list[str]]:
         valid: dict[str, list[str]] = {}
         for i, name in enumerate(self.parameters):
-            values: set[str] = set()
-            listed = True
-            for key in self.keys:
-                if esoteric_key(key[i]):
-                    listed = False
-                    break
-                values.update(glob_list(key[i]))
-            valid[name] = sorted(values) if listed else []
+            fields = {key[i] for key in self.keys}  # a column holds few distinct fields
+            if any(esoteric_key(field) for field in fields):
+                valid[name] = []
+            else:
+                valid[name] = sorted({value for field in fields for value in glob_list(field)})
         return valid
 
     # -- lookup
 
     def choose(self, header: Mapping[str, str]) -> object:
-        memo_key = tuple(header.get(name, _MISSING) for name in self.parameters)
-        try:
-            plan = self._memo[memo_key]
-        except KeyError:
+        memo_key = tuple(map(header.get, self.parameters, self._missing))
+        plan = self._memo.get(memo_key)
+        if plan is None:
             plan = self._plan(header)
             if len(self._memo) > _MEMO_LIMIT:
                 self._memo.clear()
             self._memo[memo_key] = plan
-        if isinstance(plan, tuple):  # (error class, message): fail the same way every time
+        if type(plan) is tuple:  # (error class, message): fail the same way every time
             raise plan[0](plan[1])
         for choice in plan:
-            if isinstance(choice, _Tie):
+            if type(choice) is _Tie:
                 choice = choice.merged()
+            if not isinstance(choice, Selector):
+                return choice
             try:
-                return self._resolve(choice, header)
+                return choice.choose(header)
             except LookupMiss:
                 continue
         raise LookupMiss("No match found.")
@@ -279,27 +305,57 @@ class MatchSelector(Selector):
         """Candidates best first: keys failing no parameter, weighted by exact matches
         (N/A counts nothing), equal weights merged, ties kept in key order."""
         self.check_patterns()
-        nkeys = len(self.keys)
-        if nkeys == 0:
+        if not self.keys:
             return []
-        alive = np.ones(nkeys, dtype=bool)
-        weights = np.zeros(nkeys, dtype=np.intp)
+        alive = (1 << len(self.keys)) - 1
+        exact: list[int] = []  # per parameter, the keys matching it exactly
         for i, name in enumerate(self.parameters):
-            value = header.get(name, "UNDEFINED")
-            statuses = np.array([p.match(value) for p in self._fields[i]], dtype=np.intp)
-            per_key = statuses[self._field_ids[i]]
-            alive &= per_key != NO_MATCH
-            weights -= per_key
-        survivors = np.nonzero(alive)[0]
-        order = survivors[np.argsort(weights[survivors], kind="stable")]
-        if len(order) == 0:
-            return []
-        boundaries = np.flatnonzero(np.diff(weights[order])) + 1
+            alive_mask, exact_mask = self._masks(i, header.get(name, "UNDEFINED"))
+            alive &= alive_mask
+            if not alive:
+                return []
+            exact.append(exact_mask)
+        survivors = []
+        while alive:
+            lowest = alive & -alive
+            survivors.append(lowest.bit_length() - 1)
+            alive ^= lowest
+        weight = {k: sum((mask >> k) & 1 for mask in exact) for k in survivors}
+        order = sorted(survivors, key=lambda k: -weight[k])  # stable: ties in key order
         ranked: list[object] = []
-        for group in np.split(order, boundaries):
-            members = [self._choices[index] for index in group.tolist()]
-            ranked.append(members[0] if len(members) == 1 else _Tie(members, self.merge_overlaps))
+        start = 0
+        for end in range(1, len(order) + 1):
+            if end == len(order) or weight[order[end]] != weight[order[start]]:
+                group = tuple(order[start:end])
+                ranked.append(self._choices[group[0]] if len(group) == 1 else self._tie(group))
+                start = end
         return ranked
+
+    def _masks(self, i: int, value: str) -> tuple[int, int]:
+        """(keys not failing, keys matching exactly) for `value` of parameter `i` (memoised)."""
+        memo = self._value_masks[i]
+        found = memo.get(value)
+        if found is None:
+            alive = exact = 0
+            for pattern, mask in zip(self._fields[i], self._field_masks[i], strict=True):
+                status = pattern.match(value)
+                if status != NO_MATCH:
+                    alive |= mask
+                    if status == MATCH:
+                        exact |= mask
+            if len(memo) > _MEMO_LIMIT:
+                memo.clear()
+            memo[value] = found = (alive, exact)
+        return found
+
+    def _tie(self, group: tuple[int, ...]) -> _Tie:
+        """The tie of these keys, shared by every lookup reaching it (merged once)."""
+        tie = self._ties.get(group)
+        if tie is None:
+            if len(self._ties) > _MEMO_LIMIT:
+                self._ties.clear()
+            tie = self._ties[group] = _Tie([self._choices[k] for k in group], self.merge_overlaps)
+        return tie
 
 
 class _Tie:
@@ -382,6 +438,19 @@ def validate_value(name: str, value: str, valid: Sequence[str]) -> None:
 # ----------------------------------------------------------------------------- UseAfter
 
 
+class _Failure:
+    """A memoised lookup failure: raised again as `error(message)`."""
+
+    __slots__ = ("error", "message")
+
+    def __init__(self, error: type[SelectionError], message: str):
+        self.error = error
+        self.message = message
+
+
+_LOOKUP_MEMOS: dict[tuple[type, tuple[str, ...]], dict[tuple, object]] = {}
+
+
 class UseAfterSelector(Selector):
     kind = "UseAfter"
     miss_message = "No selection <= {date!r}"
@@ -389,11 +458,21 @@ class UseAfterSelector(Selector):
     def __init__(self, parameters: Sequence[str], selections: Mapping[object, object]):
         super().__init__(parameters)
         try:
-            ordered = sorted(selections.items(), key=lambda item: item[0])
+            ordered = sorted(selections.items(), key=_FIRST)
         except TypeError as exc:
             raise RulesError(f"{self.kind} keys of mixed types: {exc}") from exc
-        self.keys = [self.condition_key(key) for key, _ in ordered]
+        if type(self).condition_key is UseAfterSelector.condition_key:  # keys as written
+            self.keys = [key for key, _ in ordered]
+        else:
+            self.keys = [self.condition_key(key) for key, _ in ordered]
         self._choices = [choice for _, choice in ordered]
+        self._init_lookup()
+
+    def _init_lookup(self) -> None:
+        self._missing = (_MISSING,) * len(self.parameters)
+        # Header values -> lookup key (or the failure), shared by every selector of this
+        # class over these parameters: an rmap has hundreds of UseAfters on one date.
+        self._lookup_memo = _LOOKUP_MEMOS.setdefault((type(self), self.parameters), {})
 
     def condition_key(self, key: object) -> object:
         return key
@@ -418,13 +497,33 @@ class UseAfterSelector(Selector):
                 f"value={raw!r} exception is {str(exc)!r}"
             ) from exc
 
+    def memoised_lookup_key(self, header: Mapping[str, str]) -> object:
+        """`lookup_key(header)`, memoised on the parameter values (failures too)."""
+        values = tuple(map(header.get, self.parameters, self._missing))
+        memo = self._lookup_memo
+        key = memo.get(values)
+        if key is None:
+            self._check_present(header)  # not memoised: the values hold no missing one
+            try:
+                key = self.lookup_key(header)
+            except SelectionError as exc:
+                key = _Failure(type(exc), str(exc))
+            if len(memo) > _MEMO_LIMIT:
+                memo.clear()
+            memo[values] = key
+        if type(key) is _Failure:
+            raise key.error(key.message)
+        return key
+
     def choose(self, header: Mapping[str, str]) -> object:
-        self._check_present(header)
-        key = self.lookup_key(header)
+        key = self._lookup_memo.get(tuple(map(header.get, self.parameters, self._missing)))
+        if key is None or type(key) is _Failure:  # the memo's hit, inline
+            key = self.memoised_lookup_key(header)
         index = bisect.bisect_right(self.keys, key) - 1
         if index < 0:
             raise LookupMiss(self.miss_message.format(date=key))
-        return self._resolve(self._choices[index], header)
+        choice = self._choices[index]
+        return choice.choose(header) if isinstance(choice, Selector) else choice
 
 
 class VersionAfterSelector(UseAfterSelector):
@@ -436,12 +535,13 @@ class VersionAfterSelector(UseAfterSelector):
         try:
             ordered = sorted(
                 ((self.condition_key(key), choice) for key, choice in selections.items()),
-                key=lambda item: item[0],
+                key=_FIRST,
             )
         except InvalidValueError as exc:
             raise RulesError(str(exc)) from exc
         self.keys = [key for key, _ in ordered]
         self._choices = [choice for _, choice in ordered]
+        self._init_lookup()
 
     def condition_key(self, key: object) -> tuple[int, int, int]:
         if not isinstance(key, str) or not self._VERSION.match(key):
@@ -458,8 +558,7 @@ class ClosestTimeSelector(UseAfterSelector):
     kind = "ClosestTime"
 
     def choose(self, header: Mapping[str, str]) -> object:
-        self._check_present(header)
-        key = self.lookup_key(header)
+        key = self.memoised_lookup_key(header)
         if not self.keys:
             raise LookupMiss(f"No selection near {key!r}")
         when = dates.parse_date(str(key))
@@ -513,7 +612,7 @@ class BracketSelector(Selector):
     def __init__(self, parameters: Sequence[str], selections: Mapping[object, object]):
         super().__init__(parameters)
         try:
-            ordered = sorted(selections.items(), key=lambda item: item[0])
+            ordered = sorted(selections.items(), key=_FIRST)
         except TypeError as exc:
             raise RulesError(f"{self.kind} keys of mixed types: {exc}") from exc
         self.keys = [key for key, _ in ordered]
@@ -596,7 +695,7 @@ class SelectVersionSelector(Selector):
         super().__init__(parameters)
         try:
             relations = [(_VersionRelation(key), choice) for key, choice in selections.items()]
-            relations.sort(key=lambda item: item[0])
+            relations.sort(key=_FIRST)
         except InvalidValueError as exc:
             raise RulesError(str(exc)) from exc
         self.keys = [relation for relation, _ in relations]
@@ -654,12 +753,20 @@ def build_selector(
         isinstance(p, str) for p in parameters
     ):
         raise RulesError(f"{name} parameters {parameters!r} should be a tuple of header keys")
-    selections: dict[object, object] = {}
-    for key, value in call.entries:  # type: ignore[attr-defined]
-        selections[key] = _build_choice(value, parkeys[1:], substitutions, merge_overlaps)
+    leaf = getattr(call, "strings_only", False)  # file names only: most of a real rmap
+    if leaf:
+        selections = dict(call.entries)  # type: ignore[attr-defined]
+    else:
+        selections = {}
+        inner = parkeys[1:]
+        for key, value in call.entries:  # type: ignore[attr-defined]
+            selections[key] = _build_choice(value, inner, substitutions, merge_overlaps)
     if cls is MatchSelector:
-        return MatchSelector(parameters, selections, substitutions, merge_overlaps)
-    return cls(parameters, selections)  # type: ignore[call-arg]
+        selector: Selector = MatchSelector(parameters, selections, substitutions, merge_overlaps)
+    else:
+        selector = cls(parameters, selections)  # type: ignore[call-arg]
+    selector.leaf = leaf
+    return selector
 
 
 def _build_choice(value, parkeys, substitutions, merge_overlaps):
