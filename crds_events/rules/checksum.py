@@ -58,12 +58,13 @@ def stored_checksum(header: dict) -> str | None:
     return value
 
 
-def verify_checksum(text: str, header: dict, name: str) -> None:
-    """Raise ChecksumError (with CRDS's messages) unless `header` holds the sum of `text`."""
+def verify_checksum(text: str, header: dict, name: str, computed: str | None = None) -> None:
+    """Raise ChecksumError (with CRDS's messages) unless `header` holds the sum of `text`
+    (`computed`, when the caller has it already)."""
     old = stored_checksum(header)
     if old is None:
         raise ChecksumError(f"sha1sum is missing in {name!r}")
-    if mapping_checksum(text) != old:
+    if (computed or mapping_checksum(text)) != old:
         raise ChecksumError(f"sha1sum mismatch in {name!r}")
 
 

@@ -185,7 +185,7 @@ def load_mapping_text(
         _check_reference_header(parsed)
     computed = mapping_checksum(text)
     if not ignore_checksum:
-        verify_checksum(text, parsed.header, os.path.basename(name))
+        verify_checksum(text, parsed.header, os.path.basename(name), computed)
     return MappingDocument(parsed=parsed, kind=kind, path=path, computed_sha1=computed)
 
 
