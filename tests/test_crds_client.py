@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 
 from crds_events import events as ev
-from crds_events.store.artifacts import ArtifactStore
+from crds_events import repro_results
+from crds_events.datasets import import_datasets
 from crds_events.store.eventlog import SQLiteEventStore
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -190,23 +191,29 @@ def test_push_context_is_recorded(server, cache):
                                   context="hst_9000.pmap") in pushed
 
 
-def test_query_affected_lists_the_stored_ids(server, cache):
-    # TODO(REPRO): once handlers/reprocessing.py computes results on a latest change, use
-    # its result here instead of appending one through the domain event.
+def test_query_affected_lists_the_computed_ids(server, cache, corpus, tmp_path):
+    """The latest change hst_0001 -> hst_9000 computed by our reprocessing over ACS datasets
+    (the corpus oracle's headers), then read back by the real `crds query_affected`."""
     settings = server[0]
-    ids = ["JA0101010:JA0101AAQ", "JB0202020:JB0202BBQ"]
-    result = {"old_context": "hst_0001.pmap", "new_context": "hst_9000.pmap", "count": 2,
-              "candidates": 2, "distinct": 1, "by_instrument": {"ACS": 2}, "by_type": {},
-              "errors": {}, "changed": {},
-              "groups": [{"instrument": "ACS", "changes": [["bpixtab", "x", "y"]],
-                          "ids": ids}]}
-    digest = ArtifactStore.for_root(settings.root).put_json(result)
+    datasets = tmp_path / "datasets.jsonl"
+    with (corpus / "oracle" / "bestrefs_hst_0001.jsonl").open() as lines, \
+            datasets.open("w") as out:
+        for n, line in enumerate(lines):
+            record = json.loads(line)
+            if record.get("instrument") == "ACS" and record.get("kind") != "error":
+                out.write(json.dumps({"id": f"JACS{n:05d}:JACS{n:05d}Q",
+                                      "header": record["header"]}) + "\n")
     with SQLiteEventStore(settings.db_path) as store:
-        store.record(ev.AffectedDatasetsComputed(
-            observatory="hst", old_context="hst_0001.pmap", new_context="hst_9000.pmap",
-            count=2, digest=digest, by_instrument={"ACS": 2}))
-    out = crds(server, cache, "query_affected", "--hst")
-    assert [line for line in out.stdout.splitlines() if line.strip()] == ids
+        import_datasets(settings, store, datasets)
+        result, _ = repro_results.compute_and_record(
+            settings, store, "hst_0001.pmap", "hst_9000.pmap")
+    assert result.ids, "the change should affect some ACS datasets"
+    out = crds(server, cache, "query_affected", "--hst", check=False)
+    printed = [line for line in out.stdout.splitlines() if line.strip()]
+    assert sorted(printed) == sorted(result.ids)
+    # hst_9000 has no rules for ACS's other types: the computation's errors reach the client,
+    # which exits 1 as it does for a CRDS server whose bestrefs run had errors.
+    assert out.returncode == 1 and "Unknown reference type" in out.stdout + out.stderr
 
 
 def test_probe_server_passes_every_step(server):
