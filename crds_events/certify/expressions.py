@@ -22,6 +22,8 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from ..rules.expressions import COMPARISONS, UNARY, Walker
+
 UNDEFINED = "UNDEFINED"
 
 
@@ -149,10 +151,6 @@ _NUMPY_FUNCS = frozenset({"all", "any", "min", "max", "sum", "isnan", "isfinite"
 
 _BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
            ast.Div: operator.truediv, ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod}
-_COMPARE = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le,
-            ast.Gt: operator.gt, ast.GtE: operator.ge, ast.In: lambda a, b: a in b,
-            ast.NotIn: lambda a, b: a not in b, ast.Is: operator.is_, ast.IsNot: operator.is_not}
-_UNARY = {ast.Not: operator.not_, ast.USub: operator.neg, ast.UAdd: operator.pos}
 
 
 def identifiers(source: str) -> list[str]:
@@ -181,7 +179,7 @@ def compile_expression(source: str) -> ast.Expression:
 def _check_node(node: ast.AST, source: str) -> None:
     allowed = (ast.Expression, ast.BoolOp, ast.And, ast.Or, ast.UnaryOp, ast.BinOp, ast.Compare,
                ast.Constant, ast.Name, ast.Load, ast.Tuple, ast.List, ast.Subscript, ast.Slice,
-               ast.Attribute, ast.Call, ast.IfExp, *_BINARY, *_COMPARE, *_UNARY)
+               ast.Attribute, ast.Call, ast.IfExp, *_BINARY, *COMPARISONS, *UNARY)
     if not isinstance(node, allowed):
         raise ExpressionError(f"{type(node).__name__} is not allowed in expression {source!r}")
     if isinstance(node, ast.Attribute) and _is_numpy(node):
@@ -212,73 +210,46 @@ def evaluate(source: str, namespace: Mapping[str, Any]) -> Any:
     """
     tree = compile_expression(source)
     try:
-        return _eval(tree.body, namespace)
+        return _WALKER.evaluate(tree.body, namespace)
     except ExpressionError:
         raise
     except Exception as exc:
         raise ExpressionError(f"{type(exc).__name__}: {exc}") from None
 
 
-def _eval(node: ast.AST, ns: Mapping[str, Any]) -> Any:
-    if isinstance(node, ast.Constant):
-        return node.value
-    if isinstance(node, ast.Name):
-        if node.id in ns:
-            return ns[node.id]
-        if node.id in HELPERS:
-            return HELPERS[node.id]
-        if node.id in ("True", "False", "None"):
-            return {"True": True, "False": False, "None": None}[node.id]
-        raise ExpressionError(f"name {node.id!r} is not defined")
-    if isinstance(node, ast.BoolOp):
-        if isinstance(node.op, ast.And):
-            result: Any = True
-            for value in node.values:
-                result = _eval(value, ns)
-                if not result:
-                    return result
-            return result
-        result = False
-        for value in node.values:
-            result = _eval(value, ns)
-            if result:
-                return result
-        return result
-    if isinstance(node, ast.UnaryOp):
-        return _UNARY[type(node.op)](_eval(node.operand, ns))
+_CONSTANT_NAMES = {"True": True, "False": False, "None": None}
+
+
+def _lookup(ns: Mapping[str, Any], name: str) -> Any:
+    """A name: the header's, else a helper's, else a constant spelled as a name."""
+    if name in ns:
+        return ns[name]
+    if name in HELPERS:
+        return HELPERS[name]
+    if name in _CONSTANT_NAMES:
+        return _CONSTANT_NAMES[name]
+    raise ExpressionError(f"name {name!r} is not defined")
+
+
+def _eval_tpn_only(walker: Walker, node: ast.AST, ns: Mapping[str, Any]) -> Any:
+    """The nodes only the .tpn language has (the shared walker does the rest)."""
     if isinstance(node, ast.BinOp):
-        left, right = _eval(node.left, ns), _eval(node.right, ns)
+        left, right = walker.evaluate(node.left, ns), walker.evaluate(node.right, ns)
         if isinstance(node.op, ast.Mult) and isinstance(left, str | list | tuple) or \
                 isinstance(right, str | list | tuple) and isinstance(node.op, ast.Mult):
             raise ExpressionError("repeating a sequence is not allowed")  # 'a'*10**9 would hang
         return _BINARY[type(node.op)](left, right)
-    if isinstance(node, ast.Compare):
-        left = _eval(node.left, ns)
-        if len(node.ops) == 1:  # also element-wise on arrays: np.all(0<=MASK_ARRAY.DATA)
-            return _COMPARE[type(node.ops[0])](left, _eval(node.comparators[0], ns))
-        for op, right_node in zip(node.ops, node.comparators, strict=True):
-            right = _eval(right_node, ns)
-            if not _COMPARE[type(op)](left, right):
-                return False
-            left = right
-        return True
-    if isinstance(node, ast.IfExp):
-        return _eval(node.body, ns) if _eval(node.test, ns) else _eval(node.orelse, ns)
-    if isinstance(node, ast.Tuple):
-        return tuple(_eval(item, ns) for item in node.elts)
-    if isinstance(node, ast.List):
-        return [_eval(item, ns) for item in node.elts]
     if isinstance(node, ast.Subscript):
-        return _eval(node.value, ns)[_eval(node.slice, ns)]
+        return walker.evaluate(node.value, ns)[walker.evaluate(node.slice, ns)]
     if isinstance(node, ast.Slice):
-        return slice(*(None if part is None else _eval(part, ns)
+        return slice(*(None if part is None else walker.evaluate(part, ns)
                        for part in (node.lower, node.upper, node.step)))
     if isinstance(node, ast.Attribute) and _is_numpy(node):
         import numpy
 
         return getattr(numpy, node.attr)
     if isinstance(node, ast.Attribute):
-        target = _eval(node.value, ns)
+        target = walker.evaluate(node.value, ns)
         if node.attr in _STRING_METHODS:
             if not isinstance(target, str):
                 raise ExpressionError(f".{node.attr}() needs a string, got {type(target).__name__}")
@@ -287,9 +258,13 @@ def _eval(node: ast.AST, ns: Mapping[str, Any]) -> Any:
             raise ExpressionError(f"{type(target).__name__} has no attribute {node.attr!r}")
         return getattr(target, node.attr)
     if isinstance(node, ast.Call):
-        func = _eval(node.func, ns)
-        return func(*(_eval(arg, ns) for arg in node.args))
+        func = walker.evaluate(node.func, ns)
+        return func(*(walker.evaluate(arg, ns) for arg in node.args))
     raise ExpressionError(f"{type(node).__name__} is not allowed")
+
+
+# A lone comparison stays element-wise on arrays: np.all(0<=MASK_ARRAY.DATA).
+_WALKER = Walker(_lookup, _eval_tpn_only, raw_single_comparison=True)
 
 
 def header_namespace(header: Mapping[str, Any]) -> dict[str, Any]:

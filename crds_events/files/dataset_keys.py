@@ -65,6 +65,9 @@ ROMAN_PATTERN_TRANSLATIONS: dict[str, str] = {
 #: JWST datamodel path -> FITS keyword, for the keywords JWST rmaps and constraints use.
 #: (CRDS reads these from the jwst datamodels schema; this table is what that gives for the
 #: core keywords, so no datamodels package is needed.) Several synonyms share one path.
+#: Kept apart from `crds_events.rules.jwst_keywords.FITS_TO_DATAMODEL` (the best-references
+#: renaming) on purpose: they agree where both name a keyword, but each covers keywords the
+#: other must not (see the comment there).
 JWST_META_TO_FITS: dict[str, tuple[str, ...]] = {
     "META.INSTRUMENT.NAME": ("INSTRUME", "INSTRUMENT", "META.INSTRUMENT.TYPE"),
     "META.TELESCOPE": ("TELESCOP", "TELESCOPE"),

@@ -9,16 +9,20 @@ Accepts what CRDS accepts for a USEAFTER (``crds.core.timestamp.parse_date``):
 - a trailing `` UT``.
 
 Anything else, or a value containing ``UNDEFINED``, raises ValueError with the reason.
+
+The parsing itself is `crds_events.rules.dates` (the best-references lookup's, kept to the
+letter of CRDS); this module only adds what reading a reference file's header wants: a
+datetime passes through, surrounding blanks and a blank before `` UT`` are forgiven, and
+``undefined`` in any case is refused. So both agree on every spelling; the few that differ
+from the copy this replaced (``Jan 01,, 2010`` is now refused, as CRDS refuses it; a year
+too large is a ValueError, no longer an OverflowError) are ones no caller relied on.
 """
 
 from __future__ import annotations
 
 import datetime
-import re
 
-_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
-_T_SEPARATED = re.compile(r"^\d{4}[-/]\d\d[-/]\d\dT\d\d(:\d\d){1,2}(\.\d{1,6})?$")
-_ALPHA = re.compile(r"[A-Za-z]{3,10}")
+from crds_events.rules import dates as _rules_dates
 
 
 def parse_date(text: str | datetime.datetime) -> datetime.datetime:
@@ -31,13 +35,9 @@ def parse_date(text: str | datetime.datetime) -> datetime.datetime:
         raise ValueError(f"date {original!r} is UNDEFINED")
     if text.endswith(" UT"):
         text = text[:-3].strip()
-    if _T_SEPARATED.match(text):
-        text = text.replace("T", " ")
     try:
-        if _ALPHA.search(text):
-            return _parse_alphabetical(text)
-        return _parse_numerical(text)
-    except (ValueError, IndexError) as exc:
+        return _rules_dates.parse_date(text)
+    except _rules_dates.DateError as exc:
         raise ValueError(f"unrecognised date {original!r}: {exc}") from None
 
 
@@ -54,74 +54,3 @@ def split_useafter(useafter: str) -> tuple[str, str]:
     """
     date, time = format_date(parse_date(useafter)).split(" ")
     return date, time
-
-
-def _parse_time(text: str) -> tuple[int, int, int, int]:
-    text = text.strip()
-    meridian = ""
-    if text[-2:].upper() in ("AM", "PM"):
-        meridian, text = text[-2:].upper(), text[:-2].strip()
-    parts = text.split(":")
-    if not 2 <= len(parts) <= 4:
-        raise ValueError(f"bad time {text!r}")
-    hour, minute = int(parts[0]), int(parts[1])
-    second = float(parts[2]) if len(parts) > 2 else 0.0
-    whole = int(second)
-    # Truncated, not rounded, like CRDS, so split USEAFTERs match its rmaps to the digit.
-    micro = int((second - whole) * 1_000_000)
-    if meridian == "PM" and hour < 12:
-        hour += 12
-    elif meridian == "AM" and hour == 12:
-        hour = 0
-    return hour, minute, whole, micro
-
-
-def _month(name: str) -> int:
-    try:
-        return _MONTHS.index(name[:3].lower()) + 1
-    except ValueError:
-        raise ValueError(f"bad month {name!r}") from None
-
-
-def _parse_alphabetical(text: str) -> datetime.datetime:
-    lowered = text
-    while lowered.lower().endswith((" am", " pm")):
-        lowered = lowered[:-3] + lowered[-2:]
-    parts = lowered.replace("-", " ").replace("/", " ").split()
-    if len(parts) == 3:
-        parts.append("00:00AM")
-    if len(parts) != 4:
-        raise ValueError("expected 'Mon DD YYYY [HH:MM[:SS]]'")
-    month, day, year, time = parts
-    day = day.rstrip(",")
-    try:
-        imonth, iday = _month(month), int(day)
-    except ValueError:  # DD-Mon-YYYY
-        imonth, iday = _month(day), int(month)
-    return datetime.datetime(int(year), imonth, iday, *_parse_time(time))
-
-
-def _parse_numerical(text: str) -> datetime.datetime:
-    text = text.replace("-", "/")
-    parts = text.split()
-    if not parts:
-        raise ValueError("empty date")
-    date = parts[0]
-    time = " ".join(parts[1:]) if len(parts) > 1 else "00:00:00"
-    hms = _parse_time(time)
-    if re.match(r"^\d\d/\d\d/\d{4}$", date):
-        month, day, year = date.split("/")
-    elif re.match(r"^\d{4}/\d\d/\d\d$", date):
-        year, month, day = date.split("/")
-    elif re.match(r"^\d\d/\d\d/9\d$", date):
-        day, month, year = date.split("/")
-        year = "19" + year
-    elif re.match(r"^\d\d/\d\d/[0-3]\d$", date):
-        day, month, year = date.split("/")
-        year = "20" + year
-    elif re.match(r"^\d{8}:\d{6}$", date):
-        year, month, day = date[:4], date[4:6], date[6:8]
-        hms = (int(date[9:11]), int(date[11:13]), int(date[13:15]), 0)
-    else:
-        raise ValueError("unknown numerical date format")
-    return datetime.datetime(int(year), int(month), int(day), *hms)

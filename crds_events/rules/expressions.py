@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import ast
 import operator
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 MAX_EXPRESSION_LENGTH = 10_000
 MAX_DEPTH = 50
@@ -28,7 +29,9 @@ class EvaluationError(ValueError):
     """An expression that failed at evaluation time (unknown name, incomparable types)."""
 
 
-_COMPARISONS = {
+#: Every comparison either language may use (the rmap checker accepts `_COMPARISONS` only;
+#: the .tpn language, `crds_events.certify.expressions`, also ``is``/``is not``).
+COMPARISONS: dict[type, Callable[[Any, Any], Any]] = {
     ast.Eq: operator.eq,
     ast.NotEq: operator.ne,
     ast.Lt: operator.lt,
@@ -37,6 +40,14 @@ _COMPARISONS = {
     ast.GtE: operator.ge,
     ast.In: lambda left, right: left in right,
     ast.NotIn: lambda left, right: left not in right,
+    ast.Is: operator.is_,
+    ast.IsNot: operator.is_not,
+}
+_COMPARISONS = frozenset(COMPARISONS) - {ast.Is, ast.IsNot}
+
+#: Unary operators the shared walker evaluates (rmaps accept ``not`` and ``-`` only).
+UNARY: dict[type, Callable[[Any], Any]] = {
+    ast.Not: operator.not_, ast.USub: operator.neg, ast.UAdd: operator.pos,
 }
 
 
@@ -101,7 +112,7 @@ class Expression:
 
     def evaluate(self, env: Mapping[str, object]) -> object:
         try:
-            return _evaluate(self._body, env)
+            return _WALKER.evaluate(self._body, env)
         except EvaluationError:
             raise
         except (TypeError, ValueError) as exc:
@@ -111,48 +122,75 @@ class Expression:
         return f"Expression({self.source!r})"
 
 
-def _evaluate(node: ast.AST, env: Mapping[str, object]) -> object:
-    if isinstance(node, ast.Constant):
-        return node.value
-    if isinstance(node, ast.Name):
-        try:
-            return env[node.id]
-        except KeyError:
-            raise EvaluationError(f"name {node.id!r} is not defined") from None
-    if isinstance(node, ast.Tuple):
-        return tuple(_evaluate(elt, env) for elt in node.elts)
-    if isinstance(node, ast.List):
-        return [_evaluate(elt, env) for elt in node.elts]
-    if isinstance(node, ast.BoolOp):
-        result: object = None
-        if isinstance(node.op, ast.And):
+class Walker:
+    """Evaluates an already whitelist-checked expression tree: the walker both expression
+    languages share (the checks, which differ on purpose, are each front-end's own).
+
+    Handles constants, names (``lookup(env, name)``), tuples, lists, ``and``/``or``, unary
+    operators, comparisons (chained) and ``a if c else b``; any other node goes to
+    ``extra(walker, node, env)`` (the .tpn language's arithmetic, subscripts, calls, ...).
+    ``raw_single_comparison``: a lone comparison returns the operator's own result (an
+    element-wise array for ``0 <= ARRAY``), not True/False.
+    """
+
+    def __init__(self, lookup: Callable[[Any, str], Any],
+                 extra: Callable[[Walker, ast.AST, Any], Any] | None = None,
+                 *, raw_single_comparison: bool = False):
+        self.lookup = lookup
+        self.extra = extra
+        self.raw_single_comparison = raw_single_comparison
+
+    def evaluate(self, node: ast.AST, env: Any) -> Any:
+        if isinstance(node, ast.Constant):
+            return node.value
+        if isinstance(node, ast.Name):
+            return self.lookup(env, node.id)
+        if isinstance(node, ast.Tuple):
+            return tuple(self.evaluate(elt, env) for elt in node.elts)
+        if isinstance(node, ast.List):
+            return [self.evaluate(elt, env) for elt in node.elts]
+        if isinstance(node, ast.BoolOp):
+            result: Any = None
+            if isinstance(node.op, ast.And):
+                for value in node.values:
+                    result = self.evaluate(value, env)
+                    if not result:
+                        return result
+                return result
             for value in node.values:
-                result = _evaluate(value, env)
-                if not result:
+                result = self.evaluate(value, env)
+                if result:
                     return result
             return result
-        for value in node.values:
-            result = _evaluate(value, env)
-            if result:
-                return result
-        return result
-    if isinstance(node, ast.UnaryOp):
-        operand = _evaluate(node.operand, env)
-        if isinstance(node.op, ast.Not):
-            return not operand
-        return -operand  # type: ignore[operator]
-    if isinstance(node, ast.Compare):
-        left = _evaluate(node.left, env)
-        for op, comparator in zip(node.ops, node.comparators, strict=True):
-            right = _evaluate(comparator, env)
-            if not _COMPARISONS[type(op)](left, right):
-                return False
-            left = right
-        return True
-    if isinstance(node, ast.IfExp):
-        branch = node.body if _evaluate(node.test, env) else node.orelse
-        return _evaluate(branch, env)
-    raise EvaluationError(f"{type(node).__name__} cannot be evaluated")  # unreachable: checked
+        if isinstance(node, ast.UnaryOp):
+            return UNARY[type(node.op)](self.evaluate(node.operand, env))
+        if isinstance(node, ast.Compare):
+            left = self.evaluate(node.left, env)
+            if self.raw_single_comparison and len(node.ops) == 1:
+                right = self.evaluate(node.comparators[0], env)
+                return COMPARISONS[type(node.ops[0])](left, right)
+            for op, comparator in zip(node.ops, node.comparators, strict=True):
+                right = self.evaluate(comparator, env)
+                if not COMPARISONS[type(op)](left, right):
+                    return False
+                left = right
+            return True
+        if isinstance(node, ast.IfExp):
+            branch = node.body if self.evaluate(node.test, env) else node.orelse
+            return self.evaluate(branch, env)
+        if self.extra is not None:
+            return self.extra(self, node, env)
+        raise EvaluationError(f"{type(node).__name__} cannot be evaluated")  # checked before
+
+
+def _lookup(env: Mapping[str, object], name: str) -> object:
+    try:
+        return env[name]
+    except KeyError:
+        raise EvaluationError(f"name {name!r} is not defined") from None
+
+
+_WALKER = Walker(_lookup)
 
 
 def compile_expression(source: str, parkeys: Iterable[str] = ()) -> Expression:

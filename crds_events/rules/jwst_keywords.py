@@ -11,6 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+# Not derived from `crds_events.files.dataset_keys.JWST_META_TO_FITS` on purpose: the two
+# agree on every keyword both hold, but that table makes reference-file synonyms (also
+# INSTRUMENT, DESCRIP, GAINFACT, APERNAME, ...; renaming those here would change best
+# references), and this one renames keywords rmaps match on that it lacks (LAMPMODE,
+# FOCUSPOS, MSASTATE, NSAMPLES, PRIMARY_DITHER_TYPE).
 FITS_TO_DATAMODEL: dict[str, str] = {
     "INSTRUME": "META.INSTRUMENT.NAME",
     "DETECTOR": "META.INSTRUMENT.DETECTOR",

@@ -52,12 +52,12 @@ from crds_events.delivery import (
 )
 from crds_events.store.eventlog import SQLiteEventStore
 from crds_events.store.filestore import FileStore, sha1_file
+from crds_events.watch.observer import STOP, start_observer, stop_observer, stop_worker
 
 __all__ = ["DeliveryWatcher", "ReconcileReport", "disk_state", "reconcile"]
 
 log = logging.getLogger(__name__)
 
-_STOP = object()
 BATCH = 200  # deliveries reconciled per write transaction
 
 
@@ -251,6 +251,12 @@ class _Reconciler:
                 continue
 
 
+def _delivery_of(path: str) -> str | None:
+    """The delivery whose manifest ``path`` is (None: not a manifest)."""
+    found = manifest_name_of(os.path.basename(path))
+    return found[0] if found is not None else None
+
+
 def _suffix(state: str) -> str:
     return {"cat": "cat", "proc": "cat_proc", "err": "cat_err", "gone": "cat"}[state]
 
@@ -295,45 +301,19 @@ class DeliveryWatcher:
     # --- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> None:
-        from watchdog.events import FileSystemEventHandler
-
         self.directory.mkdir(parents=True, exist_ok=True)
         self._reconciler = _Reconciler(self.settings, self.store)
-        watcher = self
-
-        class _Enqueue(FileSystemEventHandler):
-            # Runs on the observer thread: only names the delivery that changed.
-            def on_any_event(self, event) -> None:
-                for path in (event.src_path, getattr(event, "dest_path", "")):
-                    if path:
-                        found = manifest_name_of(os.path.basename(os.fsdecode(path)))
-                        if found is not None:
-                            watcher._queue.put(found[0])
-
-        if self.settings.watcher_mode == "polling":
-            from watchdog.observers.polling import PollingObserver
-
-            observer = PollingObserver(timeout=self.settings.watcher_interval)
-        else:
-            from watchdog.observers import Observer
-
-            observer = Observer()
-        observer.schedule(_Enqueue(), str(self.directory), recursive=False)
-        observer.name = "crds-events-delivery-observer"
-        observer.start()
-        self._observer = observer
+        self._observer = start_observer(
+            self.directory, _delivery_of, self._queue.put, self.settings, recursive=False,
+            name="crds-events-delivery-observer")
         self._worker = threading.Thread(target=self._run, name="crds-events-delivery-watcher")
         self._worker.start()
 
     def stop(self) -> None:
-        if self._observer is not None:
-            self._observer.stop()
-            self._observer.join(10)
-            self._observer = None
-        if self._worker is not None:
-            self._queue.put(_STOP)
-            self._worker.join(60)
-            self._worker = None
+        stop_observer(self._observer)
+        self._observer = None
+        stop_worker(self._worker, self._queue.put, 60)
+        self._worker = None
         if self._own_store and self._store is not None:
             self._store.close()
             self._store = None
@@ -374,7 +354,7 @@ class DeliveryWatcher:
             except queue.Empty:
                 item = None
             while item is not None:  # drain: a burst becomes one batch
-                if item is _STOP:
+                if item is STOP:
                     stopping = True
                     break
                 names.add(item)

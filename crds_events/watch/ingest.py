@@ -49,6 +49,7 @@ from crds_events.submissions.manifest import (
     ManifestError,
     load_manifest,
 )
+from crds_events.watch.observer import STOP, start_observer, stop_observer, stop_worker
 
 __all__ = [
     "IngestOutcome",
@@ -61,9 +62,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-_STOP = object()
-
 
 def work_dir(settings: Settings, submission_id: str) -> Path:
     """Where a submission's temporary copies and generated files live until confirmed."""
@@ -171,49 +169,25 @@ class IngestWatcher:
         return self._store
 
     def start(self) -> None:
-        from watchdog.events import FileSystemEventHandler
-
         self.root.mkdir(parents=True, exist_ok=True)
         self.store  # noqa: B018 - open the connection before the threads need it
-        watcher = self
-
-        class _Enqueue(FileSystemEventHandler):
-            # Runs on the observer thread: only works out which user directory changed.
-            def on_any_event(self, event) -> None:
-                for path in (event.src_path, getattr(event, "dest_path", "")):
-                    user = watcher._user_of(os.fsdecode(path)) if path else None
-                    if user:
-                        watcher._queue.put(user)
-
-        if self.settings.watcher_mode == "polling":
-            from watchdog.observers.polling import PollingObserver
-
-            observer = PollingObserver(timeout=self.settings.watcher_interval)
-        else:
-            from watchdog.observers import Observer
-
-            observer = Observer()
-        observer.schedule(_Enqueue(), str(self.root), recursive=True)
-        observer.name = "crds-events-ingest-observer"
-        observer.start()
-        self._observer = observer
+        self._observer = start_observer(
+            self.root, self._user_of, self._queue.put, self.settings, recursive=True,
+            name="crds-events-ingest-observer")
         self._worker = threading.Thread(target=self._run, name="crds-events-ingest-worker")
         self._worker.start()
 
     def stop(self) -> None:
-        if self._observer is not None:
-            self._observer.stop()
-            self._observer.join(10)
-            self._observer = None
-        if self._worker is not None:
-            self._queue.put(_STOP)
-            self._worker.join(30)
-            self._worker = None
+        stop_observer(self._observer)
+        self._observer = None
+        stop_worker(self._worker, self._queue.put, 30)
+        self._worker = None
         if self._own_store and self._store is not None:
             self._store.close()
             self._store = None
 
     def _user_of(self, path: str) -> str | None:
+        """The user directory ``path`` is in (None: the root itself, or a hidden entry)."""
         try:
             relative = Path(path).relative_to(self.root)
         except ValueError:
@@ -238,7 +212,7 @@ class IngestWatcher:
                 item = self._queue.get(timeout=max(0.0, wake - time.monotonic()))
             except queue.Empty:
                 item = None
-            if item is _STOP:
+            if item is STOP:
                 return
             if item is not None:
                 self._due[item] = min(self._due.get(item, float("inf")), time.monotonic())
