@@ -81,6 +81,9 @@ def collect(db: sqlite3.Connection, server: Any = None, now: float | None = None
     if _table_exists(db, "_checkpoints"):
         lag = {name: max(0, head - position) for name, position in
                db.execute("SELECT handler, position FROM _checkpoints ORDER BY handler")}
+    if server is not None:  # a handler that has not checkpointed yet is the whole log behind
+        for handler in server.runner.handlers:
+            lag.setdefault(handler.name, head)
     outbox = dict.fromkeys(OUTBOX_STATES, 0)
     if _table_exists(db, "emails"):
         outbox.update(db.execute("SELECT state, count(*) FROM emails GROUP BY state"))
