@@ -214,7 +214,8 @@ def test_sqlite_settings_and_migrations(tmp_path):
         assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
         assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 30000
         applied = [r[0] for r in conn.execute("SELECT name FROM _sqlite_migrations")]
-        assert applied == ["m001_events", "m002_checkpoints", "m003_event_filter_indexes"]
+        assert applied == ["m001_events", "m002_checkpoints", "m003_event_filter_indexes",
+                           "m004_as_of_indexes"]
         plan = conn.execute("EXPLAIN QUERY PLAN SELECT position FROM events WHERE type = 'X' "
                             "ORDER BY position DESC").fetchall()
         assert "events_type_position" in str(plan)
@@ -222,7 +223,7 @@ def test_sqlite_settings_and_migrations(tmp_path):
         store.close()
     again = SQLiteEventStore(tmp_path / "e.db")  # reopening applies nothing twice
     try:
-        assert again.db.conn.execute("SELECT count(*) FROM _sqlite_migrations").fetchone()[0] == 3
+        assert again.db.conn.execute("SELECT count(*) FROM _sqlite_migrations").fetchone()[0] == 4
     finally:
         again.close()
     with pytest.raises(StoreError, match="does not exist"):

@@ -10,14 +10,15 @@ N, folded with the projection folds themselves (`crds_events.store.folds.replay`
 
 from __future__ import annotations
 
-import bisect
 import json
-import threading
+import sqlite3
 from collections import Counter
 
 from flask import Blueprint, abort, request, url_for
 
 from crds_events.store import folds
+from crds_events.store.eventlog import _COLUMNS, _row_to_record
+from crds_events.store.migrations import CONTEXT_POINTER_KEY, FILE_NAME_INDEX_WHERE
 from crds_events.web.pages import common
 
 bp = Blueprint("timeline", __name__)
@@ -149,62 +150,222 @@ def _has_events(stream: str) -> bool:
 
 
 # --- as of event N ---------------------------------------------------------------------------
+#
+# Replaying the log up to N costs seconds on a large log, so the page folds only what it shows,
+# with the projection folds themselves: a fold row depends only on the events whose
+# ``fold.keys`` name it, so folding exactly those events (up to N, in position order) gives
+# the row a full replay would. The catalog's names at N are read in keyset order from the
+# file-name index (store migration m004), so a page costs the same at any N and any depth.
+# Counting the files by state needs every file's state at N: that is done when the catalog
+# at N is small, or on request (``?counts=1``), not on every page.
+
+_FILE_TYPES = tuple(sorted(folds.FILES.consumes))
+# The state a FILES row takes from each event type (the fold's `_file_apply`): a row's state
+# is that of the last such event of its file, since rows are created by FileCertified /
+# FileCataloged, never removed, and ignore outcomes that come before them.
+_STATE_OF = {
+    "FileCertified": "submitted", "FileCataloged": "delivered", "FileReleased": "archived",
+    "SubmissionConfirmed": "confirmed", "SubmissionForced": "confirmed",
+    "SubmissionRejected": "cancelled", "SubmissionFailed": "cancelled",
+    "SubmissionCancelled": "cancelled",
+}
+_CREATING = ("FileCertified", "FileCataloged")
+_NAMED = ("FileCertified", "FileCataloged", "FileReleased", "FileMarkedBad", "FileMarkedOk")
+# Events whose fold keys are lists in ``data`` (``files``, ``blacklisted``...): few, so they
+# are scanned by type and filtered by key (mark bad / ok name one file *and* list others).
+_LISTING = (*(t for t in _FILE_TYPES if t not in _NAMED), "FileMarkedBad", "FileMarkedOk")
+if set(_STATE_OF) | set(_NAMED) != set(_FILE_TYPES):  # pragma: no cover - guards the fold
+    raise RuntimeError("timeline: the FILES fold consumes event types the as-of page "
+                       "does not know; update _STATE_OF / _NAMED")
+_NAME = "json_extract(data, '$.name')"  # as in the events_file_name index
+COUNT_LIMIT = 20_000  # file events up to N below which the page counts files by state
+_SCAN_BATCH = 1_000  # names whose state is read at a time for a state filter's page
+_SCAN_LIMIT = 10_000  # names looked at per page of a state filter (then: "continue")
 
 
-_STATES_LOCK = threading.Lock()
-_AS_OF_FOLDS = (folds.CONTEXT_POINTERS, folds.FILES, folds.DELIVERIES)
-SNAPSHOT_EVERY = 50_000  # positions between kept fold states
-MAX_SNAPSHOTS = 40
+def _in(values) -> str:
+    return ",".join("?" * len(values))
 
 
-def state_as_of(position: int) -> dict[str, dict]:
-    """{table: {key: row}} for the context pointers, the files catalog and the deliveries,
-    folded from the log up to ``position`` with the projections' own folds.
-
-    Replaying a large log is seconds of work, so the fold states at every multiple of
-    `SNAPSHOT_EVERY` passed on the way are kept (in memory): any later request resumes from
-    the nearest one at or below its position. Folds never mutate rows and `replay` returns
-    a new dict, so snapshots share unchanged rows safely."""
-    snapshots = common.get_state().caches.setdefault("pages:asof_snapshots", {})
-    with _STATES_LOCK:
-        start = max((p for p in snapshots if p <= position), default=0)
-        state = dict(snapshots.get(start, {}))
-    log = common.log()
-    consumed = sorted(set().union(*(fold.consumes for fold in _AS_OF_FOLDS)))
-    cursor = start
-    while cursor < position:
-        stop = min(position, (cursor // SNAPSHOT_EVERY + 1) * SNAPSHOT_EVERY)
-        # one read of the segment serves every fold (each replay skips what it ignores)
-        records = list(log.iter_all(cursor, types=consumed, until=stop))
-        for fold in _AS_OF_FOLDS:
-            state[fold.table] = folds.replay(fold, records, state.get(fold.table))
-        cursor = stop
-        if stop % SNAPSHOT_EVERY == 0:
-            with _STATES_LOCK:
-                snapshots.setdefault(stop, dict(state))
-                while len(snapshots) > MAX_SNAPSHOTS:
-                    snapshots.pop(next(iter(snapshots)))
-    for fold in _AS_OF_FOLDS:
-        state.setdefault(fold.table, {})
-    return state
+def _execute(sql: str, params: list) -> list[tuple]:
+    """``sql`` with ``INDEXED BY`` the as-of indexes of store migration m004 where it says
+    ``{hint}`` (file names) or ``{pointer_hint}`` (the planner, without statistics, prefers
+    the type index), or without them on a log not yet migrated."""
+    conn = common.get_db()
+    try:
+        return conn.execute(sql.format(hint="INDEXED BY events_file_name",
+                                       pointer_hint="INDEXED BY events_context_pointer"),
+                            params).fetchall()
+    except sqlite3.OperationalError as exc:
+        if "no such index" not in str(exc):
+            raise
+        return conn.execute(sql.format(hint="", pointer_hint=""), params).fetchall()
 
 
-def _as_of_view(position: int) -> dict:
-    """What the page shows of `state_as_of` (sorted once per position, cached)."""
-    def build() -> dict:
-        states = state_as_of(position)
-        files = sorted(states["files"].values(), key=lambda r: r["name"])
-        by_state: dict[str, list] = {}
-        for row in files:
-            by_state.setdefault(row["state"], []).append(row)
-        return {
-            "files": files, "by_state": by_state, "names": {},
-            "counts": dict(sorted(Counter(r["state"] for r in states["files"].values()).items())),
-            "pointers": sorted(states["context_pointers"].values(), key=lambda r: r["kind"]),
-            "deliveries": sorted(states["deliveries"].values(), key=lambda r: r["name"],
-                                 reverse=True),
-        }
-    return common.cached("asof_view", position, build, limit=8)
+def _records(where: str, params: list) -> list:
+    sql = f"SELECT {_COLUMNS} FROM events WHERE {where} ORDER BY position"
+    return [_row_to_record(r) for r in common.get_db().execute(sql, params)]
+
+
+def catalog_names(position: int, after: str, limit: int) -> list[str]:
+    """The first ``limit`` names after ``after`` (by name) of the files that exist as of
+    ``position`` (a FileCertified or FileCataloged event at or before it)."""
+    rows = _execute(
+        f"SELECT DISTINCT {_NAME} FROM events {{hint}} WHERE {FILE_NAME_INDEX_WHERE} "
+        f"AND type IN ({_in(_CREATING)}) AND {_NAME} > ? AND position <= ? "
+        f"ORDER BY {_NAME} LIMIT ?", [*_CREATING, after, position, limit])
+    return [r[0] for r in rows]
+
+
+def files_as_of(names: list[str], position: int) -> dict[str, dict]:
+    """The FILES rows of ``names`` as of ``position``: the fold over just their events."""
+    if not names:
+        return {}
+    wanted = set(names)
+    found = {r.position: r for r in _records(
+        f"{FILE_NAME_INDEX_WHERE} AND {_NAME} IN ({_in(names)}) AND position <= ?",
+        [*names, position])}
+    for record in _records(f"type IN ({_in(_LISTING)}) AND position <= ?",
+                           [*_LISTING, position]):
+        if any(key[0] in wanted for key in folds.FILES.keys(record)):
+            found[record.position] = record
+    state = folds.replay(folds.FILES, (found[p] for p in sorted(found)))
+    return {n: state[(n,)] for n in names if (n,) in state}
+
+
+def _last_outcomes(position: int) -> dict[str, tuple[int, str]]:
+    """name -> (position, state) of the last submission outcome naming it, up to N."""
+    outcomes = [t for t in _LISTING if t in _STATE_OF]
+    last: dict[str, tuple[int, str]] = {}
+    for record in _records(f"type IN ({_in(outcomes)}) AND position <= ?",
+                           [*outcomes, position]):
+        for (name,) in folds.FILES.keys(record):
+            last[name] = (record.position, _STATE_OF[record.type])
+    return last
+
+
+def file_states(position: int, after: str = "", limit: int = -1,
+                outcomes: dict | None = None) -> list[tuple[str, str]]:
+    """(name, state) of the files of the catalog as of ``position``, by name, the first
+    ``limit`` (-1: all) after ``after``: grouped from the file-name index, without folding
+    (``outcomes``: `_last_outcomes` of ``position``, when the caller already has them)."""
+    outcomes = _last_outcomes(position) if outcomes is None else outcomes
+    state_types = [t for t in _NAMED if t in _STATE_OF]
+    rows = _execute(
+        f"SELECT {_NAME}, type, max(position) FROM events {{hint}} "
+        f"WHERE {FILE_NAME_INDEX_WHERE} AND type IN ({_in(state_types)}) "
+        f"AND {_NAME} > ? AND position <= ? GROUP BY {_NAME} "
+        f"HAVING sum(type IN ({_in(_CREATING)})) > 0 ORDER BY {_NAME} LIMIT ?",
+        [*state_types, after, position, *_CREATING, limit])
+    found = []
+    for name, type_, at in rows:
+        outcome = outcomes.get(name)
+        found.append((name, outcome[1] if outcome and outcome[0] > at else _STATE_OF[type_]))
+    return found
+
+
+def _small_catalog(position: int) -> bool:
+    (count,) = _execute(
+        f"SELECT count(*) FROM (SELECT 1 FROM events {{hint}} WHERE {FILE_NAME_INDEX_WHERE} "
+        f"AND position <= ? LIMIT ?)", [position, COUNT_LIMIT + 1])[0]
+    return count <= COUNT_LIMIT
+
+
+# the key of the events_context_pointer index, spelled as there for the planner to use it
+_OBSERVATORY, _POINTER = CONTEXT_POINTER_KEY
+
+
+def _pointer_keys() -> list[tuple[str, str]]:
+    """Every (observatory, kind) a ContextSet ever named: a skip scan of the pointer index
+    (one seek per key; there are a handful)."""
+    keys: list[tuple[str, str]] = []
+    select = (f"SELECT {_OBSERVATORY}, {_POINTER} FROM events {{pointer_hint}} "
+              "WHERE type = 'ContextSet' AND ")
+    observatory, kind = "", None
+    while True:
+        row = None
+        if kind is not None:
+            row = _execute(select + f"{_OBSERVATORY} = ? AND {_POINTER} > ? "
+                           f"ORDER BY {_POINTER} LIMIT 1", [observatory, kind])
+        if not row:
+            row = _execute(select + f"{_OBSERVATORY} > ? ORDER BY {_OBSERVATORY}, {_POINTER} "
+                           "LIMIT 1", [observatory])
+        if not row:
+            return keys
+        observatory, kind = row[0]
+        keys.append((observatory, kind))
+
+
+def pointers_as_of(position: int) -> list[dict]:
+    """The context pointers as of ``position``. A pointer row is made by its last ContextSet
+    from the one before (whose context is the default ``previous``), so folding each
+    pointer's last two events up to N gives the row a full replay would."""
+    tail: list[int] = []
+    for observatory, kind in _pointer_keys():
+        tail += [r[0] for r in _execute(
+            f"SELECT position FROM events {{pointer_hint}} WHERE type = 'ContextSet' "
+            f"AND {_OBSERVATORY} = ? AND {_POINTER} = ? AND position <= ? "
+            "ORDER BY position DESC LIMIT 2", [observatory, kind, position])]
+    records = _records(f"position IN ({_in(tail)})", tail) if tail else []
+    state = folds.replay(folds.CONTEXT_POINTERS, records)
+    return sorted(state.values(), key=lambda r: r["kind"])
+
+
+def deliveries_as_of(position: int, limit: int) -> list[dict]:
+    """The ``limit`` deliveries created last up to ``position`` (newest first), as of it."""
+    fold = folds.DELIVERIES
+    created: dict[str, int] = {}  # name -> position of its (last) DeliveryCreated
+    for name, at in common.get_db().execute(  # newest first: read only as far as needed
+            "SELECT json_extract(data, '$.delivery'), position FROM events "
+            "WHERE type = 'DeliveryCreated' AND position <= ? ORDER BY position DESC",
+            (position,)):
+        created.setdefault(name, at)
+        if len(created) == limit:
+            break
+    if not created:
+        return []
+    # a delivery's row starts at its DeliveryCreated (the fold ignores earlier events), so
+    # only events from the oldest of these creations on can change these rows
+    types = sorted(fold.consumes)
+    names = list(created)
+    records = [r for r in _records(
+        f"type IN ({_in(types)}) AND position BETWEEN ? AND ? "
+        f"AND json_extract(data, '$.delivery') IN ({_in(names)})",
+        [*types, min(created.values()), position, *names])
+        if any(key[0] in created for key in fold.keys(r))]
+    state = folds.replay(fold, records)
+    return [state[(n,)] for n in names if (n,) in state]
+
+
+def _catalog_page(position: int, after: str, state_filter: str, limit: int
+                  ) -> tuple[list[dict], str | None]:
+    """(rows, next_after): the next page of the catalog as of ``position``, of one state if
+    ``state_filter``. A state's names are found by reading states (`file_states`) in keyset
+    order, then only they are folded; after `_SCAN_LIMIT` names the page ends early and
+    ``next_after`` continues the scan."""
+    if not state_filter:
+        names = catalog_names(position, after, limit + 1)
+        rows = files_as_of(names[:limit], position)
+        return ([rows[n] for n in names[:limit]],
+                names[limit - 1] if len(names) > limit else None)
+    outcomes = _last_outcomes(position)
+    found: list[str] = []
+    cursor, scanned = after, 0
+    while scanned < _SCAN_LIMIT:
+        states = file_states(position, cursor, _SCAN_BATCH, outcomes)
+        for name, state in states:
+            if state == state_filter:
+                if len(found) == limit:
+                    rows = files_as_of(found, position)
+                    return [rows[n] for n in found], found[-1]
+                found.append(name)
+            cursor = name
+        scanned += len(states)
+        if len(states) < _SCAN_BATCH:
+            cursor = None
+            break
+    rows = files_as_of(found, position)
+    return [rows[n] for n in found], cursor
 
 
 @bp.route("/asof/<int:position>")
@@ -213,35 +374,24 @@ def asof(position: int):
     head = common.head()
     if position < 0 or position > head:
         abort(404, f"event {position}: the log has {head} events")
-    view = _as_of_view(position)
-    files = view["files"]
-    counts, pointers, deliveries = view["counts"], view["pointers"], view["deliveries"]
     state_filter = request.args.get("state", "").strip()
-    if state_filter:
-        files = view["by_state"].get(state_filter, [])
     after = request.args.get("after", "").strip()
-    total = len(files)
-    if after:  # keyset: names are sorted
-        files = files[bisect.bisect_right(_names(view, state_filter), after):]
+    counts, total = None, None
+    if request.args.get("counts") or _small_catalog(position):
+        states = common.cached("asof_file_states", position,
+                               lambda: [s for _, s in file_states(position)], limit=4)
+        counts = dict(sorted(Counter(states).items()))
+        total = counts.get(state_filter, 0) if state_filter else len(states)
+    files, next_after = _catalog_page(position, after, state_filter, _ASOF_ROWS)
     data = {
-        "position": position, "head": head, "pointers": pointers,
+        "position": position, "head": head, "pointers": pointers_as_of(position),
         "file_states": counts, "file_count": total,
-        "files": [_plain(r) for r in files[:_ASOF_ROWS]],
-        "next_after": files[_ASOF_ROWS - 1]["name"] if len(files) > _ASOF_ROWS else None,
-        "deliveries": [_plain(r) for r in deliveries[:_ASOF_ROWS]],
+        "files": [_plain(r) for r in files], "next_after": next_after,
+        "deliveries": [_plain(r) for r in deliveries_as_of(position, _ASOF_ROWS)],
     }
     record = common.log().get(position) if position else None
     return common.respond("asof.html", data, record=record, limit=_ASOF_ROWS,
                           state_filter=state_filter, title=f"As of event {position}")
-
-
-def _names(view: dict, state: str) -> list[str]:
-    """The sorted names of the view's files (of one state), computed once."""
-    names = view["names"]
-    if state not in names:
-        rows = view["by_state"].get(state, []) if state else view["files"]
-        names[state] = [r["name"] for r in rows]
-    return names[state]
 
 
 def _plain(row: dict) -> dict:
