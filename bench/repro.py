@@ -36,18 +36,10 @@ from rich.console import Console
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO / "bench"))
+from bestrefs import crds_cache  # noqa: E402  (the same offline crds cache as that bench)
+
 console = Console()
-
-
-def crds_cache(mappings: Path) -> Path:
-    root = Path(tempfile.mkdtemp(prefix="crds-repro-bench-"))
-    target = root / "mappings" / "hst"
-    target.mkdir(parents=True)
-    for path in mappings.iterdir():
-        if path.suffix in (".pmap", ".imap", ".rmap"):
-            shutil.copy(path, target / path.name)
-    (root / "config" / "hst").mkdir(parents=True)
-    return root
 
 
 def make_catalog(work: Path, name: str, records_path: Path, count: int):
