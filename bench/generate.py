@@ -3,7 +3,7 @@
     .venv/bin/python bench/generate.py [--quick]
 
 For each scale (instruments x types x datasets) it generates a JWST-like context
-(`crds_events.generate`; references written only at the default scale), loads it with
+(`crds_events.demo.generate`; references written only at the default scale), loads it with
 `crds_events.rules.bestrefs.load_context(load_all=True)` and computes best references for
 every dataset of the catalog (the reprocessing workload: unique parameter tuples are what
 cost). The crds library cannot run these JWST rules here without stdatamodels, so there is
@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from crds_events.generate import GeneratorConfig, generate  # noqa: E402
+from crds_events.demo.generate import GeneratorConfig, generate  # noqa: E402
 from crds_events.rules.bestrefs import load_context  # noqa: E402
 
 SCALES = [

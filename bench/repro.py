@@ -10,10 +10,10 @@ dates from 1992, so every dataset is a candidate (the worst case for the date fi
 
 The catalog: `--count` synthetic ACS datasets drawn from the corpus's real ACS headers
 (the best-references oracle), each with its own random exposure date and time in 1992-2024,
-imported with `crds_events.datasets.import_datasets` (timed too).
+imported with `crds_events.reprocessing.datasets.import_datasets` (timed too).
 
 1. `--subset` datasets (the catalog's first ones), in their own catalog:
-   ours: `crds_events.reprocessing.affected_datasets` (cold: fresh process state);
+   ours: `crds_events.reprocessing.affected.affected_datasets` (cold: fresh process state);
    crds: `crds.core.heavy_client.hv_best_references` under both contexts for every dataset
    (all types compared, as `crds bestrefs --affected-datasets` does per dataset), offline
    (CRDS_PATH a temp cache with both contexts, CRDS_MODE=local). Same run, as a ratio,
@@ -44,7 +44,7 @@ console = Console()
 
 def make_catalog(work: Path, name: str, records_path: Path, count: int):
     from crds_events.config import init_root, load_settings
-    from crds_events.datasets import import_datasets
+    from crds_events.reprocessing.datasets import import_datasets
     from crds_events.store.eventlog import SQLiteEventStore
 
     settings = load_settings(work / name)
@@ -74,7 +74,7 @@ def main(argv=None) -> int:
 
     from repro_fixtures import catalog_records, copy_context, derive_context, oracle_headers
 
-    from crds_events.reprocessing import affected_datasets
+    from crds_events.reprocessing.affected import affected_datasets
 
     work = Path(tempfile.mkdtemp(prefix="crds-events-repro-bench-"))
     try:

@@ -29,7 +29,7 @@ from submission_fixtures import FILTERS, make_flat, seed_root  # noqa: E402
 from crds_events import events as ev  # noqa: E402
 from crds_events.config import init_root, load_settings  # noqa: E402
 from crds_events.handlers import submissions  # noqa: E402
-from crds_events.server import Server  # noqa: E402
+from crds_events.server.core import Server  # noqa: E402
 from crds_events.submissions import review  # noqa: E402
 from crds_events.submissions.manifest import MANIFEST_NAME  # noqa: E402
 from crds_events.watch.ingest import drop_submission  # noqa: E402

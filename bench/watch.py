@@ -27,9 +27,9 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from delivery_fixtures import confirmed_in_bulk, make_root  # noqa: E402
 
-from crds_events import delivery  # noqa: E402
+from crds_events.delivery import publish as delivery  # noqa: E402
 from crds_events.handlers import delivery as delivery_handlers  # noqa: E402
-from crds_events.server import Server  # noqa: E402
+from crds_events.server.core import Server  # noqa: E402
 from crds_events.store import SQLiteEventStore  # noqa: E402
 
 

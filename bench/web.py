@@ -26,7 +26,7 @@ from rpc_fixtures import write_synthetic_context  # noqa: E402
 
 from crds_events import events as ev  # noqa: E402
 from crds_events.config import init_root, load_settings  # noqa: E402
-from crds_events.importcache import import_cache  # noqa: E402
+from crds_events.contexts.importcache import import_cache  # noqa: E402
 from crds_events.store.eventlog import SQLiteEventStore  # noqa: E402
 from crds_events.store.projections import rebuild  # noqa: E402
 from crds_events.web import create_app  # noqa: E402

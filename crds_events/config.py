@@ -75,7 +75,7 @@ class Settings:
     pipeline_key: str = "pipeline"  # whose pushed context releases held reprocessing
     # seconds held reprocessing may wait for that push before devs are e-mailed
     repro_hold_timeout: float = 24 * 3600.0
-    log_format: str = "text"  # text | json (crds_events.logging_setup)
+    log_format: str = "text"  # text | json (crds_events.server.logging_setup)
     log_level: str = "INFO"
     # the web UI is served over https (behind a TLS proxy): session cookies get Secure
     web_https: bool = False

@@ -585,7 +585,7 @@ class ContextSet(Event):
     context: str
     previous: str | None = None
     description: str = ""
-    # Optional (added by crds_events.contexts; older payloads decode with ""): the
+    # Optional (added by crds_events.contexts.pointers; older payloads decode with ""): the
     # calibration software version a ``build`` context is for (CRDS get_build_context).
     calver: str = ""
 
@@ -624,7 +624,7 @@ class DatasetsImported(Event):
     count: int
     digest: str
     source: str = ""
-    # Optional (crds_events.datasets): ``digest`` is the sha1 of the source file (the rows
+    # Optional (crds_events.reprocessing.datasets): ``digest`` is the sha1 of the source file (the rows
     # live in the bulk ``datasets`` table, not in an artifact); datasets per instrument.
     by_instrument: dict = dataclasses.field(default_factory=dict)
 
@@ -641,7 +641,7 @@ class AffectedDatasetsComputed(Event):
     count: int
     digest: str  # artifact holding the dataset ids
     by_instrument: dict = dataclasses.field(default_factory=dict)
-    # Optional (crds_events.reprocessing): counts per reference type, the datasets
+    # Optional (crds_events.reprocessing.affected): counts per reference type, the datasets
     # considered, the unique errors (message -> count, the most frequent few), and a text
     # artifact with one affected id per line (what the DPAS e-mail quotes).
     by_type: dict = dataclasses.field(default_factory=dict)
@@ -819,7 +819,7 @@ class UserAdded(Event):
     # Optional fields added by the accounts module (older payloads decode with these
     # defaults: a user recorded before roles existed is a submitter without a password).
     role: str = "submitter"  # submitter | operator | admin
-    password_hash: str = ""  # self-describing scrypt hash (crds_events.users)
+    password_hash: str = ""  # self-describing scrypt hash (crds_events.accounts.users)
 
     @property
     def stream(self) -> str:

@@ -16,9 +16,9 @@ from pathlib import Path
 from submission_fixtures import make_flat, write_context
 
 from crds_events import events as ev
-from crds_events import users
+from crds_events.accounts import users
 from crds_events.config import init_root, load_settings
-from crds_events.importcache import import_cache
+from crds_events.contexts.importcache import import_cache
 from crds_events.rules.canonical import rewrite_text
 from crds_events.rules.document import load_mapping
 from crds_events.rules.parse import parse_mapping
@@ -126,7 +126,7 @@ def _names_in(mappings_dir: Path) -> dict[str, set[str]]:
 
 def brute_force_users(mappings_dir: Path, name: str) -> set[str]:
     """Every mapping in ``mappings_dir`` whose text names ``name``, directly or through
-    other mappings: a regex over the texts (independent of crds_events.contents)."""
+    other mappings: a regex over the texts (independent of crds_events.contexts.contents)."""
     names_in = _names_in(mappings_dir)
     found: set[str] = set()
     frontier = {name}

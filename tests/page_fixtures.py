@@ -10,10 +10,10 @@ from pathlib import Path
 
 from context_fixtures import add_people, make_settings, seed_generations
 
-from crds_events import contexts
 from crds_events import events as ev
 from crds_events.config import init_root, load_settings
-from crds_events.importcache import import_cache
+from crds_events.contexts import pointers as contexts
+from crds_events.contexts.importcache import import_cache
 from crds_events.store.eventlog import SQLiteEventStore
 from crds_events.store.projections import rebuild
 from crds_events.web import create_app

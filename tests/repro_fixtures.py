@@ -18,8 +18,8 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+from crds_events.refactoring.newcontext import new_context
 from crds_events.rules.checksum import with_checksum
-from crds_events.rules.newcontext import new_context
 
 
 def oracle_headers(corpus: Path, instrument: str | None = None) -> list[dict]:

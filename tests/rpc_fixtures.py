@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from crds_events.config import Settings, init_root, load_settings
-from crds_events.importcache import import_cache
+from crds_events.contexts.importcache import import_cache
 from crds_events.rules.checksum import with_checksum
 from crds_events.store.eventlog import SQLiteEventStore
 
@@ -120,8 +120,8 @@ def make_root(root: Path, corpus: Path | None, synthetic: int = 20,
 @contextlib.contextmanager
 def running_server(settings: Settings, threads: int = 8) -> Iterator[str]:
     """The real server (handlers + waitress) on a free 127.0.0.1 port; yields its URL."""
-    from crds_events import wsgi
-    from crds_events.server import Server
+    from crds_events.server import wsgi
+    from crds_events.server.core import Server
 
     server = Server(settings, host="127.0.0.1", port=0)
     web = wsgi.register(server, threads=threads)

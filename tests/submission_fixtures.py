@@ -92,7 +92,7 @@ def make_flat(path: Path, instrument: str = "nircam", filter_: str = "F200W", *,
 
 def seed_root(settings, source: Path, instruments: list[str] | None = None) -> str:
     """Import the test context into the root ``settings`` describes (latest + edit)."""
-    from crds_events.importcache import import_cache
+    from crds_events.contexts.importcache import import_cache
     from crds_events.store import SQLiteEventStore
 
     pmap = write_context(source, instruments)

@@ -17,18 +17,18 @@ from context_fixtures import (
 )
 
 from crds_events import events as ev
-from crds_events.badfiles import (
+from crds_events.cli import cli
+from crds_events.contexts.badfiles import (
     BadFilesError,
     BadFilesPermissionError,
     bad_files,
     mark_bad,
     mark_ok,
 )
-from crds_events.cli import cli
-from crds_events.contents import file_rows
-from crds_events.contexts import ContextError, set_context
+from crds_events.contexts.contents import file_rows
+from crds_events.contexts.importcache import import_cache
+from crds_events.contexts.pointers import ContextError, set_context
 from crds_events.handlers.runner import HandlerRunner
-from crds_events.importcache import import_cache
 from crds_events.store import SQLiteEventStore
 from crds_events.store.filestore import FileStore
 from crds_events.store.folds import FILES

@@ -20,17 +20,18 @@ from pathlib import Path
 
 import pytest
 
-from crds_events import contexts, users
 from crds_events import events as ev
+from crds_events.accounts import users
 from crds_events.config import init_root, load_settings
-from crds_events.delivery import delivery_states
+from crds_events.contexts import pointers as contexts
+from crds_events.delivery.publish import delivery_states
 from crds_events.handlers import delivery as delivery_handlers
 from crds_events.handlers import email as email_handlers
 from crds_events.handlers import reprocessing as repro_handlers
 from crds_events.handlers import submissions as submission_handlers
-from crds_events.server import Server
+from crds_events.server.core import Server
+from crds_events.server.wsgi import WebServer
 from crds_events.web import create_app
-from crds_events.wsgi import WebServer
 
 sys.path.insert(0, str(Path(__file__).parent))
 from delivery_fixtures import load_poller_module  # noqa: E402
@@ -246,7 +247,7 @@ def test_submit_review_confirm_archive_set_latest_time_travel(chromium, live, tm
     _shot(op_page, "12-emails")
 
     # --- the pipeline syncs and pushes its context; reprocessing for the transition ------
-    from crds_events.remote import push_remote_context
+    from crds_events.contexts.remote import push_remote_context
 
     push_remote_context(live.settings, store, live.settings.pipeline_key, new_pmap)
     op_page.goto(f"{live.url}/operate/pipelines")

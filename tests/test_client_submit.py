@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from crds_events import events as ev
-from crds_events import users
+from crds_events.accounts import users
 from crds_events.cli import cli
 from crds_events.client.submit import (
     RemoteSubmitError,
@@ -20,8 +20,8 @@ from crds_events.client.submit import (
 )
 from crds_events.config import init_root, load_settings
 from crds_events.handlers import submissions as submission_handlers
-from crds_events.server import Server
-from crds_events.wsgi import WebServer
+from crds_events.server.core import Server
+from crds_events.server.wsgi import WebServer
 
 sys.path.insert(0, str(Path(__file__).parent))
 from submission_fixtures import make_flat, seed_root  # noqa: E402

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from crds_events import events as ev
-from crds_events import repro_results
-from crds_events.datasets import import_datasets
+from crds_events.reprocessing import results as repro_results
+from crds_events.reprocessing.datasets import import_datasets
 from crds_events.store.eventlog import SQLiteEventStore
 
 sys.path.insert(0, str(Path(__file__).parent))

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from crds_events import delivery
 from crds_events import events as ev
 from crds_events.cli import cli
+from crds_events.delivery import publish as delivery
 from crds_events.handlers.delivery import DeliveryRequestHandler
 from crds_events.handlers.runner import HandlerRunner
 from crds_events.store import SQLiteEventStore

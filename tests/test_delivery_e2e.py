@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from crds_events import delivery
 from crds_events import events as ev
+from crds_events.delivery import publish as delivery
 from crds_events.handlers import delivery as delivery_handlers
 from crds_events.handlers import email as email_handlers
 from crds_events.handlers import submissions as submission_handlers
-from crds_events.server import Server
+from crds_events.server.core import Server
 from crds_events.store import SQLiteEventStore
 from crds_events.store.folds import DELIVERIES, FILES
 from crds_events.store.projections import TableProjection, read_table
@@ -189,7 +189,7 @@ _SERVE = textwrap.dedent("""
     import sys
     from crds_events.config import load_settings
     from crds_events.handlers import delivery, email
-    from crds_events.server import Server
+    from crds_events.server.core import Server
     settings = load_settings(sys.argv[1])
     server = Server(settings, poll_interval=0.05)
     email.register(server, poll_interval=0.1)
@@ -284,7 +284,7 @@ def test_real_submission_confirmed_is_delivered_archived_and_released(tmp_path, 
 
 
 def test_scheduler_job_reconciles_when_the_watcher_is_down(tmp_path, pollers):
-    from crds_events import scheduler
+    from crds_events.server import scheduler
 
     settings = make_root(tmp_path)
     server = Server(settings, poll_interval=0.05)

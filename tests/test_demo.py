@@ -21,7 +21,7 @@ from rich.console import Console
 
 from crds_events import events as ev
 from crds_events.config import load_settings
-from crds_events.contexts import get_context
+from crds_events.contexts.pointers import get_context
 from crds_events.store import SQLiteEventStore
 from crds_events.store.folds import FILES
 from crds_events.store.projections import TableProjection, read_table
@@ -91,7 +91,7 @@ def test_demo_runs_the_lifecycle_twice(tmp_path):
 def test_demo_fails_cleanly_without_its_poller(tmp_path, monkeypatch):
     """A step that cannot happen makes --exit-after-script exit non-zero, naming the step
     (here the archive never takes the delivery: the poller is replaced by a no-op)."""
-    from crds_events import demo
+    from crds_events.demo import scripted as demo
 
     class IdlePoller:
         def __init__(self, *args, **kwargs):

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 from crds_events.certify import certify_files
 from crds_events.cli import cli
-from crds_events.generate import GeneratorConfig, generate
+from crds_events.demo.generate import GeneratorConfig, generate
 from crds_events.rules.bestrefs import load_context
 from crds_events.rules.document import load_mapping
 

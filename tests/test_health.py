@@ -8,15 +8,15 @@ from collections import Counter
 import pytest
 
 from crds_events import events as ev
+from crds_events.accounts.users import add_user
 from crds_events.config import init_root, load_settings
-from crds_events.contexts import set_context
-from crds_events.generate import GeneratorConfig, generate
+from crds_events.contexts.importcache import import_cache
+from crds_events.contexts.pointers import set_context
+from crds_events.demo.generate import GeneratorConfig, generate
 from crds_events.handlers import email
-from crds_events.importcache import import_cache
-from crds_events.mail import outbox_rows
-from crds_events.server import Server
+from crds_events.mail.outbox import outbox_rows
+from crds_events.server.core import Server
 from crds_events.store import SQLiteEventStore
-from crds_events.users import add_user
 from crds_events.web import create_app
 from crds_events.web.pages.health import attach_server, render_metrics
 

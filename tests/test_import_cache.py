@@ -12,8 +12,8 @@ from click.testing import CliRunner
 
 from crds_events.cli import cli
 from crds_events.config import init_root, load_settings
+from crds_events.contexts.importcache import ImportCacheError, import_cache
 from crds_events.handlers.runner import HandlerRunner
-from crds_events.importcache import ImportCacheError, import_cache
 from crds_events.rules.checksum import with_checksum
 from crds_events.store import SQLiteEventStore
 from crds_events.store.filestore import FileStore

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from crds_events import events as ev
-from crds_events import locks
+from crds_events.accounts import locks
 from crds_events.config import init_root, load_settings
 from crds_events.store import SQLiteEventStore
 from crds_events.submissions.manifest import MANIFEST_NAME, write_manifest

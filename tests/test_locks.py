@@ -12,10 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from crds_events import events as ev
-from crds_events.cli import cli
-from crds_events.config import init_root, load_settings
-from crds_events.handlers.runner import HandlerRunner
-from crds_events.locks import (
+from crds_events.accounts.locks import (
     LOCKS,
     LockError,
     LockHeldError,
@@ -27,9 +24,12 @@ from crds_events.locks import (
     release_lock,
     renew_lock,
 )
+from crds_events.accounts.users import add_user
+from crds_events.cli import cli
+from crds_events.config import init_root, load_settings
+from crds_events.handlers.runner import HandlerRunner
 from crds_events.store import SQLiteEventStore
 from crds_events.store.projections import TableProjection, read_table
-from crds_events.users import add_user
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 HOUR = 3600.0
@@ -250,8 +250,8 @@ def test_cli_lock_commands(tmp_path, monkeypatch):
 
 
 def test_expiry_job_in_a_server_records_expiry(tmp_path):
-    from crds_events.locks import register
-    from crds_events.server import Server
+    from crds_events.accounts.locks import register
+    from crds_events.server.core import Server
 
     settings = load_settings(tmp_path / "root", environ={})
     init_root(settings)

@@ -9,7 +9,7 @@ import logging
 import pytest
 
 from crds_events.config import ConfigError, load_settings
-from crds_events.logging_setup import configure_logging
+from crds_events.server.logging_setup import configure_logging
 
 
 @pytest.fixture(autouse=True)

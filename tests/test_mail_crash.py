@@ -19,7 +19,7 @@ from aiosmtpd.controller import Controller
 from crds_events import events as ev
 from crds_events.config import init_root, load_settings
 from crds_events.handlers.email import register
-from crds_events.server import Server
+from crds_events.server.core import Server
 from crds_events.store.eventlog import SQLiteEventStore
 
 
@@ -32,7 +32,7 @@ CHILD = """
 import sys
 from crds_events.config import load_settings
 from crds_events.handlers.email import register
-from crds_events.server import Server
+from crds_events.server.core import Server
 
 settings = load_settings(sys.argv[1], environ={})
 server = Server(settings, poll_interval=0.02)

@@ -21,8 +21,8 @@ from crds_events import events as ev
 from crds_events.config import init_root, load_settings
 from crds_events.handlers.email import EMAILS, EmailComposer, Outbox, register, retry_due
 from crds_events.handlers.runner import HandlerRunner
-from crds_events.mail import MaildirTransport, MailError, SMTPTransport, transport_for
-from crds_events.server import Server
+from crds_events.mail.outbox import MaildirTransport, MailError, SMTPTransport, transport_for
+from crds_events.server.core import Server
 from crds_events.store.eventlog import SQLiteEventStore
 from crds_events.store.projections import TableProjection, read_table, rebuild
 

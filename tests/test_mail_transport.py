@@ -11,7 +11,7 @@ import aiosmtplib
 import pytest
 from aiosmtpd.controller import Controller
 
-from crds_events.mail import MailError, SMTPTransport, build_message, classify_error
+from crds_events.mail.outbox import MailError, SMTPTransport, build_message, classify_error
 
 
 def _free_port() -> int:

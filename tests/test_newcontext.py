@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from crds_events.refactoring.newcontext import NewContextError, new_context
 from crds_events.rules.canonical import rewrite_text
 from crds_events.rules.checksum import verify_checksum
 from crds_events.rules.diff import mapping_diffs
-from crds_events.rules.newcontext import NewContextError, new_context
 from crds_events.rules.parse import Call, ParsedMapping, parse_mapping
 
 

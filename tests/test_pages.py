@@ -8,7 +8,7 @@ import re
 import pytest
 from page_fixtures import INJECTED, empty_app, hst_app, jwst_app
 
-from crds_events import contexts
+from crds_events.contexts import pointers as contexts
 from crds_events.rules.bestrefs import load_context
 from crds_events.store.eventlog import SQLiteEventStore
 
@@ -225,7 +225,7 @@ def test_pages_over_a_real_threaded_server(jwst):
     import urllib.request
     from concurrent.futures import ThreadPoolExecutor
 
-    from crds_events.wsgi import WebServer
+    from crds_events.server.wsgi import WebServer
 
     client, _ = jwst
     server = WebServer(client.application, "127.0.0.1", 0)

@@ -18,9 +18,9 @@ import pytest
 from click.testing import CliRunner
 
 from crds_events.cli import cli
+from crds_events.refactoring.refactor import insert_references, valid_values_from_tpns
 from crds_events.rules.checksum import mapping_checksum
 from crds_events.rules.parse import parse_mapping
-from crds_events.rules.refactor import insert_references, valid_values_from_tpns
 from crds_events.rules.substitutions import ENV_VAR, load_substitutions
 
 pytestmark = pytest.mark.corpus

@@ -8,14 +8,14 @@ from context_fixtures import add_people, catalog_unarchived, make_settings, seed
 
 from crds_events import events as ev
 from crds_events.cli import cli
-from crds_events.contexts import set_context
-from crds_events.handlers.runner import HandlerRunner
-from crds_events.remote import (
+from crds_events.contexts.pointers import set_context
+from crds_events.contexts.remote import (
     RemoteContextError,
     push_remote_context,
     remote_context,
     remote_contexts,
 )
+from crds_events.handlers.runner import HandlerRunner
 from crds_events.store import SQLiteEventStore
 from crds_events.store.folds import REMOTE_CONTEXTS
 from crds_events.store.projections import TableProjection, read_table

@@ -16,7 +16,6 @@ from repro_fixtures import copy_context, derive_context, oracle_headers, write_c
 from crds_events import events as ev
 from crds_events.cli import cli
 from crds_events.config import init_root, load_settings
-from crds_events.datasets import import_datasets
 from crds_events.handlers.email import EmailComposer
 from crds_events.handlers.reprocessing import (
     ReprocessingHandler,
@@ -24,8 +23,9 @@ from crds_events.handlers.reprocessing import (
     held,
 )
 from crds_events.handlers.runner import HandlerRunner
-from crds_events.repro_results import RESULTS_TABLE, affected_ids, is_held, stored_result
-from crds_events.reprocessing import affected_datasets, pmap_serial
+from crds_events.reprocessing.affected import affected_datasets, pmap_serial
+from crds_events.reprocessing.datasets import import_datasets
+from crds_events.reprocessing.results import RESULTS_TABLE, affected_ids, is_held, stored_result
 from crds_events.rules.bestrefs import DatasetError, load_context
 from crds_events.store.artifacts import ArtifactStore
 from crds_events.store.eventlog import SQLiteEventStore

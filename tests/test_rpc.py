@@ -253,7 +253,7 @@ def test_best_references_parameter_errors(client):
 
 
 def test_datasets_by_id(client, seeded, corpus, tmp_path):
-    from crds_events.datasets import import_datasets
+    from crds_events.reprocessing.datasets import import_datasets
 
     settings, store, _ = seeded
     cases = [c for c in _oracle(corpus, 30) if "error" not in c["expected"]][:6]
@@ -396,8 +396,8 @@ def test_the_wsgi_server_serves_the_client_protocol_and_stops_cleanly(seeded):
     (the autouse no_leaked_threads fixture fails the test if a thread survives)."""
     import urllib.request
 
-    from crds_events import wsgi
-    from crds_events.server import Server
+    from crds_events.server import wsgi
+    from crds_events.server.core import Server
 
     settings, _, _ = seeded
     server = Server(settings, host="127.0.0.1", port=0)

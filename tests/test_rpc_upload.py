@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from crds_events import users
+from crds_events.accounts import users
 from crds_events.config import init_root, load_settings
 from crds_events.handlers import submissions as submission_handlers
-from crds_events.server import Server
+from crds_events.server.core import Server
 from crds_events.store import SQLiteEventStore
 from crds_events.watch.ingest import ingest_key, submission_id_for
 from crds_events.web import create_app

@@ -11,10 +11,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from crds_events import events as ev
-from crds_events import locks
+from crds_events.accounts import locks
 from crds_events.config import init_root, load_settings
 from crds_events.handlers import email
-from crds_events.scheduler import (
+from crds_events.server.core import Server
+from crds_events.server.scheduler import (
     LOCK_EXPIRY_JOB,
     OUTBOX_RETRY_JOB,
     Scheduler,
@@ -22,7 +23,6 @@ from crds_events.scheduler import (
     register,
     scheduler_of,
 )
-from crds_events.server import Server
 
 
 def _wait(condition, timeout: float = 10.0) -> bool:

@@ -11,9 +11,10 @@ from click.testing import CliRunner
 from context_fixtures import add_people, catalog_unarchived, make_settings, seed_generations
 
 from crds_events import events as ev
-from crds_events.badfiles import mark_bad
 from crds_events.cli import cli
-from crds_events.contexts import (
+from crds_events.contexts.badfiles import mark_bad
+from crds_events.contexts.importcache import import_cache
+from crds_events.contexts.pointers import (
     ContextError,
     ContextPermissionError,
     build_context,
@@ -28,7 +29,6 @@ from crds_events.contexts import (
 )
 from crds_events.handlers.email import EmailComposer
 from crds_events.handlers.runner import HandlerRunner
-from crds_events.importcache import import_cache
 from crds_events.store import SQLiteEventStore
 from crds_events.store.folds import CONTEXT_HISTORY, CONTEXT_POINTERS
 from crds_events.store.projections import TableProjection, read_table

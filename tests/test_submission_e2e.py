@@ -19,12 +19,12 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from crds_events import events as ev
-from crds_events import locks, users
+from crds_events.accounts import locks, users
 from crds_events.config import init_root, load_settings
 from crds_events.handlers import email as email_handlers
 from crds_events.handlers import submissions as submission_handlers
 from crds_events.rules.bestrefs import load_context
-from crds_events.server import Server
+from crds_events.server.core import Server
 from crds_events.store import SQLiteEventStore
 from crds_events.store.filestore import FileStore
 from crds_events.submissions import review

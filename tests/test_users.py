@@ -10,12 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from crds_events import events as ev
-from crds_events.cli import cli
-from crds_events.config import init_root, load_settings
-from crds_events.handlers.runner import HandlerRunner
-from crds_events.store import SQLiteEventStore
-from crds_events.store.projections import TableProjection, read_table
-from crds_events.users import (
+from crds_events.accounts.users import (
     USERS,
     UnknownUserError,
     User,
@@ -35,6 +30,11 @@ from crds_events.users import (
     validate_name,
     verify_password,
 )
+from crds_events.cli import cli
+from crds_events.config import init_root, load_settings
+from crds_events.handlers.runner import HandlerRunner
+from crds_events.store import SQLiteEventStore
+from crds_events.store.projections import TableProjection, read_table
 
 PASSWORD = "correct horse battery"
 

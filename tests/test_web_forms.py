@@ -3,7 +3,7 @@ role checks, the batch submit form -> monitor (server-sent events) -> result -> 
 cancel, set context, mark bad / OK, and the operate read pages.
 
 Every root is a real temp directory with a real SQLite log, seeded through the domain API
-(`tests/submission_fixtures.seed_root`, `crds_events.users`); submissions are processed by
+(`tests/submission_fixtures.seed_root`, `crds_events.accounts.users`); submissions are processed by
 the real ingest watcher and submission worker, called synchronously.
 """
 
@@ -19,9 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from crds_events import contexts, users
 from crds_events import events as ev
+from crds_events.accounts import users
 from crds_events.config import init_root, load_settings
+from crds_events.contexts import pointers as contexts
 from crds_events.handlers.submissions import SubmissionWorker
 from crds_events.store import SQLiteEventStore
 from crds_events.watch.ingest import IngestWatcher
@@ -483,7 +484,7 @@ def test_mark_bad_and_ok(site):
     page = client.get("/operate/bad-files")
     text = text_of(page)
     assert f"Marked BAD: {rmap}" in text
-    from crds_events.badfiles import bad_files
+    from crds_events.contexts.badfiles import bad_files
 
     listed = bad_files(site.store)
     # the rmap and every mapping using it: the imap and the pmap
@@ -511,11 +512,11 @@ def test_mark_bad_and_ok(site):
 
 
 def test_read_pages_render_empty_and_populated(site, tmp_path):
+    from crds_events.contexts.remote import push_remote_context, remote_contexts
     from crds_events.handlers.email import EmailComposer
     from crds_events.handlers.runner import HandlerRunner
-    from crds_events.remote import push_remote_context, remote_contexts
-    from crds_events.repro_results import affected_ids, record_result
-    from crds_events.reprocessing import AffectedDatasets, AffectedGroup
+    from crds_events.reprocessing.affected import AffectedDatasets, AffectedGroup
+    from crds_events.reprocessing.results import affected_ids, record_result
 
     client = site.client("jane")
     for path in ("/submissions/", "/operate/deliveries", "/operate/pipelines",
@@ -558,7 +559,7 @@ def test_read_pages_render_empty_and_populated(site, tmp_path):
     HandlerRunner(site.store, [EmailComposer(site.settings, base_url="http://crds.test",
                                                  mail_history=True)]
                   ).run_until_idle()
-    from crds_events.mail import outbox_rows
+    from crds_events.mail.outbox import outbox_rows
 
     queued = outbox_rows(site.store)
     assert queued, "the composer queued nothing"

@@ -15,10 +15,10 @@ import os
 from collections.abc import Iterable
 from typing import Any
 
-from .mappings import check_mapping, valid_match_values
-from .match_values import ValueChecker
-from .references import check_reference
-from .result import FileResult, Message, exit_code
+from crds_events.certify.mappings import check_mapping, valid_match_values
+from crds_events.certify.match_values import ValueChecker
+from crds_events.certify.references import check_reference
+from crds_events.certify.result import FileResult, Message, exit_code
 
 __all__ = ["FileResult", "Message", "certify_files", "check_mapping", "check_reference",
            "exit_code", "is_mapping"]
@@ -78,8 +78,8 @@ def certify_files(
 
 def _load_pipeline(context: str | os.PathLike):
     """The pipeline context at `context`, or a message saying why it cannot be loaded."""
-    from ..rules.context import ContextError, MappingStore, PipelineContext
-    from ..rules.parse import MappingError
+    from crds_events.rules.context import ContextError, MappingStore, PipelineContext
+    from crds_events.rules.parse import MappingError
 
     path = os.fspath(context)
     try:
@@ -91,15 +91,15 @@ def _load_pipeline(context: str | os.PathLike):
 
 def _rmap_options(path: str, pipeline, tpn_dir, substitutions) -> tuple[dict[str, Any], list[tuple[str, str]]]:
     """check_reference options from the rmap governing the reference at `path`."""
-    from ..files.errors import ReferenceFileError
-    from ..files.headers import read_header
-    from ..files.reftypes import reference_type
-    from ..rules.context import ContextError
-    from ..rules.index import ReferenceIndex
-    from ..rules.parse import MappingError
-    from ..rules.selectors import RulesError
-    from .specs import constraints_for
-    from .tpn import TpnError, tpn_constraints
+    from crds_events.certify.specs import constraints_for
+    from crds_events.certify.tpn import TpnError, tpn_constraints
+    from crds_events.files.errors import ReferenceFileError
+    from crds_events.files.headers import read_header
+    from crds_events.files.reftypes import reference_type
+    from crds_events.rules.context import ContextError
+    from crds_events.rules.index import ReferenceIndex
+    from crds_events.rules.parse import MappingError
+    from crds_events.rules.selectors import RulesError
 
     try:
         kind = reference_type(path, read_header(path))
@@ -152,10 +152,10 @@ def _rmap_options(path: str, pipeline, tpn_dir, substitutions) -> tuple[dict[str
 def _expanded_dataset(path: str, kind, parkeys: list[str], substitutions) -> dict[str, object]:
     """The reference's dataset values with the site's wildcard expansions applied
     (``substitutions.dat``: the given path, else config/env as refactor finds it)."""
-    from ..files.dataset_keys import reference_to_dataset
-    from ..files.errors import ReferenceFileError
-    from ..files.headers import read_header
-    from ..rules.substitutions import find_substitutions, load_substitutions
+    from crds_events.files.dataset_keys import reference_to_dataset
+    from crds_events.files.errors import ReferenceFileError
+    from crds_events.files.headers import read_header
+    from crds_events.rules.substitutions import find_substitutions, load_substitutions
 
     table = (load_substitutions(substitutions) if substitutions is not None
              else find_substitutions(kind.observatory))

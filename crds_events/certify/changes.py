@@ -15,9 +15,9 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-from ..rules.conditioning import is_na_value, is_omit_value
-from ..rules.diff import MappingTree, diff_action, mapping_diffs
-from ..rules.parse import MappingError
+from crds_events.rules.conditioning import is_na_value, is_omit_value
+from crds_events.rules.diff import MappingTree, diff_action, mapping_diffs
+from crds_events.rules.parse import MappingError
 
 #: (level, reason) pairs.
 Change = tuple[str, str]

@@ -22,7 +22,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ..rules.expressions import COMPARISONS, UNARY, Walker
+from crds_events.rules.expressions import COMPARISONS, UNARY, Walker
 
 UNDEFINED = "UNDEFINED"
 

@@ -12,7 +12,7 @@ import os
 import shutil
 import subprocess
 
-from .result import FileResult, Level
+from crds_events.certify.result import FileResult, Level
 
 #: fitsverify message fragment -> the level CRDS gives it.
 RECATEGORIZED: dict[str, Level] = {

@@ -28,17 +28,17 @@ import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from ..files.reftypes import hst_types
-from ..rules.checksum import verify_checksum
-from ..rules.conditioning import condition_value, is_na_value, is_omit_value
-from ..rules.document import MappingDocument, header_value, load_mapping_text
-from ..rules.naming import NamingError, parse_mapping_name
-from ..rules.parse import Call, MappingError, duplicate_keys, parse_mapping
-from .changes import comparison_changes
-from .match_values import ValueChecker, check_overlaps, check_selector_keys
-from .result import FileResult
-from .specs import constraints_for
-from .tpn import TpnError, ld_valid_values
+from crds_events.certify.changes import comparison_changes
+from crds_events.certify.match_values import ValueChecker, check_overlaps, check_selector_keys
+from crds_events.certify.result import FileResult
+from crds_events.certify.specs import constraints_for
+from crds_events.certify.tpn import TpnError, ld_valid_values
+from crds_events.files.reftypes import hst_types
+from crds_events.rules.checksum import verify_checksum
+from crds_events.rules.conditioning import condition_value, is_na_value, is_omit_value
+from crds_events.rules.document import MappingDocument, header_value, load_mapping_text
+from crds_events.rules.naming import NamingError, parse_mapping_name
+from crds_events.rules.parse import Call, MappingError, duplicate_keys, parse_mapping
 
 OBSERVATORY_INSTRUMENTS = {
     "jwst": ("fgs", "miri", "nircam", "niriss", "nirspec", "system"),

@@ -26,11 +26,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..rules.conditioning import condition_match_key, condition_value
-from ..rules.dates import DateError, reformat_date
-from ..rules.parse import Call
-from ..rules.patterns import esoteric_key, glob_list
-from ..rules.selectors import DEFAULT_SUBSTITUTIONS
+from crds_events.rules.conditioning import condition_match_key, condition_value
+from crds_events.rules.dates import DateError, reformat_date
+from crds_events.rules.parse import Call
+from crds_events.rules.patterns import esoteric_key, glob_list
+from crds_events.rules.selectors import DEFAULT_SUBSTITUTIONS
 
 #: (level, where, reason) reported by the checks; `where` names the selector path.
 Finding = tuple[str, str, str]

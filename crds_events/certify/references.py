@@ -21,20 +21,20 @@ from typing import Any
 
 import numpy as np
 
-from ..files.arrays import read_array_info
-from ..files.checksums import verify_checksum
-from ..files.dataset_keys import cross_strap, reference_to_dataset
-from ..files.dates import parse_date
-from ..files.errors import ReferenceFileError
-from ..files.formats import detect_format
-from ..files.headers import read_header
-from ..files.reftypes import reference_type
-from .constraints import Constraint
-from .expressions import ExpressionError, evaluate, header_namespace, identifiers
-from .fitsverify import run_fitsverify
-from .result import FileResult
-from .specs import constraints_for
-from .tpn import tpn_constraints
+from crds_events.certify.constraints import Constraint
+from crds_events.certify.expressions import ExpressionError, evaluate, header_namespace, identifiers
+from crds_events.certify.fitsverify import run_fitsverify
+from crds_events.certify.result import FileResult
+from crds_events.certify.specs import constraints_for
+from crds_events.certify.tpn import tpn_constraints
+from crds_events.files.arrays import read_array_info
+from crds_events.files.checksums import verify_checksum
+from crds_events.files.dataset_keys import cross_strap, reference_to_dataset
+from crds_events.files.dates import parse_date
+from crds_events.files.errors import ReferenceFileError
+from crds_events.files.formats import detect_format
+from crds_events.files.headers import read_header
+from crds_events.files.reftypes import reference_type
 
 UNDEFINED = "UNDEFINED"
 #: Hook for rmap-aware checks: allowed values per dataset keyword, or a callable returning a

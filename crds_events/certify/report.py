@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from .result import FileResult
+from crds_events.certify.result import FileResult
 
 STYLES = {"ok": "bold green", "warning": "bold yellow", "error": "bold red", "info": "cyan",
           "dim": "dim", "plain": ""}

@@ -41,9 +41,9 @@ from typing import Any
 
 import yaml
 
-from .constraints import DATATYPES, Constraint
-from .expressions import ExpressionError, compile_expression
-from .tpn import _unique
+from crds_events.certify.constraints import DATATYPES, Constraint
+from crds_events.certify.expressions import ExpressionError, compile_expression
+from crds_events.certify.tpn import _unique
 
 _PRESENCES = ("required", "optional", "warn", "excluded")
 

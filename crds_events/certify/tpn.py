@@ -27,8 +27,8 @@ import os
 import re
 from collections.abc import Iterable
 
-from .constraints import Constraint
-from .expressions import ExpressionError, compile_expression
+from crds_events.certify.constraints import Constraint
+from crds_events.certify.expressions import ExpressionError, compile_expression
 
 _KEYTYPES = {"H": "header", "C": "column", "G": "group", "A": "array_format", "D": "array_data",
              "X": "expression"}
@@ -184,7 +184,7 @@ def tpn_names(observatory: str, instrument: str, filekind: str, suffix: str | No
     ending = "_ld.tpn" if rmap else ".tpn"
     instrument, filekind = instrument.lower(), filekind.lower()
     if observatory.lower() == "hst":
-        from ..files.reftypes import hst_types
+        from crds_events.files.reftypes import hst_types
 
         known = hst_types().get(instrument, {}).get(filekind)
         if known:  # HST names its files by its own abbreviations (wp2_a2d.tpn for WFPC2)
@@ -261,7 +261,7 @@ def ld_valid_values(tpn_dir: str | os.PathLike, instrument: str, filekind: str,
 
 @functools.lru_cache(maxsize=512)
 def _ld_values(constraints: tuple[Constraint, ...], wanted: frozenset[str]) -> dict[str, list[str]]:
-    from ..rules.conditioning import condition_value
+    from crds_events.rules.conditioning import condition_value
 
     found: dict[str, list[str]] = {}
     for item in constraints:

@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ReferenceFileError
-from .formats import detect_format
+from crds_events.files.errors import ReferenceFileError
+from crds_events.files.formats import detect_format
 
 _BITPIX = {8: "uint8", 16: "int16", 32: "int32", 64: "int64", -32: "float32", -64: "float64"}
 # Signed/unsigned FITS conventions: BZERO offsets that make an integer column unsigned.

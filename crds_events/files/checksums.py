@@ -11,7 +11,7 @@ import re
 import tempfile
 import warnings
 
-from .errors import ReferenceFileError
+from crds_events.files.errors import ReferenceFileError
 
 
 def has_checksum(path: str | os.PathLike) -> bool:

@@ -25,8 +25,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .dates import split_useafter
-from .errors import ReferenceFileError
+from crds_events.files.dates import split_useafter
+from crds_events.files.errors import ReferenceFileError
 
 #: JWST pattern keywords -> the dataset keyword whose values they list (CRDS's table).
 JWST_PATTERN_TRANSLATIONS: dict[str, str] = {

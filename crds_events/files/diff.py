@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 import yaml
 
-from .errors import ReferenceFileError
-from .formats import detect_format
+from crds_events.files.errors import ReferenceFileError
+from crds_events.files.formats import detect_format
 
 SAME, DIFFERENT, ERROR = 0, 1, 2
 #: Keywords that differ between any two writes of a file and say nothing about its content.
@@ -65,7 +65,7 @@ def diff_references(
         if old_fmt == "fits":
             return _diff_fits(old, new, ignore, ignore_blanks, rtol)
         if old_fmt == "geis":
-            from .headers import read_header
+            from crds_events.files.headers import read_header
 
             lines = _diff_trees(read_header(old), read_header(new), "", ignore, rtol)
         else:

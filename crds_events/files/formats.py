@@ -14,7 +14,7 @@ from typing import Literal
 
 import yaml
 
-from .errors import ReferenceFileError
+from crds_events.files.errors import ReferenceFileError
 
 Format = Literal["fits", "geis", "asdf", "json", "yaml"]
 

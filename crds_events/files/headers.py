@@ -26,8 +26,8 @@ from typing import Any
 
 import yaml
 
-from .errors import ReferenceFileError
-from .formats import Format, detect_format, geis_header_path
+from crds_events.files.errors import ReferenceFileError
+from crds_events.files.formats import Format, detect_format, geis_header_path
 
 #: Keywords that may repeat in a FITS/GEIS header; these are joined rather than dropped.
 APPEND_KEYS = ("COMMENT", "HISTORY")

@@ -25,8 +25,8 @@ import datetime
 import os
 from dataclasses import dataclass
 
-from .errors import ReferenceFileError
-from .reftypes import INSTRUMENT_ID_CHAR, reference_type
+from crds_events.files.errors import ReferenceFileError
+from crds_events.files.reftypes import INSTRUMENT_ID_CHAR, reference_type
 
 _YEARS = "abcdefghijklmnopqrstuvwxyz0123456789"
 _BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
@@ -106,7 +106,7 @@ def rename_reference(
     """
     from astropy.io import fits
 
-    from .checksums import has_checksum, verify_checksum
+    from crds_events.files.checksums import has_checksum, verify_checksum
 
     path = os.fspath(path)
     now = now or datetime.datetime.now(datetime.UTC).replace(tzinfo=None)

@@ -1,12 +1,12 @@
 """Delivery in a running server: SubmissionConfirmed/Forced -> ``.cat`` -> archive states.
 
 * `DeliveryRequestHandler` (in the runner's write transaction) makes sure every confirmed or
-  forced submission has its delivery name (`crds_events.delivery.allocate`: the review
+  forced submission has its delivery name (`crds_events.delivery.publish.allocate`: the review
   normally allocated it in the confirm's own transaction, so this only finds it again;
   a confirm recorded without one, e.g. by older code, gets it here) and hands the name to
   the worker. Nothing slow happens in the transaction.
 * `DeliveryWorker` (its own thread and connection) publishes each delivery
-  (`crds_events.delivery.publish`: links, ``.cat`` written last, `DeliveryCreated`) and then
+  (`crds_events.delivery.publish.publish`: links, ``.cat`` written last, `DeliveryCreated`) and then
   asks the watcher to look at it. On start, and every ``resume_interval`` seconds, it
   publishes every delivery requested but not created (killed mid-publish, or enqueued
   before the handler's transaction committed).
@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from crds_events import events as ev
 from crds_events.config import Settings
-from crds_events.delivery import DeliveryError, allocate, pending_deliveries, publish_many
+from crds_events.delivery.publish import DeliveryError, allocate, pending_deliveries, publish_many
 from crds_events.handlers import Handler
 from crds_events.store.eventlog import SQLiteEventStore, SQLiteTransaction
 from crds_events.store.interface import RecordedEvent, caused_by
@@ -34,7 +34,7 @@ from crds_events.watch.delivery import DeliveryWatcher, ReconcileReport
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from crds_events.server import Server
+    from crds_events.server.core import Server
 
 __all__ = ["RECONCILE_JOB", "DeliveryRequestHandler", "DeliveryService", "DeliveryWorker",
            "register", "schedule_reconcile"]
@@ -87,7 +87,7 @@ class DeliveryWorker:
         self._queue.put((name, position))
 
     def publish(self, names: list[str]) -> dict[str, ev.DeliveryCreated | DeliveryError | None]:
-        """Publish deliveries now (idempotent); see `crds_events.delivery.publish_many`."""
+        """Publish deliveries now (idempotent); see `crds_events.delivery.publish.publish_many`."""
         results = publish_many(self.settings, self.store, names)
         for name, result in results.items():
             if isinstance(result, DeliveryError):
@@ -218,10 +218,10 @@ def register(server: Server, *, scan_interval: float | None = 60.0,
 
 def schedule_reconcile(server: Server, seconds: float = 60.0) -> None:
     """Hand the periodic full reconciliation to the server's scheduler
-    (`crds_events.scheduler`, registered before this call): the job ``delivery-reconcile``
+    (`crds_events.server.scheduler`, registered before this call): the job ``delivery-reconcile``
     runs `DeliveryService.reconcile` every ``seconds``, and the watcher's own timer is
     switched off (it keeps its start-up scan)."""
-    from crds_events.scheduler import scheduler_of
+    from crds_events.server.scheduler import scheduler_of
 
     service: DeliveryService | None = getattr(server, "delivery", None)
     if service is None:

@@ -5,7 +5,7 @@ The flow, and why it is crash-safe::
     SubmissionReady (pos 17)  --EmailComposer (in the runner's write transaction)-->
         EmailQueued(email_id="17-ready", message_id="<crds-events.17.ready@hst.localhost>")
         [idempotency key "email-queued:17:ready": a replay never queues twice]
-    OutboxWorker (crds_events.mail; own thread, OUTSIDE any write transaction):
+    OutboxWorker (crds_events.mail.outbox; own thread, OUTSIDE any write transaction):
         send via SMTP or maildir, then append
         EmailSent            [key "email-sent:17-ready"]
         EmailFailed(retry)   [key "email-failed:17-ready:<attempt>", retry_at = back-off]
@@ -22,7 +22,7 @@ enabled on an existing server, or a root seeded by ``import-cache``), it folds t
 but queues e-mail only for events after that point (``mail_history=True`` mails them too).
 
 The outbox itself (the ``emails`` table, `Outbox`, `OutboxWorker`, `retry_due`) lives in
-`crds_events.mail` and is re-exported here.
+`crds_events.mail.outbox` and is re-exported here.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 from crds_events import events as ev
 from crds_events.config import Settings
 from crds_events.handlers import Handler
-from crds_events.mail import (
+from crds_events.mail.outbox import (
     EMAILS,
     Outbox,
     OutboxWorker,
@@ -52,7 +52,7 @@ from crds_events.store.interface import NO_STREAM, RecordedEvent, caused_by
 from crds_events.store.projections import TableProjection
 
 if TYPE_CHECKING:
-    from crds_events.server import Server
+    from crds_events.server.core import Server
 
 __all__ = [
     "DEFAULT_BASE_URL",

@@ -40,12 +40,12 @@ from typing import TYPE_CHECKING
 from crds_events import events as ev
 from crds_events.config import Settings
 from crds_events.handlers import Handler
-from crds_events.reprocessing import pmap_serial
+from crds_events.reprocessing.affected import pmap_serial
 from crds_events.store.eventlog import SQLiteEventStore, SQLiteTransaction
 from crds_events.store.interface import RecordedEvent, caused_by
 
 if TYPE_CHECKING:
-    from crds_events.server import Server
+    from crds_events.server.core import Server
 
 __all__ = [
     "HELD_TABLE",
@@ -280,7 +280,7 @@ class ReprocessingService:
 
     def process(self, old: str, new: str, cause: int) -> ev.Event | None:
         """Compute and store ``old`` -> ``new`` unless done before; the event appended."""
-        from crds_events import repro_results
+        from crds_events.reprocessing import results as repro_results
 
         with self._lock:
             store = self.store

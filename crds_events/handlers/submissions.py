@@ -38,7 +38,7 @@ from crds_events.store.interface import RecordedEvent
 from crds_events.watch.ingest import IngestWatcher, uploads_dir, work_dir
 
 if TYPE_CHECKING:
-    from crds_events.server import Server
+    from crds_events.server.core import Server
 
 __all__ = [
     "OUTCOMES",

@@ -82,7 +82,7 @@ def register_fold(fold: Fold) -> Fold:
 # Folds that live beside their domain (users, locks, the e-mail outbox) register when their
 # module is imported; importing them here gives every caller of `all_folds` (serve, rebuild,
 # the web's "as of event N") the same complete set, whatever it happened to import before.
-_DOMAIN_FOLD_MODULES = ("crds_events.users", "crds_events.locks", "crds_events.mail")
+_DOMAIN_FOLD_MODULES = ("crds_events.accounts.users", "crds_events.accounts.locks", "crds_events.mail.outbox")
 
 
 def all_folds() -> list[Fold]:

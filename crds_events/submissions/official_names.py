@@ -19,9 +19,9 @@ import os
 import re
 from collections.abc import Callable, Iterable
 
-from ..files.reftypes import ReferenceType
-from ..files.uniqname import generate_unique_name
-from ..rules.naming import next_mapping_name
+from crds_events.files.reftypes import ReferenceType
+from crds_events.files.uniqname import generate_unique_name
+from crds_events.rules.naming import next_mapping_name
 
 __all__ = ["NameBook", "serial_reference_name"]
 

@@ -40,23 +40,29 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from ..certify import certify_files, is_mapping
-from ..files.errors import ReferenceFileError
-from ..files.headers import read_header
-from ..files.reftypes import ReferenceType, reference_type
-from ..files.uniqname import rename_reference
-from ..rules.canonical import rewrite_text
-from ..rules.checksum import read_mapping_text
-from ..rules.context import MappingStore, PipelineContext
-from ..rules.diff import MappingTree, context_diff, diff_action, format_diff, mapping_diffs
-from ..rules.index import ReferenceIndex
-from ..rules.naming import NamingError, parse_mapping_name
-from ..rules.newcontext import new_context
-from ..rules.parse import parse_mapping
-from ..rules.refactor import delete_references, insert_references
-from ..rules.substitutions import Substitutions, load_substitutions
-from .official_names import NameBook
-from .results import (
+from crds_events.certify import certify_files, is_mapping
+from crds_events.files.errors import ReferenceFileError
+from crds_events.files.headers import read_header
+from crds_events.files.reftypes import ReferenceType, reference_type
+from crds_events.files.uniqname import rename_reference
+from crds_events.refactoring.newcontext import new_context
+from crds_events.refactoring.refactor import delete_references, insert_references
+from crds_events.rules.canonical import rewrite_text
+from crds_events.rules.checksum import read_mapping_text
+from crds_events.rules.context import MappingStore, PipelineContext
+from crds_events.rules.diff import (
+    MappingTree,
+    context_diff,
+    diff_action,
+    format_diff,
+    mapping_diffs,
+)
+from crds_events.rules.index import ReferenceIndex
+from crds_events.rules.naming import NamingError, parse_mapping_name
+from crds_events.rules.parse import parse_mapping
+from crds_events.rules.substitutions import Substitutions, load_substitutions
+from crds_events.submissions.official_names import NameBook
+from crds_events.submissions.results import (
     BAD_FILES,
     FAILED,
     READY,

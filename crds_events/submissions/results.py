@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..rules.substitutions import Substitutions
+from crds_events.rules.substitutions import Substitutions
 
 __all__ = [
     "BAD_FILES", "FAILED", "READY", "FileOutcome", "ProcessingRequest", "ProcessingResult",

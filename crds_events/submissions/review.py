@@ -9,7 +9,7 @@ Who may do what (CRDS's rules):
 
 Confirm copies the official files from the submission's work directory into the file store
 (`crds_events.store.filestore`, write-once), then in ONE transaction appends
-`DeliveryRequested` (the delivery name, `crds_events.delivery.allocate`), `FileCataloged`
+`DeliveryRequested` (the delivery name, `crds_events.delivery.publish.allocate`), `FileCataloged`
 for each file of that delivery (state delivered, pending archive), `ContextSet` edit -> the new
 pmap (with the previous edit context), `LockReleased` and `SubmissionConfirmed` /
 `SubmissionForced`; the stream version read at the start guards against a concurrent
@@ -31,7 +31,7 @@ from typing import Any
 
 from crds_events import events as ev
 from crds_events.config import Settings
-from crds_events.delivery import allocate as allocate_delivery
+from crds_events.delivery.publish import allocate as allocate_delivery
 from crds_events.store.eventlog import SQLiteEventStore
 from crds_events.store.interface import RecordedEvent
 from crds_events.watch.ingest import uploads_dir, work_dir
@@ -145,7 +145,7 @@ def show(settings: Settings, store: SQLiteEventStore, submission_id: str) -> dic
 
 def _user_can(store: SQLiteEventStore, user: str, action: str, owner: str) -> bool:
     """The accounts policy; a user the registry does not know may act on their own."""
-    from crds_events import users
+    from crds_events.accounts import users
 
     record = users.get_user(store, user)
     if record is None:
@@ -163,7 +163,7 @@ def _ready(store: SQLiteEventStore, submission_id: str, action: str) -> Submissi
 
 def _decide(settings: Settings, store: SQLiteEventStore, submission_id: str, user: str,
             forced: bool) -> ev.Event:
-    from crds_events import locks
+    from crds_events.accounts import locks
 
     action = "force" if forced else "confirm"
     view = _ready(store, submission_id, action)
@@ -340,7 +340,7 @@ def force(settings: Settings, store: SQLiteEventStore, submission_id: str,
 def cancel(settings: Settings, store: SQLiteEventStore, submission_id: str, user: str,
            reason: str = "") -> ev.Event:
     """The submitter cancels: temporary copies discarded, uploads kept, lock released."""
-    from crds_events import locks
+    from crds_events.accounts import locks
 
     view = _ready(store, submission_id, "cancel")
     if not _user_can(store, user, "cancel", view.submitter):

@@ -44,7 +44,7 @@ from typing import Any
 
 from crds_events import events as ev
 from crds_events.config import Settings
-from crds_events.delivery import (
+from crds_events.delivery.publish import (
     DeliveryInfo,
     delivery_states,
     manifest_name_of,

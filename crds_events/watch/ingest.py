@@ -321,7 +321,7 @@ class IngestWatcher:
         """Why ``user`` may not submit ('' if they may). Unknown users are accepted: the
         existence of their drop directory is the administrator's say-so."""
         try:
-            from crds_events import users
+            from crds_events.accounts import users
         except ImportError:  # pragma: no cover - accounts not installed
             return ""
         record = users.get_user(self.store, user)
@@ -379,7 +379,7 @@ def take_lock(store: Any, settings: Settings, instrument: str, user: str,
               submission_id: str) -> None:
     """Take or renew ``user``'s lock on ``instrument``; `_LockRefused` (naming the holder and
     the expiry) when another user holds it or ``user`` holds another instrument."""
-    from crds_events import locks
+    from crds_events.accounts import locks
 
     try:
         locks.acquire_lock(store, instrument, user, timeout=settings.lock_timeout,

@@ -1,7 +1,7 @@
 """``get_affected_datasets``: the stored result of an affected-datasets computation.
 
 The reprocessing handler records ``AffectedDatasetsComputed`` (old, new, counts, errors, the
-artifacts holding the result and the id list; see `crds_events.repro_results`). This module
+artifacts holding the result and the id list; see `crds_events.reprocessing.results`). This module
 shapes the latest such result for a context transition as the ``crds query_affected``
 client reads it: ``affected_ids``, ``bestrefs_status`` (0 = no errors),
 ``bestrefs_err_summary`` (the text it prints) and ``computation_dir``.
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from crds_events import repro_results
+from crds_events.reprocessing import results as repro_results
 from crds_events.store.artifacts import ArtifactError
 from crds_events.web.rpc import RpcError
 

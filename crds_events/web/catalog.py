@@ -140,7 +140,7 @@ def state_token(conn: sqlite3.Connection, tables: Iterable[str]) -> tuple:
               f"({','.join('?' * len(names))})", names)))
 
 
-# --- the archive's dataset parameters (table `datasets`, kept by crds_events.datasets) ---------
+# --- the archive's dataset parameters (table `datasets`, kept by crds_events.reprocessing.datasets) ---------
 
 
 def dataset_ids(conn: sqlite3.Connection, instrument: str, since: str | None = None

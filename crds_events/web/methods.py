@@ -122,7 +122,7 @@ def resolve_context(conn, value: Any, what: str = "context") -> str:
 
 
 def _context_at(conn, date: str) -> str:
-    from crds_events import contexts
+    from crds_events.contexts import pointers as contexts
 
     try:
         return contexts.context_by_date(get_state().store, date, "latest",
@@ -235,7 +235,7 @@ def get_build_context(observatory: str | None = None, calver: str | None = None)
     _observatory(observatory)
     if calver is None:
         return _pointer(get_db(), "build")
-    from crds_events import contexts
+    from crds_events.contexts import pointers as contexts
 
     try:
         calver = contexts.validate_calver(calver)
@@ -437,7 +437,7 @@ def get_best_references_by_header_map(context: str, header_map: dict,
 def _datasets_since(value: Any) -> str | None:
     if value is None:
         return None
-    from crds_events import contexts
+    from crds_events.contexts import pointers as contexts
 
     try:
         return contexts.parse_date(value).strftime("%Y-%m-%d %H:%M:%S")
@@ -531,7 +531,7 @@ def push_remote_context(observatory: str, kind: str, key: str, context: str) -> 
     observatory = _observatory(observatory)
     if kind not in ("latest", "operational"):
         raise RpcError(f"kind {kind!r}: expected 'latest' (or the older 'operational')")
-    from crds_events import remote
+    from crds_events.contexts import remote
 
     state = get_state()
     try:
@@ -544,7 +544,7 @@ def push_remote_context(observatory: str, kind: str, key: str, context: str) -> 
 
 @rpc_method
 def get_remote_context(observatory: str, pipeline_name: str) -> str:
-    from crds_events import remote
+    from crds_events.contexts import remote
 
     observatory = _observatory(observatory)
     _text(pipeline_name, "pipeline_name")

@@ -11,7 +11,7 @@
   submission's events after ``since_id`` as CRDS monitor messages (`progress_messages`).
 
 Authentication: ``Authorization: Bearer <token>`` (or ``Token <token>``) or a ``token``
-form field, checked with `crds_events.users.user_for_token`. 401 without a valid token, 403
+form field, checked with `crds_events.accounts.users.user_for_token`. 401 without a valid token, 403
 when the account may not submit. Errors are JSON ``{"error": ...}``.
 """
 
@@ -69,7 +69,7 @@ def _token() -> str:
 
 
 def _user(action: str):
-    from crds_events import users
+    from crds_events.accounts import users
 
     token = _token()
     if not token:

@@ -5,7 +5,7 @@
   processes starting at once agree on it) and refused when others can read it. Cookies are
   HttpOnly and SameSite=Lax, and Secure when ``settings.web_https`` says the UI is served
   over https.
-* ``g.user`` is the logged-in `crds_events.users.User` (None when anonymous); it is read
+* ``g.user`` is the logged-in `crds_events.accounts.users.User` (None when anonymous); it is read
   again from the log on every request, so a disabled account is logged out at once.
 * `login_required` sends an anonymous visitor to the login page (GET) or answers 401;
   `role_required(action)` answers 403 unless ``users.can(g.user, action)``.
@@ -45,7 +45,7 @@ from flask import (
 from markupsafe import Markup, escape
 from werkzeug.exceptions import HTTPException
 
-from crds_events import users
+from crds_events.accounts import users
 from crds_events.web import get_state
 
 __all__ = [

@@ -7,7 +7,7 @@ import json
 from flask import Blueprint, abort
 
 from crds_events import events as ev
-from crds_events.contents import is_mapping, users_of
+from crds_events.contexts.contents import is_mapping, users_of
 from crds_events.store.filestore import FileStoreError, check_name
 from crds_events.web.pages import common
 from crds_events.web.pages.timeline import event_json

@@ -45,7 +45,7 @@ class RequestLog:
 
     Offers the reading half of the store interface (``read_all``, ``read_stream``,
     ``iter_all``, ``get``, ``head``) so library reads such as
-    `crds_events.contexts.context_history` run on it unchanged, plus newest-first pages.
+    `crds_events.contexts.pointers.context_history` run on it unchanged, plus newest-first pages.
     """
 
     def __init__(self, conn: sqlite3.Connection):

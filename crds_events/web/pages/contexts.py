@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, abort, redirect, request, url_for
 from werkzeug.exceptions import HTTPException
 
-from crds_events import contexts as ctx
+from crds_events.contexts import pointers as ctx
 from crds_events.events import ContextSet
 from crds_events.rules.document import load_mapping
 from crds_events.rules.parse import Call

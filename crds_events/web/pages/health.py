@@ -38,7 +38,7 @@ __all__ = ["bp", "attach_server", "collect", "render_metrics"]
 
 bp = Blueprint("health", __name__)
 
-SERVER_KEY = "crds_events.server"
+SERVER_KEY = "crds_events.server.core"
 DEFAULT_MAX_LAG = 10_000
 OUTBOX_STATES = ("queued", "retrying", "sent", "failed")
 

@@ -11,8 +11,8 @@ Read pages (any logged-in user), each with a ``.json`` twin:
 
 Levers (the domain functions check the role again; the pages only hide what is refused):
 
-* ``/operate/context``: set a context pointer (operators: `crds_events.contexts`);
-* ``/operate/bad-files``: mark files bad or OK again (admins: `crds_events.badfiles`).
+* ``/operate/context``: set a context pointer (operators: `crds_events.contexts.pointers`);
+* ``/operate/bad-files``: mark files bad or OK again (admins: `crds_events.contexts.badfiles`).
 
 A refused or invalid change answers 400 with the reason and records nothing.
 """
@@ -37,7 +37,7 @@ from flask import (
 )
 
 from crds_events import events as ev
-from crds_events import users
+from crds_events.accounts import users
 from crds_events.store.folds import SUBMISSIONS, replay
 from crds_events.web import get_state
 from crds_events.web.pages.auth import login_required, register_error_pages, role_required
@@ -110,7 +110,7 @@ DELIVERY_STATES = ("requested", "created", "archiving", "failed", "archived")
 @bp.route("/operate/deliveries.json", endpoint="deliveries_json")
 @login_required
 def deliveries() -> Any:
-    from crds_events.delivery import list_deliveries
+    from crds_events.delivery.publish import list_deliveries
 
     infos = list(reversed(list_deliveries(_store())))
     if _wants_json():
@@ -122,8 +122,8 @@ def deliveries() -> Any:
 
 
 def _context_page(status: int = 200, values: dict | None = None, error: str = ""):
-    from crds_events.contents import file_rows
-    from crds_events.contexts import KINDS, context_history, get_pointers
+    from crds_events.contexts.contents import file_rows
+    from crds_events.contexts.pointers import KINDS, context_history, get_pointers
 
     store = _log()
     pointers = get_pointers(store, _settings().observatory)
@@ -147,7 +147,7 @@ def set_context() -> Any:
 @bp.route("/operate/context", methods=["POST"])
 @role_required("set_context")
 def set_context_post() -> Any:
-    from crds_events.contexts import ContextError, ContextPermissionError, set_context
+    from crds_events.contexts.pointers import ContextError, ContextPermissionError, set_context
 
     values = request.form.to_dict()
     kind = values.get("kind", "").strip()
@@ -173,7 +173,7 @@ def set_context_post() -> Any:
 
 
 def _bad_files_page(status: int = 200, values: dict | None = None, error: str = ""):
-    from crds_events.badfiles import bad_file_rows
+    from crds_events.contexts.badfiles import bad_file_rows
 
     return render_template("forms/bad_files.html", rows=bad_file_rows(_store()),
                            can_mark=users.can(g.user, "mark_bad"), values=values or {},
@@ -189,7 +189,12 @@ def bad_files() -> Any:
 @bp.route("/operate/bad-files", methods=["POST"])
 @role_required("mark_bad")
 def bad_files_post() -> Any:
-    from crds_events.badfiles import BadFilesError, BadFilesPermissionError, mark_bad, mark_ok
+    from crds_events.contexts.badfiles import (
+        BadFilesError,
+        BadFilesPermissionError,
+        mark_bad,
+        mark_ok,
+    )
 
     values = request.form.to_dict()
     names = [n for n in re.split(r"[\s,]+", values.get("files", "")) if n]
@@ -224,8 +229,8 @@ def bad_files_post() -> Any:
 @bp.route("/operate/pipelines.json", endpoint="pipelines_json")
 @login_required
 def pipelines() -> Any:
-    from crds_events.contexts import get_context
-    from crds_events.remote import remote_contexts
+    from crds_events.contexts.pointers import get_context
+    from crds_events.contexts.remote import remote_contexts
 
     observatory = _settings().observatory
     rows = remote_contexts(_log(), observatory)
@@ -283,7 +288,7 @@ def reprocessing() -> Any:
 @bp.route("/operate/reprocessing/<old>/<new>/ids.txt")
 @login_required
 def affected_ids(old: str, new: str) -> Response:
-    from crds_events.repro_results import affected_ids as stored_ids
+    from crds_events.reprocessing.results import affected_ids as stored_ids
 
     for name in (old, new):
         if not _PMAP.match(name):
@@ -305,7 +310,7 @@ EMAIL_STATES = ("queued", "retrying", "sent", "failed")
 @bp.route("/operate/emails.json", endpoint="emails_json")
 @login_required
 def emails() -> Any:
-    from crds_events.mail import outbox_rows
+    from crds_events.mail.outbox import outbox_rows
 
     state = request.args.get("state", "").strip().lower()
     if state and state not in EMAIL_STATES:

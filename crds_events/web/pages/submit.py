@@ -42,7 +42,7 @@ from flask import (
 )
 
 from crds_events import events as ev
-from crds_events import users
+from crds_events.accounts import users
 from crds_events.store.interface import RecordedEvent
 from crds_events.web import get_state
 from crds_events.web.pages.auth import login_required, register_error_pages, role_required

@@ -1,4 +1,4 @@
-"""The grouping engine of `crds_events.reprocessing`: best references once per group of
+"""The grouping engine of `crds_events.reprocessing.affected`: best references once per group of
 datasets that every changed rule treats alike.
 
 For one instrument and its changed types (`make_plan`):
@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from crds_events.datasets import DATE_KEYS, TABLE
+from crds_events.reprocessing.datasets import DATE_KEYS, TABLE
 from crds_events.rules import hooks
 from crds_events.rules.bestrefs import NOT_APPLICABLE, Context, DatasetError
 from crds_events.rules.conditioning import condition_value, is_na_value

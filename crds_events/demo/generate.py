@@ -17,7 +17,7 @@ writes, under the output directory:
   references select it. ``references="none"`` skips them (the context still loads; an
   import records them as named-but-absent).
 * ``datasets.jsonl``: synthetic exposures, one ``{"id": "<product>:<exposure>", "header":
-  {...}}`` per line, what `crds_events.datasets.import_datasets` reads. Their parameters
+  {...}}`` per line, what `crds_events.reprocessing.datasets.import_datasets` reads. Their parameters
   are drawn from the same instrument vocabularies, with dates from mid-2022 to 2026, so
   nearly every (dataset, type) has a best reference; a few percent fall outside the rules
   (a ``NOT FOUND``), as in real catalogs.

@@ -1,6 +1,6 @@
 """Stored affected-dataset results: computed once, read by the CLI, the RPC and e-mail.
 
-`compute_and_record` runs `crds_events.reprocessing.affected_datasets` over the server's
+`compute_and_record` runs `crds_events.reprocessing.affected.affected_datasets` over the server's
 dataset catalog and file store, then stores the result three ways:
 
 * the whole result as a JSON artifact (ids grouped by their changes) and the id list as a
@@ -24,7 +24,7 @@ from typing import Any
 
 from crds_events import events as ev
 from crds_events.config import Settings
-from crds_events.reprocessing import AffectedDatasets, affected_datasets
+from crds_events.reprocessing.affected import AffectedDatasets, affected_datasets
 from crds_events.store.artifacts import ArtifactStore
 from crds_events.store.eventlog import SQLiteEventStore, SQLiteTransaction
 from crds_events.store.filestore import FileStore

@@ -16,10 +16,10 @@ How:
    That is CRDS's ``--datasets-since=auto`` reasoning (the minimum USEAFTER of added or
    deleted references; all dates when headers change or files are deleted), taken from the
    rule changes themselves so that a reference moved to a new match case still counts.
-2. Candidates: the catalog's datasets of those instruments (`crds_events.datasets`), dated
+2. Candidates: the catalog's datasets of those instruments (`crds_events.reprocessing.datasets`), dated
    at or after the instrument's earliest affected date where every change has one (plus
    any dataset whose date is missing or unparseable).
-3. Datasets are grouped by what the changed rmaps read (`crds_events.repro_groups`): the
+3. Datasets are grouped by what the changed rmaps read (`crds_events.reprocessing.groups`): the
    conditioned values of their parameters, and the interval their exposure date falls in
    between the UseAfter dates of the rules those parameters can reach. Two datasets in
    one group make every comparison of the rules alike, so best references are computed
@@ -44,8 +44,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from crds_events.datasets import DATE_KEYS, TABLE
-from crds_events.repro_groups import ALL_DATES, instrument_groups, make_plan
+from crds_events.reprocessing.datasets import DATE_KEYS, TABLE
+from crds_events.reprocessing.groups import ALL_DATES, instrument_groups, make_plan
 from crds_events.rules.bestrefs import Context, DatasetError, load_context
 from crds_events.rules.diff import mapping_diffs, remove_boring
 from crds_events.rules.index import ReferenceIndex
@@ -311,7 +311,7 @@ def affected_datasets(
     """The datasets of the catalog whose best references differ between two contexts.
 
     ``old_pmap`` / ``new_pmap``: context names in ``mappings_dir`` (or paths).
-    ``datasets``: the catalog (`crds_events.datasets`): an `SQLiteEventStore`, an sqlite3
+    ``datasets``: the catalog (`crds_events.reprocessing.datasets`): an `SQLiteEventStore`, an sqlite3
     connection, or a database path. ``use_dates=False`` considers every date.
     """
     started = time.perf_counter()

@@ -224,14 +224,14 @@ def scheduler_of(server: Any) -> Scheduler:
     """The scheduler `register` added to ``server`` (`SchedulerError` if none)."""
     found = getattr(server, _ATTRIBUTE, None)
     if not isinstance(found, Scheduler):
-        raise SchedulerError("this server has no scheduler: call crds_events.scheduler."
+        raise SchedulerError("this server has no scheduler: call crds_events.server.scheduler."
                              "register(server) first")
     return found
 
 
 def _expire_locks_job(db_path) -> Callable[[], Any]:
     def expire() -> list:
-        from crds_events.locks import expire_locks
+        from crds_events.accounts.locks import expire_locks
         from crds_events.store.eventlog import SQLiteEventStore
 
         with SQLiteEventStore(db_path) as store:
@@ -242,7 +242,7 @@ def _expire_locks_job(db_path) -> Callable[[], Any]:
 
 def register(server: Any, *, outbox: Any = None, lock_interval: float = 60.0,
              outbox_interval: float = 30.0, max_workers: int = 4) -> Scheduler:
-    """Add a scheduler to ``server`` (a `crds_events.server.Server`, before it starts) as
+    """Add a scheduler to ``server`` (a `crds_events.server.core.Server`, before it starts) as
     the component "scheduler", with the lock-expiry job and, given the e-mail
     `OutboxWorker` (what `crds_events.handlers.email.register` returns), the outbox retry
     job. Other parts add their jobs with ``scheduler_of(server).add_job(...)``.

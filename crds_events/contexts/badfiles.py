@@ -3,7 +3,7 @@
 An admin marks files bad with a reason (`mark_bad`). Each marked file is *rejected*; every
 mapping that uses it, directly or through other mappings, is *blacklisted*: an rmap naming a
 rejected reference, the imaps naming that rmap, the pmaps naming those imaps - found in the
-file store's mappings (`crds_events.contents.users_of`). One `FileMarkedBad` per marked
+file store's mappings (`crds_events.contexts.contents.users_of`). One `FileMarkedBad` per marked
 file on ``file:<name>`` carries the blacklisted mappings; the ``files`` projection folds
 both (`rejected`, `blacklisted`), and `bad_files` lists them, as CRDS's
 ``get_server_info()["bad_files_list"]`` does.
@@ -14,7 +14,7 @@ now. A mapping that is only blacklisted cannot be marked OK by itself: the messa
 rejected files it uses.
 
 Mappings written after a file was marked bad and still naming it are not blacklisted by
-these events; `crds_events.contexts.set_context` walks the whole hierarchy and refuses such
+these events; `crds_events.contexts.pointers.set_context` walks the whole hierarchy and refuses such
 a context for ``latest`` anyway.
 """
 
@@ -26,8 +26,8 @@ from typing import Any
 
 from crds_events import events as ev
 from crds_events.config import Settings
-from crds_events.contents import file_rows, users_of
-from crds_events.contexts import ContextError, validate_reason
+from crds_events.contexts.contents import file_rows, users_of
+from crds_events.contexts.pointers import ContextError, validate_reason
 from crds_events.rules.naming import NamingError, parse_mapping_name
 from crds_events.store.filestore import FileStore, FileStoreError, check_name
 
@@ -62,7 +62,7 @@ class MarkResult:
 
 
 def _admin(store, user: Any, verb: str):
-    from crds_events import users
+    from crds_events.accounts import users
 
     who = user if isinstance(user, users.User) else None
     if who is None:

@@ -1,6 +1,6 @@
 """Context pointers: set ``latest`` / ``edit`` / ``versions`` / ``build``, and read them back.
 
-An operator (`crds_events.users.can(user, "set_context")`) points one of the observatory's
+An operator (`crds_events.accounts.users.can(user, "set_context")`) points one of the observatory's
 context pointers at a pmap with `set_context`. Every change is one `ContextSet` event on the
 ``context:<obs>`` stream, carrying the previous value, the operator's reason and, for a
 ``build`` context, the calibration software version it is for (``calver``, as CRDS's
@@ -14,7 +14,7 @@ What is checked, each failure a `ContextError` naming the pmap or field, nothing
 * for ``latest`` (what pipelines run): the pmap is archived, every mapping it names is
   cataloged and archived, and none of its files - pmap, imaps, rmaps, references - is marked
   bad (rejected, or blacklisted because it uses a rejected file). The hierarchy is read from
-  the file store (`crds_events.contents`), so a new pmap that still names a bad file is
+  the file store (`crds_events.contexts.contents`), so a new pmap that still names a bad file is
   refused even if it was written after the file was marked bad.
 
 The checks of the catalog and the append run in one write transaction, so a file marked bad
@@ -40,7 +40,7 @@ from typing import Any
 
 from crds_events import events as ev
 from crds_events.config import Settings
-from crds_events.contents import ContentsError, context_contents, file_rows
+from crds_events.contexts.contents import ContentsError, context_contents, file_rows
 from crds_events.rules.naming import NamingError, mapping_serial, parse_mapping_name
 from crds_events.store.filestore import FileStore, FileStoreError, check_name
 from crds_events.store.folds import CONTEXT_POINTERS, replay
@@ -179,7 +179,7 @@ def direction(old: str | None, new: str) -> str:
 
 
 def _user(store, user: Any):
-    from crds_events import users
+    from crds_events.accounts import users
 
     if isinstance(user, users.User):
         return user
@@ -268,12 +268,12 @@ def set_context(settings: Settings, store, kind: str, pmap: str, reason: str, us
                 calver: str | None = None) -> ContextChange:
     """Point the ``kind`` context at ``pmap`` (see the module docstring for the checks).
 
-    ``user``: a user name or `crds_events.users.User`; must be an operator or admin.
+    ``user``: a user name or `crds_events.accounts.users.User`; must be an operator or admin.
     """
     if kind not in KINDS:
         raise ContextError(f"kind {kind!r}: must be one of {', '.join(KINDS)}")
     who = _user(store, user)
-    from crds_events.users import can
+    from crds_events.accounts.users import can
 
     if not can(who, "set_context"):
         raise ContextPermissionError(

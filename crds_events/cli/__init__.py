@@ -158,8 +158,8 @@ def rebuild(root: Path | None) -> None:
               help="Web app port (0: any free port).")
 def serve(root: Path | None, host: str, port: int) -> None:
     """Run the server in the foreground until SIGINT/SIGTERM."""
-    from crds_events.logging_setup import configure_logging
-    from crds_events.server import ServerError, build_server
+    from crds_events.server.core import ServerError, build_server
+    from crds_events.server.logging_setup import configure_logging
 
     settings = _settings(root)
     configure_logging(settings.log_format, settings.log_level)
@@ -266,7 +266,7 @@ def deliveries_command(root: Path | None, as_json: bool) -> None:
     """List deliveries to the archive with their state and when each state was reached."""
     import json
 
-    from crds_events.delivery import list_deliveries
+    from crds_events.delivery.publish import list_deliveries
 
     store = _open_log(_settings(root))
     try:
@@ -331,7 +331,7 @@ _ctx_user_option = click.option(
 @_root_option
 def set_context_command(kind, pmap, reason, calver, ctx_user, root) -> None:
     """Point the KIND context (latest, edit, versions, build) at PMAP (operators)."""
-    from crds_events.contexts import ContextError, set_context
+    from crds_events.contexts.pointers import ContextError, set_context
 
     settings = _settings(root)
     store = _open_log(settings)
@@ -357,7 +357,7 @@ def contexts_command(history, as_json, root) -> None:
     """Show the context pointers (or their history)."""
     import json
 
-    from crds_events.contexts import context_history, get_pointers
+    from crds_events.contexts.pointers import context_history, get_pointers
 
     settings = _settings(root)
     store = _open_log(settings)
@@ -390,7 +390,7 @@ def contexts_command(history, as_json, root) -> None:
 @_root_option
 def mark_bad_command(files, reason, ctx_user, root) -> None:
     """Reject FILES and blacklist every mapping that uses them (admins)."""
-    from crds_events.badfiles import BadFilesError, mark_bad
+    from crds_events.contexts.badfiles import BadFilesError, mark_bad
 
     settings = _settings(root)
     store = _open_log(settings)
@@ -415,7 +415,7 @@ def mark_bad_command(files, reason, ctx_user, root) -> None:
 @_root_option
 def mark_ok_command(files, reason, ctx_user, root) -> None:
     """Clear the rejection of FILES; mappings no longer using a bad file are cleared (admins)."""
-    from crds_events.badfiles import BadFilesError, mark_ok
+    from crds_events.contexts.badfiles import BadFilesError, mark_ok
 
     settings = _settings(root)
     store = _open_log(settings)
@@ -440,7 +440,7 @@ def bad_files_command(as_json, root) -> None:
     """List rejected and blacklisted files."""
     import json
 
-    from crds_events.badfiles import bad_file_rows
+    from crds_events.contexts.badfiles import bad_file_rows
 
     store = _open_log(_settings(root))
     try:
@@ -468,7 +468,7 @@ def remote_context_group(ctx, root) -> None:
     ctx.obj["ctx_root"] = root
     if ctx.invoked_subcommand is not None:
         return
-    from crds_events.remote import remote_contexts
+    from crds_events.contexts.remote import remote_contexts
 
     settings = _settings(root)
     store = _open_log(settings)
@@ -492,7 +492,7 @@ def remote_context_group(ctx, root) -> None:
 @click.pass_context
 def remote_context_push(ctx, key, pmap, ctx_user, root) -> None:
     """Record that pipeline KEY now holds PMAP."""
-    from crds_events.remote import RemoteContextError, push_remote_context
+    from crds_events.contexts.remote import RemoteContextError, push_remote_context
 
     settings = _settings(root or ctx.obj.get("ctx_root"))
     store = _open_log(settings)
@@ -521,7 +521,7 @@ def datasets_import(root: Path | None, file: Path) -> None:
     """Import FILE.jsonl: one {"id": "<product>:<exposure>", "header": {...}} per line."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
-    from crds_events.datasets import DatasetImportError, import_datasets
+    from crds_events.reprocessing.datasets import DatasetImportError, import_datasets
 
     settings = _settings(root)
     store = _open_log(settings)
@@ -574,7 +574,7 @@ def _repro_summary(result) -> list[str]:
 @click.option("--changes", is_flag=True, help="Also list each dataset's changed references.")
 def repro_show(root: Path | None, old: str, new: str, changes: bool) -> None:
     """Summary of the stored affected datasets for OLD -> NEW."""
-    from crds_events.repro_results import stored_result
+    from crds_events.reprocessing.results import stored_result
 
     settings = _settings(root)
     store = _open_log(settings)
@@ -598,7 +598,7 @@ def repro_show(root: Path | None, old: str, new: str, changes: bool) -> None:
 @click.argument("new")
 def repro_ids(root: Path | None, old: str, new: str) -> None:
     """The affected dataset ids for OLD -> NEW, one per line."""
-    from crds_events.repro_results import affected_ids
+    from crds_events.reprocessing.results import affected_ids
 
     settings = _settings(root)
     store = _open_log(settings)
@@ -620,7 +620,7 @@ def repro_ids(root: Path | None, old: str, new: str) -> None:
 def repro_compute(root: Path | None, old: str, new: str) -> None:
     """Compute and store the affected datasets for OLD -> NEW now (a manual run; not held
     or mailed: that is what setting latest does)."""
-    from crds_events.repro_results import compute_and_record
+    from crds_events.reprocessing.results import compute_and_record
     from crds_events.rules.context import ContextError
     from crds_events.rules.parse import MappingError
 
@@ -748,7 +748,7 @@ def _rpc_remote_list(server_url: str, what: str) -> None:
     """`crds-events list --server`: the server's status or file lists."""
     from crds_events.client.rpc import RpcError
     from crds_events.client.status import remote_list, remote_status
-    from crds_events.listing import format_status
+    from crds_events.contexts.listing import format_status
 
     try:
         if what == "status":
@@ -784,7 +784,7 @@ def _rpc_remote_list(server_url: str, what: str) -> None:
 def generate_command(out, instruments, types_, cases, useafters, datasets, seed,
                      no_references) -> None:
     """Generate a JWST-like context, small FITS/ASDF references and a dataset catalog."""
-    from crds_events.generate import GeneratorConfig, generate
+    from crds_events.demo.generate import GeneratorConfig, generate
 
     try:
         config = GeneratorConfig(instruments=instruments, types=types_, cases=cases,
@@ -804,7 +804,7 @@ def generate_command(out, instruments, types_, cases, useafters, datasets, seed,
 def backup_command(dest: Path, root: Path | None) -> None:
     """Back up the root (online: the server may keep running) into DEST (a new directory,
     or a .tar / .tar.gz file)."""
-    from crds_events.backup import BackupError, backup
+    from crds_events.store.backup import BackupError, backup
 
     settings = _settings(root)
     try:
@@ -820,7 +820,7 @@ def backup_command(dest: Path, root: Path | None) -> None:
 @click.option("--force", is_flag=True, help="Replace an event log already in the root.")
 def restore_command(source: Path, root: Path | None, force: bool) -> None:
     """Restore a backup (directory or tar) into the root (stop its server first)."""
-    from crds_events.backup import BackupError, restore
+    from crds_events.store.backup import BackupError, restore
 
     settings = _settings(root)
     try:
@@ -851,7 +851,7 @@ def restore_command(source: Path, root: Path | None, force: bool) -> None:
 def demo_command(root, host, port, no_script, fresh, exit_after_script, datasets,
                  instruments, types_, step_timeout) -> None:
     """Run the whole system on this machine and drive one lifecycle through it."""
-    from crds_events.demo import DemoError, DemoOptions, run_demo
+    from crds_events.demo.scripted import DemoError, DemoOptions, run_demo
 
     options = DemoOptions(root=root, host=host, port=port, script=not no_script, fresh=fresh,
                           exit_after_script=exit_after_script, datasets=datasets,
@@ -882,7 +882,7 @@ def mail_list(root: Path | None, states: tuple[str, ...], as_json: bool) -> None
     """List e-mails, newest first, with their delivery state (read from the log)."""
     import json
 
-    from crds_events.mail import outbox_rows
+    from crds_events.mail.outbox import outbox_rows
 
     store = _open_log(_settings(root))
     try:
@@ -904,7 +904,7 @@ def mail_list(root: Path | None, states: tuple[str, ...], as_json: bool) -> None
 @_root_option
 def mail_send_due(root: Path | None) -> None:
     """Attempt every queued or due e-mail once (SMTP, or the maildir without an SMTP host)."""
-    from crds_events.mail import retry_due
+    from crds_events.mail.outbox import retry_due
 
     settings = _settings(root)
     _open_log(settings).close()  # a clear error when there is no log
@@ -1119,7 +1119,7 @@ def _accounts_read_password(password_file: Path | None) -> str:
 
 
 def _accounts_known_user(store, name: str | None):
-    from crds_events.users import get_user
+    from crds_events.accounts.users import get_user
 
     if not name:
         raise click.ClickException("--user: who is acting? (or set CRDS_EVENTS_USER)")
@@ -1148,7 +1148,7 @@ def user_group() -> None:
 @_root_option
 def user_add(name, email, role, full_name, password_file, acting_user, root) -> None:
     """Add user NAME with a password (stored only as an scrypt hash)."""
-    from crds_events.users import UserError, add_user, validate_email, validate_name
+    from crds_events.accounts.users import UserError, add_user, validate_email, validate_name
 
     try:  # check the cheap things before asking for a password
         validate_name(name)
@@ -1171,7 +1171,7 @@ def user_add(name, email, role, full_name, password_file, acting_user, root) -> 
 @_root_option
 def user_list(root) -> None:
     """List users: name, role, e-mail, state."""
-    from crds_events.users import list_users
+    from crds_events.accounts.users import list_users
 
     store = _open_log(_settings(root))
     try:
@@ -1190,7 +1190,7 @@ def user_list(root) -> None:
 @_root_option
 def user_disable(name, reason, acting_user, root) -> None:
     """Disable user NAME (the history is kept; the account can no longer act)."""
-    from crds_events.users import UserError, disable_user
+    from crds_events.accounts.users import UserError, disable_user
 
     store = _open_log(_settings(root))
     try:
@@ -1208,7 +1208,7 @@ def user_disable(name, reason, acting_user, root) -> None:
 @_root_option
 def user_token(name, acting_user, root) -> None:
     """Issue a new API token for NAME and print it (it is shown only once)."""
-    from crds_events.users import UserError, issue_token
+    from crds_events.accounts.users import UserError, issue_token
 
     store = _open_log(_settings(root))
     try:
@@ -1231,8 +1231,8 @@ def lock_group() -> None:
 @_root_option
 def lock_acquire(instrument, acting_user, root) -> None:
     """Lock INSTRUMENT for --user (renews it if already theirs)."""
-    from crds_events.locks import LockError, acquire_lock, format_time
-    from crds_events.users import can
+    from crds_events.accounts.locks import LockError, acquire_lock, format_time
+    from crds_events.accounts.users import can
 
     settings = _settings(root)
     store = _open_log(settings)
@@ -1254,8 +1254,8 @@ def lock_acquire(instrument, acting_user, root) -> None:
 @_root_option
 def lock_release(instrument, acting_user, root) -> None:
     """Release --user's lock on INSTRUMENT (an admin may release anyone's)."""
-    from crds_events.locks import LockError, current_lock, release_lock
-    from crds_events.users import can
+    from crds_events.accounts.locks import LockError, current_lock, release_lock
+    from crds_events.accounts.users import can
 
     store = _open_log(_settings(root))
     try:
@@ -1277,7 +1277,7 @@ def lock_release(instrument, acting_user, root) -> None:
 @_root_option
 def lock_list(root) -> None:
     """Locks in force: instrument, holder, expiry."""
-    from crds_events.locks import format_time, list_locks
+    from crds_events.accounts.locks import format_time, list_locks
 
     store = _open_log(_settings(root))
     try:
@@ -1308,7 +1308,7 @@ def import_cache_command(mappings_dir, references_dir, context, pointers, acting
     from rich.console import Console
     from rich.progress import Progress
 
-    from crds_events.importcache import ImportCacheError, import_cache
+    from crds_events.contexts.importcache import ImportCacheError, import_cache
 
     settings = _settings(root)
     store = _open_log(settings)
@@ -1435,7 +1435,7 @@ def uniqname_command(files, more_files, standard, add_checksum, add_keywords, re
               help="List what this crds-events/CRDS server has instead of directories.")
 def list_command(what, mappings_dir, references_dir, context, server_url) -> None:
     """List mappings, references or contexts, or show a status summary."""
-    from crds_events.listing import CatalogError, DirectoryCatalog, format_status
+    from crds_events.contexts.listing import CatalogError, DirectoryCatalog, format_status
 
     if what is None:
         raise click.UsageError("choose one of --mappings, --references, --contexts, --status")
@@ -1514,7 +1514,7 @@ def refactor_command(ctx: click.Context, command: str, old_rmap: str, new_rmap: 
     refactor set_header OLD.rmap NEW.rmap KEY VALUE...
     refactor del_header OLD.rmap NEW.rmap KEY
     """
-    from crds_events.rules import refactor
+    from crds_events.refactoring import refactor
 
     old_rmap, new_rmap = _crds_style_path(old_rmap), _crds_style_path(new_rmap)
     if command == "insert":
@@ -1553,7 +1553,7 @@ def refactor_command(ctx: click.Context, command: str, old_rmap: str, new_rmap: 
 def newcontext_command(old_pmap: str, new_rmaps: tuple[str, ...], output_dir: str | None,
                        mappings_dir: str | None) -> None:
     """Write new imaps and a new pmap using NEW_RMAPS (or <instrument>_<type>_n/a)."""
-    from crds_events.rules.newcontext import new_context
+    from crds_events.refactoring.newcontext import new_context
     from crds_events.rules.parse import MappingError
 
     try:

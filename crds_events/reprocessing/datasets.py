@@ -23,7 +23,7 @@ Columns: ``id`` (primary key), ``instrument`` (upper case, as CRDS names it), ``
 (the JSON object with keys upper-cased, as best references read them), ``param_key`` (a
 digest of the header without its exposure date/time: datasets with equal keys have equal
 parameters apart from the date, so reprocessing computes best references once per key and
-date interval, see `crds_events.reprocessing`) and ``exposure_date`` (the date and time as a
+date interval, see `crds_events.reprocessing.affected`) and ``exposure_date`` (the date and time as a
 UseAfter lookup compares them, ``YYYY-MM-DD HH:MM:SS``; '' when missing or unparseable).
 """
 

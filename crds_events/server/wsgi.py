@@ -1,6 +1,6 @@
 """The production web server: waitress (pure Python, threaded) serving `create_app`.
 
-``register(server)`` adds it to a `crds_events.server.Server` as the ``web`` component: it
+``register(server)`` adds it to a `crds_events.server.core.Server` as the ``web`` component: it
 binds ``server.host``/``server.port`` when the server starts (127.0.0.1:8000 by default) and,
 on stop, stops accepting, lets the requests in progress finish (bounded), closes every
 connection and joins its threads, so ``serve`` ends with nothing left running.
@@ -20,7 +20,7 @@ from waitress import wasyncore
 from waitress.server import create_server
 
 if TYPE_CHECKING:
-    from crds_events.server import Server
+    from crds_events.server.core import Server
 
 __all__ = ["WebServer", "register", "DEFAULT_THREADS"]
 

@@ -77,7 +77,7 @@ class Server:
             default_handlers() if handlers is None else handlers,
             poll_interval=poll_interval,
         )
-        self.web: Any = None  # the WebServer, once crds_events.wsgi.register has added it
+        self.web: Any = None  # the WebServer, once crds_events.server.wsgi.register has added it
         self._components: list[_Component] = []
         self._started: list[_Component] = []
         self._stopping = threading.Event()
@@ -152,8 +152,8 @@ def build_server(settings: Settings, *, host: str = "127.0.0.1", port: int = 800
     cause. Components stop in reverse order: the scheduler is added last so that it (and the
     jobs it runs) stops before the parts those jobs call.
     """
-    from crds_events import scheduler, wsgi
     from crds_events.handlers import delivery, email, reprocessing, submissions
+    from crds_events.server import scheduler, wsgi
 
     server = Server(settings, host=host, port=port)
     outbox = email.register(server)

@@ -2,11 +2,11 @@
 
     configure_logging(settings.log_format, level="INFO")
 
-``text`` (the default): ``2026-11-28 12:00:00,123 INFO crds_events.server: starting web``.
+``text`` (the default): ``2026-11-28 12:00:00,123 INFO crds_events.server.core: starting web``.
 ``json``: what log shippers (journald -> Loki, Fluent Bit, Elastic) take without parsing
 rules::
 
-    {"time": "2026-11-28T12:00:00.123Z", "level": "INFO", "logger": "crds_events.server",
+    {"time": "2026-11-28T12:00:00.123Z", "level": "INFO", "logger": "crds_events.server.core",
      "message": "starting web", "thread": "MainThread", "process": 1234}
 
 plus ``exc_info`` (the formatted traceback) when there is one, and any ``extra={...}``

@@ -2,8 +2,8 @@
 
 1. **Set up** a root (``./var/demo``): configuration, users (``jane`` of the NIRCam team,
    ``olivia`` the CRDS operator, password ``demo``), a generated JWST-like context
-   (`crds_events.generate`) imported as archived history, and its dataset catalog.
-2. **Serve**: `crds_events.server.build_server` (handlers, e-mail, submissions, delivery,
+   (`crds_events.demo.generate`) imported as archived history, and its dataset catalog.
+2. **Serve**: `crds_events.server.core.build_server` (handlers, e-mail, submissions, delivery,
    reprocessing, web, scheduler: whatever the composition root wires; parts it does not
    wire yet are added here) and the archive poller simulator (``ops/archive_poller.py``)
    on the delivery directory.
@@ -40,11 +40,11 @@ from rich.console import Console
 
 from crds_events import events as ev
 from crds_events.config import Settings, init_root, load_settings
-from crds_events.server import build_server
+from crds_events.server.core import build_server
 
 __all__ = ["DemoOptions", "run_demo", "DemoError"]
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 POLLER_PATH = REPO / "ops" / "archive_poller.py"
 SUBMITTER, OPERATOR, PASSWORD = "jane", "olivia", "demo-password"
 STEP_TIMEOUT = 60.0
@@ -91,11 +91,11 @@ class DemoOptions:
 
 def prepare_root(options: DemoOptions, say: Callable[[str], None]) -> Settings:
     """Create (or reuse) the demo root: config, users, imported context and datasets."""
-    from crds_events import users
-    from crds_events.contexts import get_context
-    from crds_events.datasets import dataset_count, import_datasets
-    from crds_events.generate import GeneratorConfig, generate, load_generated
-    from crds_events.importcache import import_cache
+    from crds_events.accounts import users
+    from crds_events.contexts.importcache import import_cache
+    from crds_events.contexts.pointers import get_context
+    from crds_events.demo.generate import GeneratorConfig, generate, load_generated
+    from crds_events.reprocessing.datasets import dataset_count, import_datasets
     from crds_events.store import SQLiteEventStore
 
     root = options.root.resolve()
@@ -252,7 +252,7 @@ class Script:
     def _new_reference(self, directory: Path) -> tuple[Path, str, str]:
         """A new NIRCam flat for an existing case of the generated rules, dated after the
         previous run's so each run makes a forward change that affects datasets."""
-        from crds_events.generate import load_generated, write_reference
+        from crds_events.demo.generate import load_generated, write_reference
 
         generated = load_generated(self.settings.root / "generated")
         case = next(c for c in generated.cases
@@ -267,9 +267,9 @@ class Script:
         return path, useafter, " ".join(case.values)
 
     def _lifecycle(self) -> None:
-        from crds_events import delivery as deliveries
         from crds_events.client.sync import sync
-        from crds_events.contexts import get_context, set_context
+        from crds_events.contexts.pointers import get_context, set_context
+        from crds_events.delivery import publish as deliveries
         from crds_events.submissions import review
         from crds_events.watch.ingest import drop_submission
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from . import __version__
+from crds_events import __version__
 
 _MAPPING_EXTENSIONS = (".pmap", ".imap", ".rmap")
 
@@ -57,8 +57,8 @@ class DirectoryCatalog:
 
     def _context(self):
         if self._pipeline is None:
-            from .rules.context import ContextError, MappingStore, PipelineContext
-            from .rules.parse import MappingError
+            from crds_events.rules.context import ContextError, MappingStore, PipelineContext
+            from crds_events.rules.parse import MappingError
 
             name = os.path.basename(str(self.context))
             try:
@@ -69,9 +69,9 @@ class DirectoryCatalog:
         return self._pipeline
 
     def _loaded(self, method: str) -> list[str]:
-        from .rules.context import ContextError
-        from .rules.parse import MappingError
-        from .rules.selectors import RulesError
+        from crds_events.rules.context import ContextError
+        from crds_events.rules.parse import MappingError
+        from crds_events.rules.selectors import RulesError
 
         try:
             return list(getattr(self._context(), method)())

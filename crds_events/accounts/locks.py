@@ -353,7 +353,7 @@ class LockExpiryJob:
 
 
 def register(server, interval: float = 60.0) -> LockExpiryJob:
-    """Add the lock-expiry job to a `crds_events.server.Server`."""
+    """Add the lock-expiry job to a `crds_events.server.core.Server`."""
     job = LockExpiryJob(server.settings.db_path, interval)
     server.add_component("lock-expiry", job.start, job.stop)
     return job

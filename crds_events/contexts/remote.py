@@ -22,8 +22,8 @@ from typing import Any
 
 from crds_events import events as ev
 from crds_events.config import Settings
-from crds_events.contents import file_rows
-from crds_events.contexts import ContextError, check_pmap_name, get_pointers
+from crds_events.contexts.contents import file_rows
+from crds_events.contexts.pointers import ContextError, check_pmap_name, get_pointers
 
 __all__ = ["RemoteContextError", "KEY_PATTERN", "validate_key", "push_remote_context",
            "remote_contexts", "remote_context"]

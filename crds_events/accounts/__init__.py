@@ -1,0 +1,1 @@
+"""Accounts: users, roles, passwords, API tokens and instrument locks."""

@@ -1,0 +1,1 @@
+"""Contexts: pointers (latest, edit, ...), contents, remote contexts, bad files, listing, cache import."""

@@ -1,0 +1,1 @@
+"""Delivery to the archive: .cat publishing and archive reconciliation."""

@@ -1,0 +1,1 @@
+"""E-mail: composing, the outbox and its fold, transports."""

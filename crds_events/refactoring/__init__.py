@@ -1,0 +1,1 @@
+"""Changing rules: refactor (insert/delete references), newcontext, diffs."""

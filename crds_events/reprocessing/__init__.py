@@ -1,0 +1,1 @@
+"""Reprocessing: the dataset catalog, affected datasets, their grouping engine and stored results."""
