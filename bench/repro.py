@@ -72,7 +72,7 @@ def main(argv=None) -> int:
         console.print(f"corpus not found at {corpus} (set --corpus or CRDS_EVENTS_CORPUS)")
         return 2
 
-    from repro_fixtures import catalog_records, copy_context, derive_context, oracle_headers
+    from fixtures.repro import catalog_records, copy_context, derive_context, oracle_headers
 
     from crds_events.reprocessing.affected import affected_datasets
 

@@ -37,7 +37,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
-from rpc_fixtures import (  # noqa: E402
+from fixtures.rpc import (  # noqa: E402
     aperture,
     make_root,
     running_server,

@@ -1,7 +1,7 @@
 """Submission benchmark: manifest written -> READY, and drop-directory throughput.
 
 Runs a real server in-process (handler runner, ingest observer, submission worker) on a
-temp root holding a 5-instrument JWST context (tests/submission_fixtures.py), and measures
+temp root holding a 5-instrument JWST context (tests/fixtures/submissions.py), and measures
 
 1. the time from the manifest being written (renamed into place) to `SubmissionReady` for
    one submission of 1, 10 and 100 FITS flats (median of 3; each run is then cancelled);
@@ -24,7 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
-from submission_fixtures import FILTERS, make_flat, seed_root  # noqa: E402
+from fixtures.submissions import FILTERS, make_flat, seed_root  # noqa: E402
 
 from crds_events import events as ev  # noqa: E402
 from crds_events.config import init_root, load_settings  # noqa: E402

@@ -25,7 +25,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
-from delivery_fixtures import confirmed_in_bulk, make_root  # noqa: E402
+from fixtures.delivery import confirmed_in_bulk, make_root  # noqa: E402
 
 from crds_events.delivery import publish as delivery  # noqa: E402
 from crds_events.handlers import delivery as delivery_handlers  # noqa: E402

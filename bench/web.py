@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from rpc_fixtures import write_synthetic_context  # noqa: E402
+from fixtures.rpc import write_synthetic_context  # noqa: E402
 
 from crds_events import events as ev  # noqa: E402
 from crds_events.config import init_root, load_settings  # noqa: E402

@@ -18,7 +18,9 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parent.parent / "crds_events"
+import crds_events
+
+PACKAGE = Path(crds_events.__file__).resolve().parent
 
 # The layers, lowest first: a package may import the packages listed before it, never those
 # after it. "__init__" is crds_events/__init__.py (``__version__`` only) and "__main__" is

@@ -1,0 +1,118 @@
+"""Remote contexts: pipelines push what they hold; commanded (latest) vs actual per key."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+from fixtures.contexts import add_people, catalog_unarchived, make_settings, seed_generations
+
+from crds_events import events as ev
+from crds_events.cli import cli
+from crds_events.contexts.pointers import set_context
+from crds_events.contexts.remote import (
+    RemoteContextError,
+    push_remote_context,
+    remote_context,
+    remote_contexts,
+)
+from crds_events.handlers.runner import HandlerRunner
+from crds_events.store import SQLiteEventStore
+from crds_events.store.folds import REMOTE_CONTEXTS
+from crds_events.store.projections import TableProjection, read_table
+
+
+@pytest.fixture
+def root(tmp_path):
+    settings = make_settings(tmp_path)
+    store = SQLiteEventStore(settings.db_path)
+    add_people(store)
+    source, refs = seed_generations(settings, store, tmp_path, archived=2)
+    yield settings, store, source, refs
+    store.close()
+
+
+def _pushes(store) -> list[tuple[str, str]]:
+    return [(r.event.pipeline, r.event.context)
+            for r in store.read_all(types=[ev.RemoteContextPushed.type])]
+
+
+def test_commanded_vs_actual(root):
+    settings, store, *_ = root
+    row = push_remote_context(settings, store, "pipeline", "jwst_0001.pmap", "ops")
+    assert row["recorded"] and row["actual"] == row["commanded"] == "jwst_0001.pmap"
+    push_remote_context(settings, store, "shared-cache.1", "jwst_0001.pmap")
+    set_context(settings, store, "latest", "jwst_0002.pmap", "forward", "otto")
+    rows = {r["key"]: r for r in remote_contexts(store, "jwst")}
+    assert {k: (r["actual"], r["commanded"], r["in_sync"]) for k, r in rows.items()} == {
+        "pipeline": ("jwst_0001.pmap", "jwst_0002.pmap", False),
+        "shared-cache.1": ("jwst_0001.pmap", "jwst_0002.pmap", False),
+    }
+    push_remote_context(settings, store, "pipeline", "jwst_0002.pmap")
+    assert remote_context(store, "pipeline", "jwst")["in_sync"]
+    assert not remote_context(store, "shared-cache.1", "jwst")["in_sync"]
+    last = store.read_all(types=[ev.RemoteContextPushed.type])[-1]
+    assert (last.event.observatory, last.event.pipeline, last.event.context, last.actor) == \
+        ("jwst", "pipeline", "jwst_0002.pmap", "pipeline")
+    assert remote_context(store, "pipeline", "jwst")["pushed_at"] == last.recorded_at
+    # the projection table agrees with the read folded from the log
+    projection = TableProjection(REMOTE_CONTEXTS)
+    HandlerRunner(store, [projection]).run_until_idle()
+    table = read_table(store, projection)
+    assert {k[1]: r["context"] for k, r in table.items()} == \
+        {r["key"]: r["actual"] for r in remote_contexts(store, "jwst")}
+
+
+def test_a_repeated_push_is_recorded_only_after_a_new_command(root):
+    settings, store, *_ = root
+    push_remote_context(settings, store, "pipeline", "jwst_0002.pmap")
+    again = push_remote_context(settings, store, "pipeline", "jwst_0002.pmap")
+    assert not again["recorded"] and len(_pushes(store)) == 1
+    # latest changes to what the pipeline already holds: its next push answers that command
+    set_context(settings, store, "latest", "jwst_0002.pmap", "forward", "otto")
+    answer = push_remote_context(settings, store, "pipeline", "jwst_0002.pmap")
+    assert answer["recorded"] and answer["in_sync"] and len(_pushes(store)) == 2
+    # a regression by the pipeline is recorded too
+    push_remote_context(settings, store, "pipeline", "jwst_0001.pmap")
+    assert _pushes(store)[-1] == ("pipeline", "jwst_0001.pmap")
+
+
+@pytest.mark.parametrize("key, context, message", [
+    ("", "jwst_0001.pmap", r"key '': 1-128 characters"),
+    ("pipe line", "jwst_0001.pmap", r"key 'pipe line'"),
+    ("a/b", "jwst_0001.pmap", r"key 'a/b'"),
+    ("k" * 129, "jwst_0001.pmap", r"1-128 characters"),
+    ("pipeline", "jwst_0099.pmap", r"jwst_0099\.pmap: unknown"),
+    ("pipeline", "hst_0001.pmap", r"a hst context, but this server manages jwst"),
+    ("pipeline", "jwst_nircam_0001.imap", r"must name a pipeline mapping"),
+    ("pipeline", None, r"must be a non-empty string"),
+])
+def test_bad_pushes_are_refused(root, key, context, message):
+    settings, store, *_ = root
+    head = store.head()
+    with pytest.raises(RemoteContextError, match=message):
+        push_remote_context(settings, store, key, context)
+    assert store.head() == head
+
+
+def test_a_delivered_context_may_be_pushed(root):
+    """A pipeline may run what it synced before the archive finished (known, not archived)."""
+    settings, store, source, refs = root
+    catalog_unarchived(settings, store, source, refs, 3)
+    assert push_remote_context(settings, store, "pipeline", "jwst_0003.pmap")["recorded"]
+
+
+def test_cli_remote_context(root):
+    settings, store, *_ = root
+    runner = CliRunner()
+    base = ["--root", str(settings.root)]
+    empty = runner.invoke(cli, ["remote-context", *base])
+    assert empty.exit_code == 0 and "no pipeline has pushed" in empty.output
+    pushed = runner.invoke(cli, ["remote-context", *base, "push", "pipeline", "jwst_0002.pmap"])
+    assert pushed.exit_code == 0, pushed.output
+    assert "pipeline: jwst_0002.pmap (recorded); commanded jwst_0001.pmap" in pushed.output
+    listing = runner.invoke(cli, ["remote-context", *base])
+    [line] = listing.output.splitlines()
+    assert line.split()[:6] == ["pipeline", "actual", "jwst_0002.pmap", "commanded",
+                                "jwst_0001.pmap", "BEHIND/DIFFERENT"]
+    bad = runner.invoke(cli, ["remote-context", "push", "pipe line", "jwst_0002.pmap", *base])
+    assert bad.exit_code == 1 and "key 'pipe line'" in bad.output
