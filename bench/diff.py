@@ -72,7 +72,7 @@ def main() -> int:
         os.environ.setdefault("CRDS_OBSERVATORY", "hst")
         old, new = make_pair(args.corpus, workdir)
 
-        from crds_events.rules.diff import DiffOptions, difference
+        from crds_events.refactoring.diff import DiffOptions, difference
 
         def ours(out: io.StringIO) -> None:
             difference(str(old), str(new), DiffOptions(), out)

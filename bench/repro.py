@@ -43,9 +43,10 @@ console = Console()
 
 
 def make_catalog(work: Path, name: str, records_path: Path, count: int):
-    from crds_events.config import init_root, load_settings
+    from crds_events.config import load_settings
     from crds_events.reprocessing.datasets import import_datasets
     from crds_events.store.eventlog import SQLiteEventStore
+    from crds_events.store.root import init_root
 
     settings = load_settings(work / name)
     init_root(settings)

@@ -19,6 +19,7 @@ import statistics
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -27,12 +28,13 @@ sys.path.insert(0, str(REPO / "tests"))
 from fixtures.submissions import FILTERS, make_flat, seed_root  # noqa: E402
 
 from crds_events import events as ev  # noqa: E402
-from crds_events.config import init_root, load_settings  # noqa: E402
-from crds_events.handlers import submissions  # noqa: E402
+from crds_events.config import load_settings  # noqa: E402
+from crds_events.server import parts  # noqa: E402
 from crds_events.server.core import Server  # noqa: E402
+from crds_events.store.root import init_root  # noqa: E402
 from crds_events.submissions import review  # noqa: E402
+from crds_events.submissions.dropbox import drop_submission  # noqa: E402
 from crds_events.submissions.manifest import MANIFEST_NAME  # noqa: E402
-from crds_events.watch.ingest import drop_submission  # noqa: E402
 
 INSTRUMENTS = ["nircam", "miri", "niriss", "nirspec", "fgs"]
 SETTLE = 0.2
@@ -103,8 +105,8 @@ def main() -> None:
         settings = load_settings(tmp / "root", {"observatory": "jwst"}, environ={})
         init_root(settings)
         seed_root(settings, tmp / "context", INSTRUMENTS)
-        server = Server(settings, poll_interval=0.02)
-        submissions.register(server, settle=SETTLE, scan_interval=30.0, threads=args.threads)
+        server = Server(settings, [partial(parts.submissions, settle=SETTLE, scan_interval=30.0,
+                                           threads=args.threads)], poll_interval=0.02)
         server.start()
         try:
             print(f"settle time (two looks apart): {SETTLE} s; worker threads: {args.threads}")

@@ -20,6 +20,7 @@ import statistics
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -28,7 +29,7 @@ sys.path.insert(0, str(REPO / "tests"))
 from fixtures.delivery import confirmed_in_bulk, make_root  # noqa: E402
 
 from crds_events.delivery import publish as delivery  # noqa: E402
-from crds_events.handlers import delivery as delivery_handlers  # noqa: E402
+from crds_events.server import parts  # noqa: E402
 from crds_events.server.core import Server  # noqa: E402
 from crds_events.store import SQLiteEventStore  # noqa: E402
 
@@ -56,9 +57,9 @@ def measure(mode: str, count: int, interval: float) -> list[float]:
     """Latencies in seconds for ``count`` renames with the observer in ``mode``."""
     with tempfile.TemporaryDirectory() as tmp:
         settings = make_root(Path(tmp), mode=mode, interval=interval)
-        server = Server(settings, poll_interval=0.02)
         # no periodic scan: the observer alone must see each rename
-        delivery_handlers.register(server, scan_interval=None, resume_interval=None)
+        server = Server(settings, [partial(parts.delivery, scan_interval=None,
+                                           resume_interval=None)], poll_interval=0.02)
         server.start()
         reader = SQLiteEventStore(settings.db_path)
         try:

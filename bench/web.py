@@ -25,10 +25,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from fixtures.rpc import write_synthetic_context  # noqa: E402
 
 from crds_events import events as ev  # noqa: E402
-from crds_events.config import init_root, load_settings  # noqa: E402
+from crds_events.config import load_settings  # noqa: E402
 from crds_events.contexts.importcache import import_cache  # noqa: E402
 from crds_events.store.eventlog import SQLiteEventStore  # noqa: E402
 from crds_events.store.projections import rebuild  # noqa: E402
+from crds_events.store.root import init_root  # noqa: E402
 from crds_events.web import create_app  # noqa: E402
 
 INSTRUMENTS = ("acs", "wfc3", "cos", "stis", "nicmos", "wfpc2")

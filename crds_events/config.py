@@ -27,11 +27,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from crds_events.errors import CrdsEventsError
+
 __all__ = [
     "Settings",
     "ConfigError",
     "load_settings",
-    "init_root",
     "CONFIG_NAME",
     "OBSERVATORIES",
     "ENV_PREFIX",
@@ -43,7 +44,7 @@ OBSERVATORIES = ("jwst", "hst", "roman")
 WATCHER_MODES = ("native", "polling")
 
 
-class ConfigError(ValueError):
+class ConfigError(CrdsEventsError, ValueError):
     """A setting with a bad value; the message names the setting and its source."""
 
 
@@ -177,7 +178,7 @@ def _flatten_toml(data: Mapping[str, Any], path: Path) -> dict[str, Any]:
     return flat
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
+def read_toml(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as stream:
             data = tomllib.load(stream)
@@ -240,7 +241,7 @@ def load_settings(
     config_path = root_path / CONFIG_NAME
     if config_path.is_file():
         source = str(config_path)
-        for name, value in _read_toml(config_path).items():
+        for name, value in read_toml(config_path).items():
             values[name] = _convert(name, value, source)
             sources[name] = source
     for name in _FIELDS:
@@ -268,7 +269,7 @@ def load_settings(
     return Settings(root=root_path, **values)
 
 
-_TEMPLATE = """\
+CONFIG_TEMPLATE = """\
 # crds-events settings. Every key can also be set with a CRDS_EVENTS_<KEY> environment
 # variable (e.g. CRDS_EVENTS_SMTP_HOST), and most with a command-line option.
 observatory = "{observatory}"
@@ -303,33 +304,3 @@ observatory = "{observatory}"
 # mode = "native"     # or "polling" for NFS/GPFS
 # interval = 5.0
 """
-
-
-def init_root(settings: Settings) -> list[Path]:
-    """Create the directory layout, the config file (if missing) and the empty log.
-
-    Running it again is harmless: nothing that exists is changed. Returns what it created.
-    """
-    from crds_events.store.eventlog import SQLiteEventStore  # keep config import-light
-
-    if settings.config_path.is_file():
-        recorded = _read_toml(settings.config_path).get("observatory", settings.observatory)
-        if recorded != settings.observatory:
-            raise ConfigError(
-                f"{settings.config_path}: this root is set up for observatory {recorded!r}, "
-                f"not {settings.observatory!r} (one observatory per server)"
-            )
-    created: list[Path] = []
-    dirs = [settings.root, settings.ingest, settings.delivery, settings.catalogs,
-            settings.store, settings.maildir, settings.db_path.parent]
-    for directory in dirs:
-        if not directory.is_dir():
-            directory.mkdir(parents=True, exist_ok=True)
-            created.append(directory)
-    if not settings.config_path.exists():
-        settings.config_path.write_text(_TEMPLATE.format(observatory=settings.observatory))
-        created.append(settings.config_path)
-    if not settings.db_path.exists():
-        created.append(settings.db_path)
-    SQLiteEventStore(settings.db_path).close()  # applies pending migrations
-    return created

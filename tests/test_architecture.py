@@ -40,8 +40,8 @@ LAYERS = (
     # domain
     "accounts",
     "contexts",
-    "submissions",
     "delivery",
+    "submissions",
     "reprocessing",
     "mail",
     # edges
@@ -51,8 +51,8 @@ LAYERS = (
     "client",
     # composition
     "server",
-    "cli",
     "demo",
+    "cli",
     "__main__",
 )
 

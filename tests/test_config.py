@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from crds_events.config import ConfigError, init_root, load_settings
+from crds_events.config import ConfigError, load_settings
 from crds_events.store import SQLiteEventStore
+from crds_events.store.root import init_root
 
 
 def write_toml(root, text):

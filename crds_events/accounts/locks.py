@@ -17,12 +17,12 @@ import dataclasses
 import logging
 import math
 import re
-import threading
 from datetime import UTC, datetime, timedelta
 
 from crds_events import events as ev
-from crds_events.store.folds import Fold, Key, Row, register_fold, replay
-from crds_events.store.interface import NO_STREAM, ConcurrencyError, RecordedEvent
+from crds_events.errors import CrdsEventsError
+from crds_events.store.folds import LOCK_TYPES, LOCKS, Row, replay
+from crds_events.store.interface import NO_STREAM, ConcurrencyError
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -43,8 +43,6 @@ __all__ = [
     "renew",
     "release",
     "current",
-    "LockExpiryJob",
-    "register",
 ]
 
 log = logging.getLogger(__name__)
@@ -52,11 +50,9 @@ log = logging.getLogger(__name__)
 DEFAULT_TIMEOUT = 4 * 3600.0
 _ATTEMPTS = 20  # optimistic retries; each lost race re-reads, so few are ever needed
 _INSTRUMENT = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
-_TYPES = frozenset({ev.LockAcquired.type, ev.LockRenewed.type, ev.LockReleased.type,
-                    ev.LockExpired.type})
 
 
-class LockError(RuntimeError):
+class LockError(CrdsEventsError, RuntimeError):
     """A lock operation that cannot be done (the message says why)."""
 
 
@@ -117,41 +113,6 @@ class Lock:
                    submission_id=row["submission_id"])
 
 
-# --- the locks fold ----------------------------------------------------------------------------
-
-
-def _locks_apply(key: Key, row: Row | None, record: RecordedEvent) -> Row | None:
-    event = record.event
-    if isinstance(event, ev.LockAcquired):
-        row = {"instrument": event.instrument, "owner": event.owner, "state": "held",
-               "acquired_at": event.acquired_at or record.recorded_at,
-               "expires_at": event.expires_at,
-               "submission_id": event.submission_id}
-    elif row is None:
-        return None
-    else:
-        row = dict(row)
-        if isinstance(event, ev.LockRenewed):
-            row["expires_at"] = event.expires_at
-        elif isinstance(event, ev.LockReleased):
-            row["state"] = "released"
-        elif isinstance(event, ev.LockExpired):
-            row["state"] = "expired"
-    row.update(updated_at=record.recorded_at, position=record.position)
-    return row
-
-
-LOCKS = register_fold(Fold(
-    table="locks",
-    columns={"instrument": str, "owner": str, "state": str, "acquired_at": str,
-             "expires_at": str, "submission_id": str, "updated_at": str, "position": int},
-    pk=("instrument",),
-    consumes=_TYPES,
-    keys=lambda record: [(record.event.instrument,)],
-    apply=_locks_apply,
-))
-
-
 def _instrument(instrument: str) -> str:
     name = instrument.lower() if isinstance(instrument, str) else instrument
     if not isinstance(name, str) or not _INSTRUMENT.fullmatch(name):
@@ -173,7 +134,7 @@ def _stream_state(store, instrument: str) -> tuple[Lock | None, int]:
 
 
 def _held_locks(store) -> list[Lock]:
-    rows = replay(LOCKS, store.read_all(types=_TYPES)).values()
+    rows = replay(LOCKS, store.read_all(types=LOCK_TYPES)).values()
     return sorted((Lock.from_row(r) for r in rows if r["state"] == "held"),
                   key=lambda lock: lock.instrument)
 
@@ -319,41 +280,3 @@ renew = renew_lock
 release = release_lock
 current = current_lock
 
-
-class LockExpiryJob:
-    """Runs `expire_locks` every ``interval`` seconds in a thread with its own connection,
-    until the scheduler takes the job over (then call `expire_locks` from there instead)."""
-
-    def __init__(self, db_path, interval: float = 60.0):
-        self.db_path = db_path
-        self.interval = interval
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="crds-events-lock-expiry")
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(30)
-            self._thread = None
-
-    def _run(self) -> None:
-        from crds_events.store.eventlog import SQLiteEventStore
-
-        with SQLiteEventStore(self.db_path) as store:
-            while not self._stop.wait(self.interval):
-                try:
-                    expire_locks(store)
-                except Exception:  # noqa: BLE001 - logged; try again next interval
-                    log.exception("lock expiry failed")
-
-
-def register(server, interval: float = 60.0) -> LockExpiryJob:
-    """Add the lock-expiry job to a `crds_events.server.core.Server`."""
-    job = LockExpiryJob(server.settings.db_path, interval)
-    server.add_component("lock-expiry", job.start, job.stop)
-    return job

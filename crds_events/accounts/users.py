@@ -20,7 +20,8 @@ time. API tokens are random (``ce_<id>_<secret>``); only their SHA-256 is record
 token has 256 bits of entropy, so a slow hash would add nothing.
 
 State is read by folding the log (`get_user`, `list_users`), so a command sees its own
-writes at once; the ``users`` projection table (`USERS`) is the same fold for the web.
+writes at once; the ``users`` projection table is the same fold (`crds_events.store.folds.USERS`)
+for the web.
 """
 
 from __future__ import annotations
@@ -36,8 +37,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from crds_events import events as ev
-from crds_events.store.folds import Fold, Key, Row, register_fold, replay
-from crds_events.store.interface import NO_STREAM, ConcurrencyError, RecordedEvent
+from crds_events.errors import CrdsEventsError
+from crds_events.store.folds import USERS, Key, Row, replay
+from crds_events.store.interface import NO_STREAM, ConcurrencyError, EventReader, EventStore
 
 __all__ = [
     "ROLES",
@@ -96,7 +98,7 @@ _SCRYPT_N, _SCRYPT_R, _SCRYPT_P, _DKLEN = 2**14, 8, 1, 32
 _TOKEN_PREFIX = "ce"
 
 
-class UserError(ValueError):
+class UserError(CrdsEventsError, ValueError):
     """A bad user name, e-mail, role or password, or a refused change (names the field)."""
 
 
@@ -198,47 +200,10 @@ def _dummy_hash() -> str:
     return hash_password(secrets.token_hex(16))
 
 
-# --- the users fold --------------------------------------------------------------------------
+# --- reads ---------------------------------------------------------------------------------
 
 
-def _users_apply(key: Key, row: Row | None, record: RecordedEvent) -> Row | None:
-    event = record.event
-    if isinstance(event, ev.UserAdded):
-        row = {
-            "name": event.username, "email": event.email, "full_name": event.full_name,
-            "role": event.role, "disabled": False, "password_hash": event.password_hash,
-            "tokens": (), "created_at": record.recorded_at,
-        }
-    elif row is None:
-        return None
-    else:
-        row = dict(row)
-        if isinstance(event, ev.UserDisabled):
-            row["disabled"] = True
-        elif isinstance(event, ev.UserPasswordChanged):
-            row["password_hash"] = event.password_hash
-        elif isinstance(event, ev.UserTokenIssued):
-            row["tokens"] = (*row["tokens"], event.token_hash)
-    row.update(updated_at=record.recorded_at, position=record.position)
-    return row
-
-
-USERS = register_fold(Fold(
-    table="users",
-    columns={
-        "name": str, "email": str, "full_name": str, "role": str, "disabled": bool,
-        "password_hash": str, "tokens": tuple, "created_at": str, "updated_at": str,
-        "position": int,
-    },
-    pk=("name",),
-    consumes=frozenset({ev.UserAdded.type, ev.UserDisabled.type, ev.UserPasswordChanged.type,
-                        ev.UserTokenIssued.type}),
-    keys=lambda record: [(record.event.username,)],
-    apply=_users_apply,
-))
-
-
-def _user_row(store, name: str) -> tuple[Row | None, int]:
+def _user_row(store: EventReader, name: str) -> tuple[Row | None, int]:
     """The fold of one user's stream and the stream's version."""
     records = store.read_all(0, streams=[ev.user_stream(name)])  # a store or a transaction
     state = replay(USERS, records)
@@ -246,17 +211,17 @@ def _user_row(store, name: str) -> tuple[Row | None, int]:
     return state.get((name,)), version
 
 
-def _all_rows(store) -> dict[Key, Row]:
+def _all_rows(store: EventReader) -> dict[Key, Row]:
     return replay(USERS, store.read_all(types=USERS.consumes))
 
 
-def get_user(store, name: str) -> User | None:
+def get_user(store: EventReader, name: str) -> User | None:
     """The user called ``name`` (None if never added)."""
     row, _ = _user_row(store, name)
     return User.from_row(row) if row else None
 
 
-def list_users(store) -> list[User]:
+def list_users(store: EventReader) -> list[User]:
     return [User.from_row(row) for _, row in sorted(_all_rows(store).items())]
 
 
@@ -267,8 +232,9 @@ def _meta(actor: str | None) -> dict[str, Any] | None:
     return {"actor": actor} if actor else None
 
 
-def add_user(store, name: str, email: str, role: str = "submitter", password: str | None = None,
-             *, full_name: str = "", actor: str | None = None) -> User:
+def add_user(store: EventStore, name: str, email: str, role: str = "submitter",
+             password: str | None = None, *, full_name: str = "",
+             actor: str | None = None) -> User:
     """Record a new user. Without ``password`` the account cannot log in (tokens still work).
 
     `UserExistsError` if the name is taken, even by a concurrent add.
@@ -286,14 +252,15 @@ def add_user(store, name: str, email: str, role: str = "submitter", password: st
     return User(name=name, email=email, role=role, full_name=full_name)
 
 
-def _existing(store, name: str) -> tuple[Row, int]:
+def _existing(store: EventReader, name: str) -> tuple[Row, int]:
     row, version = _user_row(store, name)
     if row is None:
         raise UnknownUserError(f"user {name!r}: no such user")
     return row, version
 
 
-def disable_user(store, name: str, reason: str = "", *, actor: str | None = None) -> bool:
+def disable_user(store: EventStore, name: str, reason: str = "", *,
+                 actor: str | None = None) -> bool:
     """Disable ``name``; False if it already was (nothing recorded)."""
     row, version = _existing(store, name)
     if row["disabled"]:
@@ -302,14 +269,15 @@ def disable_user(store, name: str, reason: str = "", *, actor: str | None = None
     return True
 
 
-def set_password(store, name: str, password: str, *, actor: str | None = None) -> None:
+def set_password(store: EventStore, name: str, password: str, *,
+                 actor: str | None = None) -> None:
     _, version = _existing(store, name)
     password_hash = hash_password(validate_password(password))
     store.record(ev.UserPasswordChanged(username=name, password_hash=password_hash), version,
                  meta=_meta(actor))
 
 
-def authenticate(store, name: str, password: str) -> User | None:
+def authenticate(store: EventReader, name: str, password: str) -> User | None:
     """The user when ``name``/``password`` are right and the account enabled, else None.
 
     An unknown name costs the same hashing time as a wrong password.
@@ -328,7 +296,7 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-def issue_token(store, name: str, *, actor: str | None = None) -> str:
+def issue_token(store: EventStore, name: str, *, actor: str | None = None) -> str:
     """A new API token for ``name`` (shown once; only its hash is recorded)."""
     row, version = _existing(store, name)
     if row["disabled"]:
@@ -340,7 +308,7 @@ def issue_token(store, name: str, *, actor: str | None = None) -> str:
     return token
 
 
-def user_for_token(store, token: str) -> User | None:
+def user_for_token(store: EventReader, token: str) -> User | None:
     """The enabled user a token was issued to, else None."""
     if not isinstance(token, str) or not token.startswith(_TOKEN_PREFIX + "_"):
         return None

@@ -19,6 +19,17 @@ from crds_events.certify.mappings import check_mapping, valid_match_values
 from crds_events.certify.match_values import ValueChecker
 from crds_events.certify.references import check_reference
 from crds_events.certify.result import FileResult, Message, exit_code
+from crds_events.certify.specs import constraints_for
+from crds_events.certify.tpn import TpnError, tpn_constraints
+from crds_events.files.dataset_keys import reference_to_dataset
+from crds_events.files.errors import ReferenceFileError
+from crds_events.files.headers import read_header
+from crds_events.files.reftypes import reference_type
+from crds_events.rules.context import ContextLoadError, MappingStore, PipelineContext
+from crds_events.rules.index import ReferenceIndex
+from crds_events.rules.parse import MappingError
+from crds_events.rules.selectors import RulesError
+from crds_events.rules.substitutions import find_substitutions, load_substitutions
 
 __all__ = ["FileResult", "Message", "certify_files", "check_mapping", "check_reference",
            "exit_code", "is_mapping"]
@@ -78,29 +89,16 @@ def certify_files(
 
 def _load_pipeline(context: str | os.PathLike):
     """The pipeline context at `context`, or a message saying why it cannot be loaded."""
-    from crds_events.rules.context import ContextError, MappingStore, PipelineContext
-    from crds_events.rules.parse import MappingError
-
     path = os.fspath(context)
     try:
         store = MappingStore(os.path.dirname(os.path.abspath(path)))
         return PipelineContext(store.document(os.path.basename(path)), store)
-    except (ContextError, MappingError, OSError) as exc:
+    except (ContextLoadError, MappingError, OSError) as exc:
         return f"cannot load context {os.path.basename(path)}: {exc}"
 
 
 def _rmap_options(path: str, pipeline, tpn_dir, substitutions) -> tuple[dict[str, Any], list[tuple[str, str]]]:
     """check_reference options from the rmap governing the reference at `path`."""
-    from crds_events.certify.specs import constraints_for
-    from crds_events.certify.tpn import TpnError, tpn_constraints
-    from crds_events.files.errors import ReferenceFileError
-    from crds_events.files.headers import read_header
-    from crds_events.files.reftypes import reference_type
-    from crds_events.rules.context import ContextError
-    from crds_events.rules.index import ReferenceIndex
-    from crds_events.rules.parse import MappingError
-    from crds_events.rules.selectors import RulesError
-
     try:
         kind = reference_type(path, read_header(path))
     except ReferenceFileError:
@@ -110,7 +108,7 @@ def _rmap_options(path: str, pipeline, tpn_dir, substitutions) -> tuple[dict[str
     except KeyError:
         return {}, [("warning", f"{pipeline.name} has no rules for {kind.instrument.upper()} "
                                 f"{kind.filekind.upper()}; rmap checks skipped")]
-    except (ContextError, MappingError, RulesError) as exc:
+    except (ContextLoadError, MappingError, RulesError) as exc:
         return {}, [("error", f"cannot load the rmap for {kind.filekind}: {exc}")]
     if not isinstance(rmap, ReferenceIndex):
         return {}, [("warning", f"{kind.filekind} is {rmap} in {pipeline.name}; rmap checks skipped")]
@@ -152,11 +150,6 @@ def _rmap_options(path: str, pipeline, tpn_dir, substitutions) -> tuple[dict[str
 def _expanded_dataset(path: str, kind, parkeys: list[str], substitutions) -> dict[str, object]:
     """The reference's dataset values with the site's wildcard expansions applied
     (``substitutions.dat``: the given path, else config/env as refactor finds it)."""
-    from crds_events.files.dataset_keys import reference_to_dataset
-    from crds_events.files.errors import ReferenceFileError
-    from crds_events.files.headers import read_header
-    from crds_events.rules.substitutions import find_substitutions, load_substitutions
-
     table = (load_substitutions(substitutions) if substitutions is not None
              else find_substitutions(kind.observatory))
     if table is None:

@@ -22,12 +22,13 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from crds_events.errors import CrdsEventsError
 from crds_events.rules.expressions import COMPARISONS, UNARY, Walker
 
 UNDEFINED = "UNDEFINED"
 
 
-class ExpressionError(ValueError):
+class ConstraintExpressionError(CrdsEventsError, ValueError):
     """An expression is not in the allowed language, or failed while being evaluated."""
 
 
@@ -82,7 +83,7 @@ def _has_column_type(info: Any, column: str, typestr: str) -> bool:
         return False
     types = info.DATA_TYPE
     if not isinstance(types, Mapping) or column.upper() not in types:
-        raise ExpressionError(f"data type not defined for column {column!r}")
+        raise ConstraintExpressionError(f"data type not defined for column {column!r}")
     return any(str(types[column.upper()]).startswith(t) or t in str(types[column.upper()])
                for t in _table_types(typestr))
 
@@ -166,11 +167,11 @@ def identifiers(source: str) -> list[str]:
 
 @functools.lru_cache(maxsize=4096)
 def compile_expression(source: str) -> ast.Expression:
-    """Parse and whitelist-check `source`; raises ExpressionError with the reason."""
+    """Parse and whitelist-check `source`; raises ConstraintExpressionError with the reason."""
     try:
         tree = ast.parse(source.strip(), mode="eval")
     except SyntaxError as exc:
-        raise ExpressionError(f"syntax error in expression {source!r}: {exc.msg}") from None
+        raise ConstraintExpressionError(f"syntax error in expression {source!r}: {exc.msg}") from None
     for node in ast.walk(tree):
         _check_node(node, source)
     return tree
@@ -181,22 +182,22 @@ def _check_node(node: ast.AST, source: str) -> None:
                ast.Constant, ast.Name, ast.Load, ast.Tuple, ast.List, ast.Subscript, ast.Slice,
                ast.Attribute, ast.Call, ast.IfExp, *_BINARY, *COMPARISONS, *UNARY)
     if not isinstance(node, allowed):
-        raise ExpressionError(f"{type(node).__name__} is not allowed in expression {source!r}")
+        raise ConstraintExpressionError(f"{type(node).__name__} is not allowed in expression {source!r}")
     if isinstance(node, ast.Attribute) and _is_numpy(node):
         if node.attr not in _NUMPY_FUNCS:
-            raise ExpressionError(f"np.{node.attr} is not allowed in expression {source!r}")
+            raise ConstraintExpressionError(f"np.{node.attr} is not allowed in expression {source!r}")
     elif isinstance(node, ast.Attribute) and (
             node.attr.startswith("_") or not (node.attr.isupper() or node.attr in _STRING_METHODS)):
-            raise ExpressionError(f"attribute {node.attr!r} is not allowed in expression {source!r}")
+            raise ConstraintExpressionError(f"attribute {node.attr!r} is not allowed in expression {source!r}")
     if isinstance(node, ast.Call):
         if node.keywords:
-            raise ExpressionError(f"keyword arguments are not allowed in expression {source!r}")
+            raise ConstraintExpressionError(f"keyword arguments are not allowed in expression {source!r}")
         func = node.func
         if isinstance(func, ast.Name):
             if func.id not in HELPERS:
-                raise ExpressionError(f"function {func.id!r} is not allowed in expression {source!r}")
+                raise ConstraintExpressionError(f"function {func.id!r} is not allowed in expression {source!r}")
         elif not (isinstance(func, ast.Attribute) and (func.attr in _STRING_METHODS or _is_numpy(func))):
-            raise ExpressionError(f"this call is not allowed in expression {source!r}")
+            raise ConstraintExpressionError(f"this call is not allowed in expression {source!r}")
 
 
 def _is_numpy(node: ast.Attribute) -> bool:
@@ -206,15 +207,15 @@ def _is_numpy(node: ast.Attribute) -> bool:
 def evaluate(source: str, namespace: Mapping[str, Any]) -> Any:
     """Evaluate expression `source` with names from `namespace` (then the helpers).
 
-    Raises ExpressionError for a disallowed expression, an unknown name, or a failure.
+    Raises ConstraintExpressionError for a disallowed expression, an unknown name, or a failure.
     """
     tree = compile_expression(source)
     try:
         return _WALKER.evaluate(tree.body, namespace)
-    except ExpressionError:
+    except ConstraintExpressionError:
         raise
     except Exception as exc:
-        raise ExpressionError(f"{type(exc).__name__}: {exc}") from None
+        raise ConstraintExpressionError(f"{type(exc).__name__}: {exc}") from None
 
 
 _CONSTANT_NAMES = {"True": True, "False": False, "None": None}
@@ -228,7 +229,7 @@ def _lookup(ns: Mapping[str, Any], name: str) -> Any:
         return HELPERS[name]
     if name in _CONSTANT_NAMES:
         return _CONSTANT_NAMES[name]
-    raise ExpressionError(f"name {name!r} is not defined")
+    raise ConstraintExpressionError(f"name {name!r} is not defined")
 
 
 def _eval_tpn_only(walker: Walker, node: ast.AST, ns: Mapping[str, Any]) -> Any:
@@ -237,7 +238,7 @@ def _eval_tpn_only(walker: Walker, node: ast.AST, ns: Mapping[str, Any]) -> Any:
         left, right = walker.evaluate(node.left, ns), walker.evaluate(node.right, ns)
         if isinstance(node.op, ast.Mult) and isinstance(left, str | list | tuple) or \
                 isinstance(right, str | list | tuple) and isinstance(node.op, ast.Mult):
-            raise ExpressionError("repeating a sequence is not allowed")  # 'a'*10**9 would hang
+            raise ConstraintExpressionError("repeating a sequence is not allowed")  # 'a'*10**9 would hang
         return _BINARY[type(node.op)](left, right)
     if isinstance(node, ast.Subscript):
         return walker.evaluate(node.value, ns)[walker.evaluate(node.slice, ns)]
@@ -252,15 +253,15 @@ def _eval_tpn_only(walker: Walker, node: ast.AST, ns: Mapping[str, Any]) -> Any:
         target = walker.evaluate(node.value, ns)
         if node.attr in _STRING_METHODS:
             if not isinstance(target, str):
-                raise ExpressionError(f".{node.attr}() needs a string, got {type(target).__name__}")
+                raise ConstraintExpressionError(f".{node.attr}() needs a string, got {type(target).__name__}")
             return getattr(target, node.attr)
         if target == UNDEFINED or not hasattr(target, node.attr):
-            raise ExpressionError(f"{type(target).__name__} has no attribute {node.attr!r}")
+            raise ConstraintExpressionError(f"{type(target).__name__} has no attribute {node.attr!r}")
         return getattr(target, node.attr)
     if isinstance(node, ast.Call):
         func = walker.evaluate(node.func, ns)
         return func(*(walker.evaluate(arg, ns) for arg in node.args))
-    raise ExpressionError(f"{type(node).__name__} is not allowed")
+    raise ConstraintExpressionError(f"{type(node).__name__} is not allowed")
 
 
 # A lone comparison stays element-wise on arrays: np.all(0<=MASK_ARRAY.DATA).

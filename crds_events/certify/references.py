@@ -22,7 +22,12 @@ from typing import Any
 import numpy as np
 
 from crds_events.certify.constraints import Constraint
-from crds_events.certify.expressions import ExpressionError, evaluate, header_namespace, identifiers
+from crds_events.certify.expressions import (
+    ConstraintExpressionError,
+    evaluate,
+    header_namespace,
+    identifiers,
+)
 from crds_events.certify.fitsverify import run_fitsverify
 from crds_events.certify.result import FileResult
 from crds_events.certify.specs import constraints_for
@@ -216,7 +221,7 @@ def _apply(c: Constraint, path: str, header: Mapping[str, Any], ns: _Namespace, 
     if c.condition:
         try:
             applies = evaluate(c.condition, ns)
-        except ExpressionError as exc:
+        except ConstraintExpressionError as exc:
             result.add("warning", c.name, f"cannot evaluate condition {c.condition}: {exc}; skipped")
             return
         if not applies:
@@ -274,7 +279,7 @@ def _check_expression(c: Constraint, ns: _Namespace, result: FileResult) -> None
             return  # CRDS: an expression over an undefined keyword/array is not checked
     try:
         satisfied = evaluate(c.expression, ns)
-    except ExpressionError as exc:
+    except ConstraintExpressionError as exc:
         result.add("error", c.name, f"failed checking constraint {c.expression}: {exc}")
         return
     if isinstance(satisfied, str) and satisfied == "W":
@@ -326,7 +331,7 @@ def _check_column(c: Constraint, path: str, result: FileResult, presence: str) -
                         if c.expression:
                             try:
                                 ok = evaluate(c.expression, {"VALUE": value})
-                            except ExpressionError as exc:
+                            except ConstraintExpressionError as exc:
                                 result.add("error", c.name, f"row {row}: failed checking {c.expression}: {exc}")
                                 return
                             if not ok or ok == "W":

@@ -42,13 +42,14 @@ from typing import Any
 import yaml
 
 from crds_events.certify.constraints import DATATYPES, Constraint
-from crds_events.certify.expressions import ExpressionError, compile_expression
+from crds_events.certify.expressions import ConstraintExpressionError, compile_expression
 from crds_events.certify.tpn import _unique
+from crds_events.errors import CrdsEventsError
 
 _PRESENCES = ("required", "optional", "warn", "excluded")
 
 
-class SpecError(ValueError):
+class SpecError(CrdsEventsError, ValueError):
     """A spec file is malformed; the message names the file and entry."""
 
 
@@ -151,7 +152,7 @@ def _expression(text: Any, where: str) -> str | None:
         return None
     try:
         compile_expression(str(text))
-    except ExpressionError as exc:
+    except ConstraintExpressionError as exc:
         raise SpecError(f"{where}: {exc}") from None
     return str(text)
 

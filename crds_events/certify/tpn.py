@@ -28,7 +28,10 @@ import re
 from collections.abc import Iterable
 
 from crds_events.certify.constraints import Constraint
-from crds_events.certify.expressions import ExpressionError, compile_expression
+from crds_events.certify.expressions import ConstraintExpressionError, compile_expression
+from crds_events.errors import CrdsEventsError
+from crds_events.files.reftypes import hst_types
+from crds_events.rules.conditioning import condition_value
 
 _KEYTYPES = {"H": "header", "C": "column", "G": "group", "A": "array_format", "D": "array_data",
              "X": "expression"}
@@ -39,7 +42,7 @@ _PRESENCES = {"R": "required", "P": "required", "O": "optional", "W": "warn", "E
 _SPACE = "\x00"
 
 
-class TpnError(ValueError):
+class TpnError(CrdsEventsError, ValueError):
     """A .tpn file cannot be read; the message names the file and line."""
 
 
@@ -165,7 +168,7 @@ def _parse_line(line: str, where: str) -> Constraint:
 def _checked(expression: str, where: str) -> str:
     try:
         compile_expression(expression)
-    except ExpressionError as exc:
+    except ConstraintExpressionError as exc:
         raise TpnError(f"{where}: {exc}") from None
     return expression
 
@@ -184,8 +187,6 @@ def tpn_names(observatory: str, instrument: str, filekind: str, suffix: str | No
     ending = "_ld.tpn" if rmap else ".tpn"
     instrument, filekind = instrument.lower(), filekind.lower()
     if observatory.lower() == "hst":
-        from crds_events.files.reftypes import hst_types
-
         known = hst_types().get(instrument, {}).get(filekind)
         if known:  # HST names its files by its own abbreviations (wp2_a2d.tpn for WFPC2)
             return [known["ld_tpn" if rmap else "tpn"]]
@@ -261,8 +262,6 @@ def ld_valid_values(tpn_dir: str | os.PathLike, instrument: str, filekind: str,
 
 @functools.lru_cache(maxsize=512)
 def _ld_values(constraints: tuple[Constraint, ...], wanted: frozenset[str]) -> dict[str, list[str]]:
-    from crds_events.rules.conditioning import condition_value
-
     found: dict[str, list[str]] = {}
     for item in constraints:
         name = item.name.upper()

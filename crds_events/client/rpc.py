@@ -23,10 +23,12 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, BinaryIO
 
+from crds_events.errors import CrdsEventsError
+
 __all__ = [
     "DEFAULT_TIMEOUT",
     "RpcClient",
-    "RpcError",
+    "RpcClientError",
     "RpcServiceError",
     "RpcTransportError",
     "call",
@@ -38,7 +40,7 @@ DEFAULT_TIMEOUT = 30.0
 _USER_AGENT = "crds-events-client"
 
 
-class RpcError(Exception):
+class RpcClientError(CrdsEventsError):
     """Anything that went wrong talking to a CRDS server."""
 
     def __init__(self, message: str, *, method: str = "", url: str = "") -> None:
@@ -48,11 +50,11 @@ class RpcError(Exception):
         self.url = url
 
 
-class RpcServiceError(RpcError):
+class RpcServiceError(RpcClientError):
     """The server answered with a JSON-RPC error; `message` is the server's own text."""
 
 
-class RpcTransportError(RpcError):
+class RpcTransportError(RpcClientError):
     """No usable answer: connection refused, timeout, HTTP error status, not JSON-RPC."""
 
 
@@ -60,9 +62,9 @@ def normalise_server_url(server_url: str) -> str:
     """``http://host:port[/prefix]`` without a trailing slash; a clear error if not a URL."""
     parsed = urllib.parse.urlsplit(server_url.strip())
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
-        raise RpcError(f"server URL {server_url!r}: expected http(s)://host[:port][/path]")
+        raise RpcClientError(f"server URL {server_url!r}: expected http(s)://host[:port][/path]")
     if parsed.query or parsed.fragment:
-        raise RpcError(f"server URL {server_url!r}: no query or fragment allowed")
+        raise RpcClientError(f"server URL {server_url!r}: no query or fragment allowed")
     return urllib.parse.urlunsplit((parsed.scheme, parsed.netloc, parsed.path.rstrip("/"),
                                     "", ""))
 

@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from crds_events.client.rpc import RpcClient, RpcError, RpcServiceError
+from crds_events.client.rpc import RpcClient, RpcClientError, RpcServiceError
+from crds_events.errors import CrdsEventsError
 
 __all__ = [
     "RemoteDecision",
@@ -41,7 +42,7 @@ _CHUNK = 1 << 20
 _DONE_COMPLETED, _DONE_FAILED, _DONE_CANCELLED = 0, 1, 3
 
 
-class RemoteSubmitError(Exception):
+class RemoteSubmitError(CrdsEventsError):
     """The server refused the request (message: the server's reason) or was unreachable."""
 
     def __init__(self, message: str, status: int | None = None) -> None:
@@ -135,7 +136,7 @@ def submit_remote(server_url: str, token: str, files: Iterable[str | os.PathLike
                "Content-Length": str(length)}
     try:
         status, body = client.post(UPLOAD_PATH, _stream(parts), headers=headers)
-    except RpcError as exc:
+    except RpcClientError as exc:
         raise RemoteSubmitError(*_why_upload_broke(client, fields, exc)) from None
     if status != 200 or not isinstance(body, dict) or not body.get("submission_id"):
         raise RemoteSubmitError(f"{client.server_url}{UPLOAD_PATH}: refused: "
@@ -150,7 +151,7 @@ def submit_remote(server_url: str, token: str, files: Iterable[str | os.PathLike
 
 
 def _why_upload_broke(client: RpcClient, fields: Mapping[str, Any],
-                      exc: RpcError) -> tuple[str, int | None]:
+                      exc: RpcClientError) -> tuple[str, int | None]:
     """A server refusing an upload (bad token, too large) may answer and close before the
     body is sent, so the client sees a broken connection instead of the answer. Ask again
     without the files to learn the reason; a refusal of the token explains it."""
@@ -160,7 +161,7 @@ def _why_upload_broke(client: RpcClient, fields: Mapping[str, Any],
         status, body = client.post(UPLOAD_PATH, b"".join(_stream(parts)), headers={
             "Content-Type": f"multipart/form-data; boundary={boundary}",
             "Content-Length": str(length)})
-    except RpcError:
+    except RpcClientError:
         return str(exc), None
     if status in (401, 403):
         return f"{client.server_url}{UPLOAD_PATH}: refused: {_error_text(status, body)}", status
@@ -183,7 +184,7 @@ def follow_remote(server: str | RpcClient, submission: RemoteSubmission, *,
             if "not found" not in exc.message.lower():  # a channel not yet open: wait
                 raise RemoteSubmitError(f"jpoll {submission.jpoll_key}: {exc.message}") from None
             messages = []
-        except RpcError as exc:
+        except RpcClientError as exc:
             raise RemoteSubmitError(f"jpoll {submission.jpoll_key}: {exc}") from None
         for message in messages if isinstance(messages, list) else []:
             if not isinstance(message, dict):
@@ -234,7 +235,7 @@ def _decide(server_url: str, token: str, submission_id: str, action: str,
     try:
         status, answer = client.post(path, json.dumps(dict(body)).encode("utf-8"),
                                      headers={"Content-Type": "application/json"})
-    except RpcError as exc:
+    except RpcClientError as exc:
         raise RemoteSubmitError(str(exc)) from None
     if status != 200 or not isinstance(answer, dict):
         raise RemoteSubmitError(f"submission {submission_id}: {action} refused: "

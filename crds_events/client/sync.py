@@ -34,7 +34,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from crds_events.client.rpc import RpcClient, RpcError, crds_decode
+from crds_events.client.rpc import RpcClient, RpcClientError, crds_decode
+from crds_events.errors import CrdsEventsError
+from crds_events.files.checksums import sha1_file
 
 __all__ = [
     "SyncError",
@@ -55,7 +57,7 @@ _CHUNK = 1 << 20
 _DEFAULT_WORKERS = 4
 
 
-class SyncError(Exception):
+class SyncError(CrdsEventsError):
     """The sync could not complete; `problems` lists each file and reason."""
 
     def __init__(self, message: str, problems: Iterable[SyncProblem] = ()) -> None:
@@ -237,14 +239,6 @@ def _expected(meta: dict[str, Any], name: str) -> tuple[int, str]:
     return size, sha1
 
 
-def _file_digest(path: Path) -> str:
-    digest = hashlib.sha1()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(_CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _atomic_write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     temp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
@@ -307,7 +301,7 @@ def sync(server_url: str, contexts: Iterable[str], cache_dir: str | os.PathLike,
     client = RpcClient(server_url, timeout=timeout)
     try:
         info = _server_info(client)
-    except RpcError as exc:
+    except RpcClientError as exc:
         raise SyncError(f"{client.server_url}: {exc}") from None
     observatory = str(info["observatory"]).lower()
     if not re.fullmatch(r"[a-z]{1,8}", observatory):
@@ -344,7 +338,7 @@ def sync(server_url: str, contexts: Iterable[str], cache_dir: str | os.PathLike,
         conjugates = {n[:-1] + "d" for n in references if _GEIS_HEADER.match(n)} - references
         meta = _metadata(client, info, observatory,
                          sorted(mappings | references | conjugates), check_files)
-    except RpcError as exc:
+    except RpcClientError as exc:
         raise SyncError(f"{client.server_url}: {exc}") from None
 
     missing_mappings = sorted(mappings - meta.keys())
@@ -385,7 +379,7 @@ def sync(server_url: str, contexts: Iterable[str], cache_dir: str | os.PathLike,
                 try:
                     result.bytes_downloaded += future.result()
                     result.downloaded.append(name)
-                except (SyncError, RpcError, OSError, http.client.HTTPException) as exc:
+                except (SyncError, RpcClientError, OSError, http.client.HTTPException) as exc:
                     problems.append(SyncProblem(name, _reason(exc, name)))
     if problems:
         raise SyncError(f"sync from {client.server_url} failed for {len(problems)} file(s); "
@@ -433,7 +427,7 @@ def _cached_state(dest: Path, size: int, sha1: str, check_sha1: bool) -> str:
         return "absent"
     if actual != size:
         return "differs"
-    if check_sha1 and sha1 and sha1 != "none" and _file_digest(dest) != sha1:
+    if check_sha1 and sha1 and sha1 != "none" and sha1_file(dest)[0] != sha1:
         return "differs"
     return "ok"
 
@@ -478,7 +472,7 @@ def push_context(client: RpcClient, observatory: str, info: dict[str, Any], key:
         raise SyncError("--push-context: the server reports no latest/operational context")
     try:
         client.call("push_remote_context", observatory, kind, key, context)
-    except RpcError as exc:
+    except RpcClientError as exc:
         raise SyncError(f"--push-context {key}: the server refused: {exc.message}") from None
     return context
 

@@ -25,11 +25,14 @@ from collections.abc import Iterable
 from typing import Any
 
 from crds_events import events as ev
+from crds_events.accounts import users
 from crds_events.config import Settings
 from crds_events.contexts.contents import file_rows, users_of
 from crds_events.contexts.pointers import ContextError, validate_reason
+from crds_events.errors import CrdsEventsError
 from crds_events.rules.naming import NamingError, parse_mapping_name
 from crds_events.store.filestore import FileStore, FileStoreError, check_name
+from crds_events.store.interface import EventReader, EventStore
 
 __all__ = [
     "BadFilesError",
@@ -44,7 +47,7 @@ __all__ = [
 _KNOWN_STATES = ("confirmed", "delivered", "archived")
 
 
-class BadFilesError(ValueError):
+class BadFilesError(CrdsEventsError, ValueError):
     """A mark-bad / mark-ok refused (the message names the file or field and why)."""
 
 
@@ -61,9 +64,7 @@ class MarkResult:
     positions: tuple[int, ...] = ()
 
 
-def _admin(store, user: Any, verb: str):
-    from crds_events.accounts import users
-
+def _admin(store: EventReader, user: Any, verb: str) -> users.User:
     who = user if isinstance(user, users.User) else None
     if who is None:
         if not user:
@@ -137,7 +138,7 @@ def _reason(reason: object, required: bool) -> str:
         raise BadFilesError(str(exc)) from None
 
 
-def mark_bad(settings: Settings, store, files: Iterable[str], reason: str,
+def mark_bad(settings: Settings, store: EventStore, files: Iterable[str], reason: str,
              user: Any) -> MarkResult:
     """Reject ``files`` and blacklist every mapping that uses them (admins only).
 
@@ -171,7 +172,7 @@ def mark_bad(settings: Settings, store, files: Iterable[str], reason: str,
                       positions=tuple(positions))
 
 
-def mark_ok(settings: Settings, store, files: Iterable[str], user: Any,
+def mark_ok(settings: Settings, store: EventStore, files: Iterable[str], user: Any,
             reason: str = "") -> MarkResult:
     """Clear the rejection of ``files`` (admins only); mappings no rejected file reaches
     any more are un-blacklisted. Files not marked bad are left as they are."""
@@ -219,12 +220,12 @@ def mark_ok(settings: Settings, store, files: Iterable[str], user: Any,
                       positions=tuple(positions))
 
 
-def bad_file_rows(store) -> list[dict]:
+def bad_file_rows(store: EventStore) -> list[dict]:
     """The catalog rows of every rejected or blacklisted file, by name."""
     return [row for name, row in sorted(file_rows(store).items())
             if row["rejected"] or row["blacklisted"]]
 
 
-def bad_files(store) -> list[str]:
+def bad_files(store: EventStore) -> list[str]:
     """Names of every rejected or blacklisted file, sorted (``bad_files_list``)."""
     return [row["name"] for row in bad_file_rows(store)]

@@ -12,8 +12,8 @@ evaluated:
 Stored files are write-once (`crds_events.store.filestore`), so each mapping's children are
 parsed once per process and cached by path.
 
-`file_rows` folds the ``files`` catalog from the log itself (not the projection table, which
-may lag behind a write this process just made).
+`file_rows` is the ``files`` catalog as of the log's head (the projection table alone may lag
+behind a write this process just made).
 """
 
 from __future__ import annotations
@@ -24,12 +24,15 @@ import threading
 from collections.abc import Iterable
 from pathlib import Path
 
+from crds_events.errors import CrdsEventsError
 from crds_events.rules.conditioning import is_na_value, is_omit_value
 from crds_events.rules.document import load_mapping
 from crds_events.rules.naming import MAPPING_KINDS
 from crds_events.rules.parse import Call, MappingError
 from crds_events.store.filestore import FileStore, FileStoreError, check_name
-from crds_events.store.folds import FILES, Row, replay
+from crds_events.store.folds import FILES, Row
+from crds_events.store.interface import EventStore, Transaction
+from crds_events.store.projections import current_rows
 
 __all__ = [
     "ContentsError",
@@ -42,7 +45,7 @@ __all__ = [
 ]
 
 
-class ContentsError(ValueError):
+class ContentsError(CrdsEventsError, ValueError):
     """A mapping that is missing from the file store or cannot be read (names it)."""
 
 
@@ -182,33 +185,7 @@ def users_of(files: FileStore, names: Iterable[str],
     return result
 
 
-def file_rows(store) -> dict[str, Row]:
-    """The ``files`` catalog (name -> row) as of the log's head (a store or a transaction).
-
-    Starts from the ``files`` projection table where there is one and folds the events
-    after its checkpoint (none while the server keeps up; the whole log when no table
-    exists). The table and its checkpoint are read in one transaction, where they are
-    consistent with each other.
-    """
-    if hasattr(store, "transaction"):
-        with store.transaction() as tx:
-            return _file_rows(tx)
-    return _file_rows(store)
-
-
-def _file_rows(tx) -> dict[str, Row]:
-    from crds_events.handlers.runner import get_checkpoint
-    from crds_events.store.projections import TableProjection
-
-    projection = TableProjection(FILES)
-    state: dict = {}
-    after = 0
-    if tx.db[FILES.table].exists():
-        after = get_checkpoint(tx, projection.name)
-        if after:
-            cols = ", ".join(f"[{c}]" for c in FILES.columns)
-            for values in tx.conn.execute(f"SELECT {cols} FROM [{FILES.table}]"):
-                row = projection.decode_row(values)
-                state[FILES.key_of(row)] = row
-    state = replay(FILES, tx.read_all(after, types=FILES.consumes), state)
-    return {key[0]: row for key, row in state.items()}
+def file_rows(store: EventStore | Transaction) -> dict[str, Row]:
+    """The ``files`` catalog (name -> row) as of the log's head (a store or a transaction):
+    the projection table plus the events after its checkpoint (`current_rows`)."""
+    return {key[0]: row for key, row in current_rows(store, FILES).items()}

@@ -25,11 +25,13 @@ from pathlib import Path
 
 from crds_events import events as ev
 from crds_events.config import Settings
+from crds_events.contexts.pointers import context_pointers
+from crds_events.errors import CrdsEventsError
 from crds_events.rules.conditioning import is_na_value, is_omit_value
-from crds_events.rules.context import ContextError, MappingStore, PipelineContext
+from crds_events.rules.context import ContextLoadError, MappingStore, PipelineContext
 from crds_events.rules.parse import MappingError
 from crds_events.store.filestore import FileStore, FileStoreError, check_name
-from crds_events.store.folds import CONTEXT_POINTERS, replay
+from crds_events.store.interface import EventReader, EventStore, Transaction
 
 __all__ = ["ImportCacheError", "ImportResult", "CatalogEntry",
            "import_cache", "plan_import"]
@@ -41,7 +43,7 @@ _BATCH = 2000  # files per write transaction: bounded lock hold time on big cach
 Progress = Callable[[str, int, int], None]
 
 
-class ImportCacheError(ValueError):
+class ImportCacheError(CrdsEventsError, ValueError):
     """The cache cannot be imported (the message names the file and the reason)."""
 
 
@@ -125,7 +127,7 @@ def plan_import(mappings_dir: str | os.PathLike, context: str,
                                                         instrument, filekind)
                     else:
                         missing.add(name)
-    except (ContextError, MappingError, OSError) as exc:
+    except (ContextLoadError, MappingError, OSError) as exc:
         raise ImportCacheError(f"{mappings_dir / context}: {exc}") from None
     # one mapping may be shared by instruments (not in CRDS, but harmless): keep the first
     unique = {}
@@ -134,7 +136,7 @@ def plan_import(mappings_dir: str | os.PathLike, context: str,
     return [*unique.values(), *(references[n] for n in sorted(references))], len(missing)
 
 
-def _cataloged(store) -> dict[str, str]:
+def _cataloged(store: EventReader) -> dict[str, str]:
     """name -> sha1 of every file the log has cataloged."""
     return {r.data["name"]: r.data["sha1"]
             for r in store.read_all(types=[ev.FileCataloged.type])}
@@ -142,7 +144,7 @@ def _cataloged(store) -> dict[str, str]:
 
 def import_cache(
     settings: Settings,
-    store,
+    store: EventStore,
     mappings_dir: str | os.PathLike,
     references_dir: str | os.PathLike | None = None,
     context: str = "",
@@ -201,7 +203,7 @@ def import_cache(
     return result
 
 
-def _record_file(tx, observatory: str, delivery: str, entry: CatalogEntry, sha1: str,
+def _record_file(tx: Transaction, observatory: str, delivery: str, entry: CatalogEntry, sha1: str,
                  size: int, meta) -> int:
     appended = 0
     cataloged = tx.record(
@@ -219,16 +221,13 @@ def _record_file(tx, observatory: str, delivery: str, entry: CatalogEntry, sha1:
     return appended
 
 
-def _set_pointers(store, observatory: str, context: str, pointers: Iterable[str], meta,
+def _set_pointers(store: EventStore, observatory: str, context: str, pointers: Iterable[str], meta,
                   result: ImportResult) -> list[str]:
     changed = []
     with store.transaction() as tx:
-        stream = ev.context_stream(observatory)
-        current = replay(CONTEXT_POINTERS, tx.read_all(streams=[stream],
-                                                       types=CONTEXT_POINTERS.consumes))
+        current = context_pointers(tx, observatory)
         for pointer in pointers:
-            row = current.get((observatory, pointer))
-            previous = row["context"] if row else None
+            previous = current.get(pointer)
             if previous == context:
                 continue
             appended = tx.record(

@@ -2,8 +2,7 @@
 
 The answers come from a *catalog*: anything with ``mappings()``, ``references()``,
 ``contexts()`` and ``status()``. ``DirectoryCatalog`` reads a mappings directory (and an
-optional references directory), or the files one context names; the server's catalog
-(built from the event log) can be plugged into the same functions later.
+optional references directory), or the files one context names.
 """
 
 from __future__ import annotations
@@ -16,11 +15,15 @@ from pathlib import Path
 from typing import Protocol
 
 from crds_events import __version__
+from crds_events.errors import CrdsEventsError
+from crds_events.rules.context import ContextLoadError, MappingStore, PipelineContext
+from crds_events.rules.parse import MappingError
+from crds_events.rules.selectors import RulesError
 
 _MAPPING_EXTENSIONS = (".pmap", ".imap", ".rmap")
 
 
-class CatalogError(ValueError):
+class CatalogError(CrdsEventsError, ValueError):
     """A catalog that cannot be read (missing directory, bad context); names the path."""
 
 
@@ -57,25 +60,18 @@ class DirectoryCatalog:
 
     def _context(self):
         if self._pipeline is None:
-            from crds_events.rules.context import ContextError, MappingStore, PipelineContext
-            from crds_events.rules.parse import MappingError
-
             name = os.path.basename(str(self.context))
             try:
                 store = MappingStore(self.mappings_dir)
                 self._pipeline = PipelineContext(store.document(name), store)
-            except (ContextError, MappingError, OSError) as exc:
+            except (ContextLoadError, MappingError, OSError) as exc:
                 raise CatalogError(f"{name}: cannot load context: {exc}") from None
         return self._pipeline
 
     def _loaded(self, method: str) -> list[str]:
-        from crds_events.rules.context import ContextError
-        from crds_events.rules.parse import MappingError
-        from crds_events.rules.selectors import RulesError
-
         try:
             return list(getattr(self._context(), method)())
-        except (ContextError, MappingError, RulesError) as exc:
+        except (ContextLoadError, MappingError, RulesError) as exc:
             raise CatalogError(f"{self.context}: {exc}") from None
 
     def mappings(self) -> list[str]:

@@ -24,9 +24,10 @@ A change of ``latest`` is *forward* when the new pmap's serial is higher than th
 (`is_forward`), a *regression* otherwise; both are recorded, and the reprocessing helper
 reacts only to forward changes.
 
-Reads (`get_context`, `get_pointers`, `context_history`, `context_by_date`,
-`build_context`) fold the context stream of the log with the same folds the projection
-tables use, so a command sees its own writes at once.
+Reads fold the log with the same folds the projection tables use, so a command sees its own
+writes at once. `get_pointers` is the one answer to "what are the pointers now, or as of
+event N" (`context_pointers` is its kind -> pmap view); `context_history`,
+`context_by_date` and `build_context` read the history.
 """
 
 from __future__ import annotations
@@ -39,11 +40,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from crds_events import events as ev
+from crds_events.accounts import users
 from crds_events.config import Settings
 from crds_events.contexts.contents import ContentsError, context_contents, file_rows
+from crds_events.errors import CrdsEventsError
 from crds_events.rules.naming import NamingError, mapping_serial, parse_mapping_name
 from crds_events.store.filestore import FileStore, FileStoreError, check_name
 from crds_events.store.folds import CONTEXT_POINTERS, replay
+from crds_events.store.interface import EventReader, EventStore, RecordedEvent
 
 __all__ = [
     "KINDS",
@@ -58,6 +62,7 @@ __all__ = [
     "set_context",
     "get_context",
     "get_pointers",
+    "context_pointers",
     "context_history",
     "context_by_date",
     "build_context",
@@ -76,7 +81,7 @@ _REFUSED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 _CALVER = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}$")
 
 
-class ContextError(ValueError):
+class ContextError(CrdsEventsError, ValueError):
     """A context change refused (the message names the pmap or field and why)."""
 
 
@@ -178,9 +183,7 @@ def direction(old: str | None, new: str) -> str:
 # --- set_context ----------------------------------------------------------------------------
 
 
-def _user(store, user: Any):
-    from crds_events.accounts import users
-
+def _user(store: EventReader, user: Any) -> users.User:
     if isinstance(user, users.User):
         return user
     if not user:
@@ -249,22 +252,16 @@ def _check_latest(rows: Mapping[str, dict], contents) -> None:
                            + more)
 
 
-def _pointer_rows(store, observatory: str) -> dict[str, dict]:
-    records = store.read_all(streams=[ev.context_stream(observatory)],
-                             types=CONTEXT_POINTERS.consumes)
-    return {key[1]: row for key, row in replay(CONTEXT_POINTERS, records).items()}
-
-
-def _current(store, observatory: str, kind: str, calver: str) -> str | None:
+def _current(store: EventReader, observatory: str, kind: str, calver: str) -> str | None:
     if kind == "build" and calver:
         history = context_history(store, kind="build", observatory=observatory)
         same = [row for row in history if row["calver"] == calver]
         return same[-1]["context"] if same else None
-    row = _pointer_rows(store, observatory).get(kind)
-    return row["context"] if row else None
+    return context_pointers(store, observatory).get(kind)
 
 
-def set_context(settings: Settings, store, kind: str, pmap: str, reason: str, user: Any,
+def set_context(settings: Settings, store: EventStore, kind: str, pmap: str, reason: str,
+                user: Any,
                 calver: str | None = None) -> ContextChange:
     """Point the ``kind`` context at ``pmap`` (see the module docstring for the checks).
 
@@ -273,9 +270,7 @@ def set_context(settings: Settings, store, kind: str, pmap: str, reason: str, us
     if kind not in KINDS:
         raise ContextError(f"kind {kind!r}: must be one of {', '.join(KINDS)}")
     who = _user(store, user)
-    from crds_events.accounts.users import can
-
-    if not can(who, "set_context"):
+    if not users.can(who, "set_context"):
         raise ContextPermissionError(
             f"user {who.name!r} ({'disabled' if who.disabled else who.role}) may not set "
             "contexts: operators and admins only"
@@ -325,31 +320,40 @@ def set_context(settings: Settings, store, kind: str, pmap: str, reason: str, us
 # --- reads ---------------------------------------------------------------------------------
 
 
-def _context_records(store, observatory: str | None):
+def _context_records(store: EventReader, observatory: str | None) -> list[RecordedEvent]:
     streams = [ev.context_stream(observatory)] if observatory else None
     return store.read_all(streams=streams, types=[ev.ContextSet.type])
 
 
-def get_pointers(store, observatory: str | None = None) -> dict[str, dict]:
-    """kind -> the pointer's row (context, previous, description, actor, set_at, position).
+def get_pointers(store: EventReader, observatory: str | None = None, *,
+                 as_of: int | None = None) -> dict[str, dict]:
+    """kind -> the pointer's row (by kind) now, or right after event ``as_of``: the
+    `CONTEXT_POINTERS` projection row (context, previous, description, actor, set_at,
+    position) plus the ``calver`` of the `ContextSet` that made it.
 
-    ``observatory``: None reads every context stream (a server has one observatory).
+    The one read of the context pointers: the CLI, the web pages, RPC, set-context and the
+    submission pipeline all ask here. It folds only each pointer's last two events, found
+    through the pointer index (`EventReader.pointer_events`), so it costs the same at any
+    position and any length of the log. ``observatory``: None reads every observatory's
+    (a server has one).
     """
-    result: dict[str, dict] = {}
-    for record in _context_records(store, observatory):
-        event = record.event
-        previous = result.get(event.kind, {}).get("context")
-        result[event.kind] = {
-            "observatory": event.observatory, "kind": event.kind, "context": event.context,
-            "previous": event.previous if event.previous is not None else previous,
-            "description": event.description, "calver": event.calver,
-            "actor": record.actor or "", "set_at": record.recorded_at,
-            "position": record.position,
-        }
-    return result
+    records = [r for r in store.pointer_events(as_of)
+               if observatory is None or r.event.observatory == observatory]
+    calver = {(r.event.observatory, r.event.kind): r.event.calver for r in records}
+    rows = replay(CONTEXT_POINTERS, records)
+    return {key[1]: {**row, "calver": calver[key]}
+            for key, row in sorted(rows.items(), key=lambda item: item[0][1])}
 
 
-def get_context(store, kind: str = "latest", observatory: str | None = None) -> str | None:
+def context_pointers(store: EventReader, observatory: str | None = None, *,
+                     as_of: int | None = None) -> dict[str, str]:
+    """kind -> the pmap the pointer names (now, or right after event ``as_of``)."""
+    return {kind: row["context"]
+            for kind, row in get_pointers(store, observatory, as_of=as_of).items()}
+
+
+def get_context(store: EventReader, kind: str = "latest",
+                observatory: str | None = None) -> str | None:
     """The pmap the ``kind`` pointer names now (None if never set)."""
     if kind == "operational":  # CRDS's older name for latest
         kind = "latest"
@@ -359,7 +363,7 @@ def get_context(store, kind: str = "latest", observatory: str | None = None) -> 
     return row["context"] if row else None
 
 
-def context_history(store, kind: str | None = None,
+def context_history(store: EventReader, kind: str | None = None,
                     observatory: str | None = None) -> list[dict]:
     """Every context change, oldest first: position, kind, context, previous, description,
     calver, actor, recorded_at, and direction (forward / regression / initial by serial)."""
@@ -404,7 +408,7 @@ def _recorded(record_time: str) -> datetime:
     return datetime.fromisoformat(record_time.replace("Z", "+00:00")).astimezone(UTC)
 
 
-def context_by_date(store, date: str | datetime, kind: str = "latest",
+def context_by_date(store: EventReader, date: str | datetime, kind: str = "latest",
                     observatory: str | None = None) -> str:
     """The pmap that was ``kind`` at ``date`` (what CRDS's get_context_by_date answers).
 
@@ -425,7 +429,7 @@ def _version_key(calver: str) -> tuple:
     return tuple(int(p) if p.isdigit() else p for p in re.split(r"[.+_-]", calver))
 
 
-def build_context(store, calver: str, observatory: str | None = None) -> str | None:
+def build_context(store: EventReader, calver: str, observatory: str | None = None) -> str | None:
     """The build context for calibration software version ``calver``, as CRDS resolves it:
     the one set for exactly that version, else for the closest earlier patch of the same
     major.minor, else ``latest``."""

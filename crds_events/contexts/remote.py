@@ -24,6 +24,8 @@ from crds_events import events as ev
 from crds_events.config import Settings
 from crds_events.contexts.contents import file_rows
 from crds_events.contexts.pointers import ContextError, check_pmap_name, get_pointers
+from crds_events.errors import CrdsEventsError
+from crds_events.store.interface import EventReader, EventStore
 
 __all__ = ["RemoteContextError", "KEY_PATTERN", "validate_key", "push_remote_context",
            "remote_contexts", "remote_context"]
@@ -32,7 +34,7 @@ __all__ = ["RemoteContextError", "KEY_PATTERN", "validate_key", "push_remote_con
 KEY_PATTERN = re.compile(r"^[A-Za-z0-9_.:@+-]{1,128}$")
 
 
-class RemoteContextError(ValueError):
+class RemoteContextError(CrdsEventsError, ValueError):
     """A push refused (the message names the key or context and why)."""
 
 
@@ -56,7 +58,7 @@ def _known_context(settings: Settings, rows: dict, context: object) -> str:
     return name
 
 
-def _pushes(store, observatory: str) -> dict[str, dict]:
+def _pushes(store: EventReader, observatory: str) -> dict[str, dict]:
     """key -> its last push (context, pushed_at, position)."""
     pushes: dict[str, dict] = {}
     for record in store.read_all(streams=[ev.context_stream(observatory)],
@@ -68,7 +70,7 @@ def _pushes(store, observatory: str) -> dict[str, dict]:
     return pushes
 
 
-def push_remote_context(settings: Settings, store, key: str, context: str,
+def push_remote_context(settings: Settings, store: EventStore, key: str, context: str,
                         user: Any = None) -> dict:
     """Record that ``key`` now holds ``context``; the key's row as `remote_context` shows
     it, with ``recorded`` False when the push repeated what was already known."""
@@ -90,7 +92,7 @@ def push_remote_context(settings: Settings, store, key: str, context: str,
     return {**row, "recorded": not repeated}
 
 
-def remote_contexts(store, observatory: str) -> list[dict]:
+def remote_contexts(store: EventReader, observatory: str) -> list[dict]:
     """Every key that ever pushed, by key: key, actual (last pushed), pushed_at, commanded
     (the latest pointer now), in_sync."""
     commanded_row = get_pointers(store, observatory).get("latest")
@@ -103,7 +105,7 @@ def remote_contexts(store, observatory: str) -> list[dict]:
     return rows
 
 
-def remote_context(store, key: str, observatory: str) -> dict | None:
+def remote_context(store: EventReader, key: str, observatory: str) -> dict | None:
     """One key's row of `remote_contexts` (None if it never pushed)."""
     for row in remote_contexts(store, observatory):
         if row["key"] == key:

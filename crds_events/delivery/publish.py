@@ -13,7 +13,7 @@ The protocol (CRDS's, with SDP's archive poller on the other side):
    atomically and LAST, with a permanent copy in ``settings.catalogs``; then
    `DeliveryCreated` (key ``delivery:<name>:created``).
 3. The archive renames ``.cat`` -> ``.cat_proc`` -> deleted (or ``.cat_err``);
-   `crds_events.watch.delivery` turns what is on disk into events.
+   `crds_events.delivery.reconcile` turns what is on disk into events.
 
 Crash safety of publish. The steps are: links; the manifest text into a hidden temporary
 ``.<name>.cat.tmp`` in the delivery directory (fsync'd); the permanent catalog copy
@@ -31,7 +31,6 @@ import contextlib
 import dataclasses
 import errno
 import hashlib
-import json
 import os
 import re
 import shutil
@@ -43,8 +42,10 @@ from typing import Any
 
 from crds_events import events as ev
 from crds_events.config import Settings
-from crds_events.store.eventlog import SQLiteEventStore
-from crds_events.store.filestore import FileStore, sha1_file
+from crds_events.errors import CrdsEventsError
+from crds_events.files.checksums import sha1_file
+from crds_events.store.filestore import FileStore, fsync_path
+from crds_events.store.interface import EventReader, EventStore, RecordedEvent, Transaction
 
 __all__ = [
     "DeliveryError",
@@ -78,7 +79,7 @@ _STATE_OF = {
 }
 
 
-class DeliveryError(RuntimeError):
+class DeliveryError(CrdsEventsError, RuntimeError):
     """A delivery that cannot be published (the message names the delivery and why)."""
 
 
@@ -103,18 +104,14 @@ def manifest_name_of(filename: str) -> tuple[str, str] | None:
 # --- 1. allocation -------------------------------------------------------------------------
 
 
-def _serials_in_log(tx_or_store: Any, observatory: str) -> int:
+def _serials_in_log(log: EventReader, observatory: str) -> int:
     """The highest serial any ``delivery:<obs>_<n>`` stream has (0 if none).
 
-    A range over the (stream, version) index: cheap however long the log is.
+    A range over the stream index: cheap however long the log is.
     """
     prefix = f"delivery:{observatory}_"
-    rows = tx_or_store.execute(
-        "SELECT DISTINCT stream FROM events WHERE stream >= ? AND stream < ?",
-        (prefix, prefix[:-1] + chr(ord("_") + 1)),
-    ).fetchall()
     best = 0
-    for (stream,) in rows:
+    for stream in log.streams_with_prefix(prefix):
         tail = stream[len(prefix):]
         if tail.isdigit():
             best = max(best, int(tail))
@@ -136,7 +133,7 @@ def _serials_on_disk(directory: Path | None, observatory: str) -> int:
 
 
 def allocate(
-    tx: Any,
+    tx: Transaction,
     settings: Settings,
     submission_id: str,
     files: Sequence[str],
@@ -146,15 +143,15 @@ def allocate(
 ) -> str:
     """The delivery name of ``submission_id``, allocating the next serial on first call.
 
-    Call inside a write transaction (``tx``: a `SQLiteTransaction`); the serial is taken
+    Call inside a write transaction (``tx``); the serial is taken
     under its write lock, so concurrent confirms get distinct serials. Idempotent per
     submission (key `requested_key`): a second call returns the first name.
     """
     observatory = observatory or settings.observatory
     key = requested_key(submission_id)
-    row = tx.execute("SELECT stream FROM events WHERE idempotency_key = ?", (key,)).fetchone()
-    if row is not None:
-        return row[0].split(":", 1)[1]
+    earlier = tx.find_key(key)
+    if earlier is not None:
+        return earlier.stream.split(":", 1)[1]
     if not files:
         raise DeliveryError(f"submission {submission_id}: nothing to deliver (no files)")
     serial = max(_serials_in_log(tx, observatory),
@@ -214,59 +211,45 @@ def _fold(info: DeliveryInfo, type_name: str, data: Mapping[str, Any], recorded_
         info.reason = data.get("reason", "")
 
 
-def delivery_states(store: Any, names: Iterable[str] | None = None) -> dict[str, DeliveryInfo]:
+def delivery_states(log: EventReader, names: Iterable[str] | None = None
+                    ) -> dict[str, DeliveryInfo]:
     """Every delivery (or only ``names``) folded from the log, by name.
 
     Reads the ``delivery:`` streams through the stream index, so the cost follows the
-    number of delivery events, not the length of the log. ``store``: a store or a
-    transaction (anything with ``execute``).
+    number of delivery events, not the length of the log. ``log``: a store or a
+    transaction.
     """
-    execute = store.execute if hasattr(store, "execute") else store.db.conn.execute
     if names is None:
-        rows = execute(
-            "SELECT stream, type, data, recorded_at, version FROM events "
-            "WHERE stream >= 'delivery:' AND stream < 'delivery;' ORDER BY position"
-        ).fetchall()
+        records = log.read_prefix("delivery:", types=_DELIVERY_TYPES)
     else:
-        rows = []
+        records = []
         for name in names:
-            rows += execute(
-                "SELECT stream, type, data, recorded_at, version FROM events "
-                "WHERE stream = ? ORDER BY version", (ev.delivery_stream(name),)
-            ).fetchall()
+            records += log.read_stream(ev.delivery_stream(name))
     result: dict[str, DeliveryInfo] = {}
-    for stream, type_name, data, recorded_at, version in rows:
-        if type_name not in _DELIVERY_TYPES:
+    for record in records:
+        if record.type not in _DELIVERY_TYPES:
             continue  # e.g. FileCataloged on the same stream
-        name = stream.split(":", 1)[1]
+        name = record.stream.split(":", 1)[1]
         info = result.get(name)
         if info is None:
             info = result[name] = DeliveryInfo(name)
-        _fold(info, type_name, json.loads(data), recorded_at, version)
+        _fold(info, record.type, record.data, record.recorded_at, record.version)
     return {name: info for name, info in result.items() if info.state}
 
 
-def list_deliveries(store: SQLiteEventStore) -> list[DeliveryInfo]:
+def list_deliveries(store: EventReader) -> list[DeliveryInfo]:
     """Every delivery, oldest first (by the time it was requested or created)."""
     infos = delivery_states(store)
     return sorted(infos.values(),
                   key=lambda i: (i.times.get("requested") or i.times.get("created", ""), i.name))
 
 
-def pending_deliveries(store: Any) -> list[str]:
+def pending_deliveries(store: EventReader) -> list[str]:
     """Names requested but not yet published (`DeliveryCreated` missing), oldest first."""
     return [name for name, info in delivery_states(store).items() if info.state == "requested"]
 
 
 # --- 2. publish ----------------------------------------------------------------------------
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def manifest_text(files: Iterable[str]) -> str:
@@ -334,7 +317,7 @@ class Paths:
                    for suffix in MANIFEST_SUFFIXES)
 
 
-def _problem(store: SQLiteEventStore, name: str, problem: str, missing: Sequence[str] = (),
+def _problem(store: EventStore, name: str, problem: str, missing: Sequence[str] = (),
              meta: Mapping[str, Any] | None = None) -> None:
     digest = hashlib.sha1(problem.encode()).hexdigest()[:12]
     store.record(ev.DeliveryProblemFound(delivery=name, problem=problem, missing=tuple(missing)),
@@ -344,26 +327,19 @@ def _problem(store: SQLiteEventStore, name: str, problem: str, missing: Sequence
 def _fsync_all(paths: Sequence[Path]) -> None:
     """fsync many files at once: in parallel, the file system commits them together
     (one at a time costs a journal commit each, ~4 ms here; 200 together take ~80 ms)."""
-    def sync(path: Path) -> None:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
     if len(paths) <= 1:
         for path in paths:
-            sync(path)
+            fsync_path(path)
         return
     with ThreadPoolExecutor(max_workers=min(16, len(paths)),
                             thread_name_prefix="crds-events-fsync") as pool:
-        list(pool.map(sync, paths))
+        list(pool.map(fsync_path, paths))
 
 
 @dataclasses.dataclass
 class _Plan:
     name: str
-    request: Any  # RecordedEvent of DeliveryRequested
+    request: RecordedEvent  # of DeliveryRequested
     sources: dict[str, Path]
     paths: Paths
     meta: dict[str, Any]
@@ -373,7 +349,7 @@ class _Plan:
         return self.request.event
 
 
-def _plan(settings: Settings, store: SQLiteEventStore, name: str
+def _plan(settings: Settings, store: EventStore, name: str
           ) -> _Plan | ev.DeliveryCreated | DeliveryError | None:
     records = store.read_stream(ev.delivery_stream(name))
     request = next((r for r in records if r.type == ev.DeliveryRequested.type), None)
@@ -401,7 +377,7 @@ def _plan(settings: Settings, store: SQLiteEventStore, name: str
     return _Plan(name, request, sources, Paths.of(settings, name), meta)
 
 
-def publish_many(settings: Settings, store: SQLiteEventStore, names: Sequence[str]
+def publish_many(settings: Settings, store: EventStore, names: Sequence[str]
                  ) -> dict[str, ev.DeliveryCreated | DeliveryError | None]:
     """Publish several deliveries with one fsync round per step and one transaction.
 
@@ -440,7 +416,7 @@ def publish_many(settings: Settings, store: SQLiteEventStore, names: Sequence[st
         plan.paths.temporary.write_text(manifest_text(plan.requested.files), encoding="utf-8")
     _fsync_all([p.paths.temporary for p in to_write])
     if to_write:
-        _fsync_dir(delivery_dir)
+        fsync_path(delivery_dir)
     catalog_temps = []
     for plan in to_write:
         temp = plan.paths.catalog.with_name(f".{plan.paths.catalog.name}.tmp")
@@ -450,11 +426,11 @@ def publish_many(settings: Settings, store: SQLiteEventStore, names: Sequence[st
     for plan, temp in zip(to_write, catalog_temps, strict=True):
         os.replace(temp, plan.paths.catalog)  # the permanent copy
     if to_write:
-        _fsync_dir(catalogs)
+        fsync_path(catalogs)
     for plan in to_write:
         os.replace(plan.paths.temporary, plan.paths.manifest)  # published
     if to_write:
-        _fsync_dir(delivery_dir)
+        fsync_path(delivery_dir)
     created_events = []
     with store.transaction() as tx:
         for plan in plans:
@@ -472,7 +448,7 @@ def publish_many(settings: Settings, store: SQLiteEventStore, names: Sequence[st
     return results
 
 
-def publish(settings: Settings, store: SQLiteEventStore, name: str) -> ev.DeliveryCreated | None:
+def publish(settings: Settings, store: EventStore, name: str) -> ev.DeliveryCreated | None:
     """Link the files of delivery ``name`` and write its ``.cat``; record `DeliveryCreated`.
 
     Returns the event (also when it was recorded before), or None when the delivery is not

@@ -30,13 +30,15 @@ fail the ``META.INSTRUMENT.NAME`` value check.
 
 Everything is deterministic for a given `GeneratorConfig` (seeded ``random.Random``, fixed
 dates, no timestamps in the files: astropy and asdf write the same bytes each time).
+
+The vocabulary drawn from is `crds_events.demo.vocabulary`; the reference files are
+written by `crds_events.demo.reference_files`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime
-import functools
 import itertools
 import json
 import random
@@ -44,100 +46,25 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
+import numpy as np
+
+from crds_events.demo.reference_files import write_reference
+from crds_events.demo.vocabulary import (
+    DATE_KEYS,
+    EXP_TYPE,
+    FIRST_USEAFTER,
+    FITS_KEYWORDS,
+    SUBARRAY,
+    RmapCase,
+    instruments_for,
+    types_for,
+)
 from crds_events.rules.canonical import rewrite_text
 from crds_events.rules.parse import parse_mapping
 
-__all__ = ["GeneratorConfig", "GeneratedContext", "RmapCase", "generate", "load_generated",
-           "write_reference", "build_cases",
-           "INSTRUMENT_VOCABULARY", "REFERENCE_TYPES"]
+__all__ = ["GeneratorConfig", "GeneratedContext", "build_cases", "generate", "load_generated"]
 
-OBSERVATORY = "jwst"
 CONFIG_NAME = "generator.json"  # the GeneratorConfig used, to rebuild the cases later
-DATE_KEYS = ("META.OBSERVATION.DATE", "META.OBSERVATION.TIME")
-EXP_TYPE = "META.EXPOSURE.TYPE"
-SUBARRAY = "META.SUBARRAY.NAME"
-FIRST_USEAFTER = "2021-12-01 00:00:00"  # before every dataset: each case has an answer
-
-# Data model path -> FITS keyword (what a FITS reference or dataset header carries).
-FITS_KEYWORDS = {
-    "META.INSTRUMENT.DETECTOR": "DETECTOR",
-    "META.INSTRUMENT.FILTER": "FILTER",
-    "META.INSTRUMENT.PUPIL": "PUPIL",
-    "META.INSTRUMENT.GRATING": "GRATING",
-    "META.INSTRUMENT.BAND": "BAND",
-    "META.INSTRUMENT.CHANNEL": "CHANNEL",
-    "META.EXPOSURE.READPATT": "READPATT",
-    "META.EXPOSURE.TYPE": "EXP_TYPE",
-    "META.SUBARRAY.NAME": "SUBARRAY",
-}
-
-# Each instrument's parameters and the values its exposures take (JWST's own names).
-INSTRUMENT_VOCABULARY: dict[str, dict[str, list[str]]] = {
-    "NIRCAM": {
-        "META.INSTRUMENT.DETECTOR": ["NRCA1", "NRCA2", "NRCA3", "NRCA4", "NRCALONG",
-                                     "NRCB1", "NRCB2", "NRCB3", "NRCB4", "NRCBLONG"],
-        "META.INSTRUMENT.FILTER": ["F070W", "F090W", "F115W", "F150W", "F200W", "F277W",
-                                   "F356W", "F444W"],
-        "META.INSTRUMENT.PUPIL": ["CLEAR", "F162M", "GRISMR", "MASKRND"],
-        "META.EXPOSURE.READPATT": ["RAPID", "BRIGHT2", "SHALLOW4", "MEDIUM8", "DEEP8"],
-        SUBARRAY: ["FULL", "SUB64P", "SUB160", "SUB400P", "GENERIC"],
-        EXP_TYPE: ["NRC_IMAGE", "NRC_WFSS", "NRC_CORON", "NRC_TSIMAGE"],
-    },
-    "MIRI": {
-        "META.INSTRUMENT.DETECTOR": ["MIRIMAGE", "MIRIFULONG", "MIRIFUSHORT"],
-        "META.INSTRUMENT.FILTER": ["F560W", "F770W", "F1000W", "F1130W", "F1280W", "F1500W",
-                                   "F1800W", "F2100W", "F2550W"],
-        "META.INSTRUMENT.BAND": ["SHORT", "MEDIUM", "LONG"],
-        "META.INSTRUMENT.CHANNEL": ["12", "34"],
-        "META.EXPOSURE.READPATT": ["FAST", "SLOW"],
-        SUBARRAY: ["FULL", "BRIGHTSKY", "SUB256", "SUB128", "GENERIC"],
-        EXP_TYPE: ["MIR_IMAGE", "MIR_MRS", "MIR_LRS-FIXEDSLIT", "MIR_CORONCAL"],
-    },
-    "NIRISS": {
-        "META.INSTRUMENT.DETECTOR": ["NIS"],
-        "META.INSTRUMENT.FILTER": ["CLEAR", "F090W", "F115W", "F140M", "F150W", "F158M",
-                                   "F200W", "F277W", "F380M", "F430M", "F480M"],
-        "META.INSTRUMENT.PUPIL": ["CLEARP", "F090W", "F115W", "F140M", "F150W", "F158M",
-                                  "F200W", "GR700XD", "NRM"],
-        "META.EXPOSURE.READPATT": ["NIS", "NISRAPID"],
-        SUBARRAY: ["FULL", "SUBSTRIP96", "SUBSTRIP256", "SUB80", "GENERIC"],
-        EXP_TYPE: ["NIS_IMAGE", "NIS_WFSS", "NIS_SOSS", "NIS_AMI"],
-    },
-    "NIRSPEC": {
-        "META.INSTRUMENT.DETECTOR": ["NRS1", "NRS2"],
-        "META.INSTRUMENT.FILTER": ["CLEAR", "F070LP", "F100LP", "F170LP", "F290LP"],
-        "META.INSTRUMENT.GRATING": ["PRISM", "G140M", "G235M", "G395M", "G140H", "G235H",
-                                    "G395H", "MIRROR"],
-        "META.EXPOSURE.READPATT": ["NRS", "NRSRAPID", "NRSIRS2RAPID"],
-        SUBARRAY: ["FULL", "SUBS200A1", "SUBS400A1", "SUB2048", "GENERIC"],
-        EXP_TYPE: ["NRS_FIXEDSLIT", "NRS_IFU", "NRS_MSASPEC", "NRS_BRIGHTOBJ"],
-    },
-    "FGS": {
-        "META.INSTRUMENT.DETECTOR": ["GUIDER1", "GUIDER2"],
-        "META.EXPOSURE.READPATT": ["FGS", "FGSRAPID", "FGS60"],
-        SUBARRAY: ["FULL", "SUB128CNTR", "SUB32CNTR", "SUB8CNTR", "GENERIC"],
-        EXP_TYPE: ["FGS_IMAGE", "FGS_FOCUS", "FGS_INTFLAT", "FGS_DARK"],
-    },
-}
-
-# (type, format, array layout): the twenty JWST types every instrument gets, then more.
-REFERENCE_TYPES: list[tuple[str, str, str]] = [
-    ("dark", "fits", "cube"), ("flat", "fits", "image"), ("distortion", "asdf", "tree"),
-    ("gain", "fits", "image"), ("readnoise", "fits", "image"), ("specwcs", "asdf", "tree"),
-    ("superbias", "fits", "image"), ("area", "fits", "image"),
-    ("filteroffset", "asdf", "tree"), ("mask", "fits", "dq"),
-    ("linearity", "fits", "coeffs"), ("saturation", "fits", "image"),
-    ("wavelengthrange", "asdf", "tree"), ("ipc", "fits", "kernel"),
-    ("photom", "fits", "table"), ("persat", "fits", "image"),
-    ("trapdensity", "fits", "image"), ("trappars", "fits", "table"),
-    ("drizpars", "fits", "table"), ("apcorr", "fits", "table"),
-    ("bkg", "fits", "image"), ("wfssbkg", "fits", "image"), ("psfmask", "fits", "image"),
-    ("pathloss", "fits", "table"), ("regions", "asdf", "tree"), ("camera", "asdf", "tree"),
-    ("collimator", "asdf", "tree"), ("disperser", "asdf", "tree"), ("fore", "asdf", "tree"),
-    ("fpa", "asdf", "tree"),
-]
-_SYNTHETIC_PARAMETERS = ["META.INSTRUMENT.DETECTOR", "META.INSTRUMENT.FILTER",
-                         "META.EXPOSURE.READPATT", SUBARRAY, EXP_TYPE]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,19 +86,6 @@ class GeneratorConfig:
         if self.references not in ("all", "none"):
             raise ValueError(f"references: 'all' or 'none' (got {self.references!r})")
 
-
-@dataclasses.dataclass(frozen=True)
-class RmapCase:
-    """One reference of a generated rmap: the Match values (as written) and its date."""
-
-    instrument: str
-    filekind: str
-    parameters: tuple[str, ...]
-    values: tuple[str, ...]  # may hold 'A|B' alternatives and 'N/A'
-    useafter: str  # 'YYYY-MM-DD HH:MM:SS'
-    reference: str
-    fmt: str
-    layout: str
 
 
 @dataclasses.dataclass
@@ -199,30 +113,6 @@ class GeneratedContext:
         return (f"{self.pmap}: {len(self.mappings)} mappings, {len(self.cases)} references, "
                 f"{self.datasets} datasets in {self.out} ({self.seconds:.1f} s)")
 
-
-# -- vocabulary ---------------------------------------------------------------------------
-
-def instruments_for(count: int) -> dict[str, dict[str, list[str]]]:
-    """JWST's five instruments, then synthetic ones (``INSTR06``...) with made-up values."""
-    chosen = dict(list(INSTRUMENT_VOCABULARY.items())[:count])
-    for number in range(len(chosen) + 1, count + 1):
-        name = f"INSTR{number:02d}"
-        prefix = f"I{number:02d}"
-        chosen[name] = {
-            "META.INSTRUMENT.DETECTOR": [f"{prefix}DET{i}" for i in range(1, 5)],
-            "META.INSTRUMENT.FILTER": [f"F{100 + 50 * i}W" for i in range(8)],
-            "META.EXPOSURE.READPATT": ["FAST", "SLOW", "MEDIUM"],
-            SUBARRAY: ["FULL", "SUB64", "SUB256", "GENERIC"],
-            EXP_TYPE: [f"{prefix}_IMAGE", f"{prefix}_SPEC", f"{prefix}_DARK"],
-        }
-    return chosen
-
-
-def types_for(count: int) -> list[tuple[str, str, str]]:
-    chosen = REFERENCE_TYPES[:count]
-    for number in range(len(chosen) + 1, count + 1):
-        chosen.append((f"type{number:03d}", "fits", "image"))
-    return chosen
 
 
 # -- rules ----------------------------------------------------------------------------------
@@ -392,133 +282,12 @@ def _write_mapping(directory: Path, name: str, text: str) -> None:
     (directory / name).write_text(rewrite_text(parsed), encoding="utf-8")
 
 
-# -- references -----------------------------------------------------------------------------
-
-def _header_values(case: RmapCase) -> dict[str, str]:
-    """The reference's matching keywords: the first alternative of ``A|B``; N/A stays N/A."""
-    values = {}
-    for parameter, value in zip(case.parameters, case.values, strict=True):
-        values[parameter] = value.split("|")[0]
-    return values
-
-
-def write_reference(case: RmapCase, path: Path, *, seed: int = 0,
-                    description: str | None = None) -> Path:
-    """Write the reference `case` names as a small real FITS or ASDF file at `path`.
-
-    Distinct `seed` values give distinct bytes (the demo submits a new one this way)."""
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    useafter = case.useafter.replace(" ", "T")
-    meta = {
-        "META.TELESCOPE": "JWST", "META.INSTRUMENT.NAME": case.instrument,
-        "META.REFTYPE": case.filekind.upper(), "META.USEAFTER": useafter,
-        "META.PEDIGREE": "GROUND", "META.AUTHOR": "crds-events generate",
-        "META.DESCRIPTION": description or f"{case.instrument} {case.filekind} {case.reference}",
-        **_header_values(case),
-    }
-    meta["META.DESCRIPTION"] += f" (seed {seed})" if seed else ""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if case.fmt == "asdf":
-        _write_asdf(path, meta, rng)
-    else:
-        _write_fits(path, meta, case, rng)
-    return path
-
-
-def _write_asdf(path: Path, meta: dict[str, str], rng) -> None:
-    """ASDF text from a cached template (asdf's writer costs ~50 ms a file): the values are
-    quoted placeholders in the template, and the small array is stored inline (no binary
-    blocks whose offsets a substitution could shift)."""
-    template = _asdf_template(tuple(meta))
-    values = list(meta.values()) + [repr(float(x)) for x in rng.random(4).astype("float32")]
-    text = template
-    for number, value in enumerate(values):
-        text = text.replace(f"'@@{number}@@'", "'" + value.replace("'", "''") + "'" if
-                            number < len(meta) else value)
-    path.write_text(text, encoding="utf-8")
-
-
-@functools.lru_cache(maxsize=256)
-def _asdf_template(keys: tuple[str, ...]) -> str:
-    import io
-
-    import asdf
-
-    tree: dict = {}
-    for number, key in enumerate(keys):
-        node = tree
-        parts = key.lower().split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = f"@@{number}@@"
-    tree["coefficients"] = [f"@@{len(keys) + i}@@" for i in range(4)]
-    buffer = io.BytesIO()
-    asdf.AsdfFile(tree).write_to(buffer)
-    return buffer.getvalue().decode("utf-8")
-
-
-_FITS_META = {"META.TELESCOPE": "TELESCOP", "META.INSTRUMENT.NAME": "INSTRUME",
-              "META.REFTYPE": "REFTYPE", "META.USEAFTER": "USEAFTER",
-              "META.PEDIGREE": "PEDIGREE", "META.AUTHOR": "AUTHOR",
-              "META.DESCRIPTION": "DESCRIP"}
-
-
-def _write_fits(path: Path, meta: dict[str, str], case: RmapCase, rng) -> None:
-    """Primary header from cards + a cached extension: ~50x faster than HDUList.writeto."""
-    from astropy.io import fits
-
-    cards = [fits.Card("SIMPLE", True, "conforms to FITS standard"), fits.Card("BITPIX", 8),
-             fits.Card("NAXIS", 0), fits.Card("EXTEND", True)]
-    for key, value in meta.items():
-        keyword = _FITS_META.get(key) or FITS_KEYWORDS.get(key)
-        if keyword:
-            cards.append(fits.Card(keyword, value))
-    text = "".join(card.image for card in cards) + "END".ljust(80)
-    text += " " * (-len(text) % 2880)
-    shape = "miri" if case.instrument == "MIRI" else ""
-    path.write_bytes(text.encode("ascii") + _extension_bytes(case.layout, case.filekind, shape))
-
-
-@functools.lru_cache(maxsize=256)
-def _extension_bytes(layout: str, filekind: str, variant: str) -> bytes:
-    """The bytes of the data extension a reference of `layout` carries (one per type)."""
-    import io
-
-    import numpy as np
-    from astropy.io import fits
-
-    rng = np.random.default_rng(len(filekind) * 31 + len(layout))
-    if layout == "cube":
-        shape = (1, 2, 4, 4) if variant == "miri" else (2, 4, 4)
-        hdu = fits.ImageHDU(rng.random(shape, dtype=np.float32), name="SCI")
-    elif layout == "kernel":
-        hdu = fits.ImageHDU(rng.random((3, 3), dtype=np.float32), name="SCI")
-    elif layout == "dq":
-        hdu = fits.ImageHDU(rng.integers(0, 4, (4, 4), dtype=np.int32), name="DQ")
-    elif layout == "coeffs":
-        hdu = fits.ImageHDU(rng.random((3, 4, 4), dtype=np.float32), name="COEFFS")
-    elif layout == "table":
-        columns = [fits.Column("NAME", "8A", array=np.array(["A", "B", "C"])),
-                   fits.Column("VALUE", "E", array=rng.random(3, dtype=np.float32))]
-        name = "PHOTOM" if filekind == "photom" else filekind.upper()
-        hdu = fits.BinTableHDU.from_columns(columns, name=name)
-    else:
-        hdu = fits.ImageHDU(rng.random((4, 4), dtype=np.float32), name="SCI")
-    buffer = io.BytesIO()
-    fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(buffer)
-    return buffer.getvalue()[2880:]  # the minimal primary header is one block
-
-
 # -- datasets -------------------------------------------------------------------------------
 
 def iter_dataset_lines(vocabulary: dict[str, dict[str, list[str]]], count: int,
                        seed: int) -> Iterator[str]:
     """`count` synthetic exposures (JSON lines) spread over the instruments, dated
     2022-07 .. 2026-06. Vectorised with numpy: 100,000 lines take well under a second."""
-    import numpy as np
-
     rng = np.random.default_rng(seed * 7919 + 17)
     names = list(vocabulary)
     seconds = rng.integers(0, 4 * 365 * 86400, count)

@@ -3,10 +3,9 @@
 1. **Set up** a root (``./var/demo``): configuration, users (``jane`` of the NIRCam team,
    ``olivia`` the CRDS operator, password ``demo``), a generated JWST-like context
    (`crds_events.demo.generate`) imported as archived history, and its dataset catalog.
-2. **Serve**: `crds_events.server.core.build_server` (handlers, e-mail, submissions, delivery,
-   reprocessing, web, scheduler: whatever the composition root wires; parts it does not
-   wire yet are added here) and the archive poller simulator (``ops/archive_poller.py``)
-   on the delivery directory.
+2. **Serve**: `crds_events.server.core.build_server` (the server ``crds-events serve`` runs:
+   handlers, e-mail, submissions, delivery, reprocessing, web, scheduler) and the archive
+   poller simulator (``ops/archive_poller.py``) on the delivery directory.
 3. **Drive one lifecycle through the real interfaces**, printing each step as the log
    records it: a drop-directory submission -> READY -> confirm -> the ``.cat`` manifest ->
    ``.cat_proc`` -> archived -> set ``latest`` -> affected datasets computed (held) ->
@@ -39,8 +38,10 @@ from typing import Any
 from rich.console import Console
 
 from crds_events import events as ev
-from crds_events.config import Settings, init_root, load_settings
+from crds_events.config import Settings, load_settings
+from crds_events.errors import CrdsEventsError
 from crds_events.server.core import build_server
+from crds_events.store.root import init_root
 
 __all__ = ["DemoOptions", "run_demo", "DemoError"]
 
@@ -69,7 +70,7 @@ devs = ["crds-devs@demo.invalid"]
 """
 
 
-class DemoError(RuntimeError):
+class DemoError(CrdsEventsError, RuntimeError):
     """A demo step did not happen (the message says which and what was seen)."""
 
 
@@ -252,7 +253,8 @@ class Script:
     def _new_reference(self, directory: Path) -> tuple[Path, str, str]:
         """A new NIRCam flat for an existing case of the generated rules, dated after the
         previous run's so each run makes a forward change that affects datasets."""
-        from crds_events.demo.generate import load_generated, write_reference
+        from crds_events.demo.generate import load_generated
+        from crds_events.demo.reference_files import write_reference
 
         generated = load_generated(self.settings.root / "generated")
         case = next(c for c in generated.cases
@@ -271,7 +273,7 @@ class Script:
         from crds_events.contexts.pointers import get_context, set_context
         from crds_events.delivery import publish as deliveries
         from crds_events.submissions import review
-        from crds_events.watch.ingest import drop_submission
+        from crds_events.submissions.dropbox import drop_submission
 
         store = self.server.store
         follow = self.follow
@@ -420,7 +422,7 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> int:
             raise DemoError(f"cannot start the server on {options.host}:{port}: {exc} "
                             "(another demo running? use --port 0 for any free port)") from None
         poller.start()
-        names = ", ".join(c.name for c in server._components)
+        names = ", ".join(server.component_names())
         say(f"serving {settings.observatory} from {settings.root} at {url} ({names}); "
             f"archive poller on {settings.delivery}")
         if options.script:

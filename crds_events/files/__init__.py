@@ -1,4 +1,6 @@
-"""files"""
+"""Reference files: FITS/ASDF/JSON/YAML headers, checksums, reference types, unique names
+and differences. Every failure to read one is a `ReferenceFileError`.
+"""
 
 from crds_events.files.checksums import (
     add_checksum,

@@ -1,4 +1,5 @@
-"""FITS CHECKSUM/DATASUM: add, remove, verify (astropy does the arithmetic).
+"""Checksums of files: the sha1 of a file's bytes (what CRDS catalogs and compares), and
+FITS CHECKSUM/DATASUM: add, remove, verify (astropy does the arithmetic).
 
 Rewrites go to a temporary file in the same directory and replace the original atomically,
 so a crash never leaves a half-written reference.
@@ -6,12 +7,26 @@ so a crash never leaves a half-written reference.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import tempfile
 import warnings
 
 from crds_events.files.errors import ReferenceFileError
+
+_CHUNK = 1 << 20  # bytes hashed at a time: constant memory for multi-GB references
+
+
+def sha1_file(path: str | os.PathLike) -> tuple[str, int]:
+    """``(sha1 hex, size)`` of a file's bytes, read in chunks."""
+    digest = hashlib.sha1()
+    size = 0
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
 
 
 def has_checksum(path: str | os.PathLike) -> bool:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 
+from crds_events.errors import CrdsEventsError
 
-class ReferenceFileError(Exception):
+
+class ReferenceFileError(CrdsEventsError):
     """A reference file could not be read or processed.
 
     Carries the file, the keyword (when one is at fault) and the reason, so callers can show

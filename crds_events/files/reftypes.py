@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from crds_events.files.errors import ReferenceFileError
+from crds_events.files.headers import read_header
 
 #: The 9th character of a CDBS rootname names the instrument.
 HST_ID_CHARS = {"j": "acs", "o": "stis", "n": "nicmos", "u": "wfpc2", "i": "wfc3", "l": "cos",
@@ -87,8 +88,6 @@ def reference_type(path: str | os.PathLike, header: dict[str, Any] | None = None
         if found:
             return found
     if header is None:
-        from crds_events.files.headers import read_header
-
         header = read_header(path)
     return _type_from_header(path, header, obs)
 

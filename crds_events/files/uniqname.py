@@ -25,6 +25,7 @@ import datetime
 import os
 from dataclasses import dataclass
 
+from crds_events.files.checksums import has_checksum, verify_checksum
 from crds_events.files.errors import ReferenceFileError
 from crds_events.files.reftypes import INSTRUMENT_ID_CHAR, reference_type
 
@@ -105,8 +106,6 @@ def rename_reference(
     Raises ReferenceFileError naming the file and the reason.
     """
     from astropy.io import fits
-
-    from crds_events.files.checksums import has_checksum, verify_checksum
 
     path = os.fspath(path)
     now = now or datetime.datetime.now(datetime.UTC).replace(tzinfo=None)

@@ -12,79 +12,51 @@
   before the handler's transaction committed).
 * `crds_events.watch.delivery.DeliveryWatcher` turns the archive's renames into events.
 
-`register(server)` wires all three into a `Server`.
+The server's ``delivery`` part (`crds_events.server.parts`) runs all three, the worker
+telling the watcher about each delivery it creates.
 """
 
 from __future__ import annotations
 
 import logging
 import queue
-import threading
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 from crds_events import events as ev
 from crds_events.config import Settings
 from crds_events.delivery.publish import DeliveryError, allocate, pending_deliveries, publish_many
-from crds_events.handlers import Handler
-from crds_events.store.eventlog import SQLiteEventStore, SQLiteTransaction
-from crds_events.store.interface import RecordedEvent, caused_by
-from crds_events.watch.delivery import DeliveryWatcher, ReconcileReport
+from crds_events.handlers.worker import STOP, QueueWorker
+from crds_events.store.eventlog import SQLiteEventStore
+from crds_events.store.handler import Handler
+from crds_events.store.interface import RecordedEvent, Transaction, caused_by
 
-if TYPE_CHECKING:
-    from collections.abc import Callable
-
-    from crds_events.server.core import Server
-
-__all__ = ["RECONCILE_JOB", "DeliveryRequestHandler", "DeliveryService", "DeliveryWorker",
-           "register", "schedule_reconcile"]
+__all__ = ["DeliveryRequestHandler", "DeliveryWorker"]
 
 log = logging.getLogger(__name__)
 
-_STOP = object()
-RECONCILE_JOB = "delivery-reconcile"
 BATCH = 200  # deliveries published per fsync round and transaction
 
 
-class DeliveryWorker:
+class DeliveryWorker(QueueWorker):
     """Publishes deliveries off a queue in one background thread."""
+
+    thread_name = "crds-events-delivery-worker"
+    stop_timeout = 120.0
 
     def __init__(self, settings: Settings, *, store: SQLiteEventStore | None = None,
                  resume_interval: float | None = 30.0,
                  on_created: Callable[[str], None] | None = None):
+        super().__init__(settings.db_path, store=store)
         self.settings = settings
         self.resume_interval = resume_interval or None
         self.on_created = on_created
-        self._store = store
-        self._own_store = store is None
-        self._queue: queue.Queue = queue.Queue()
-        self._thread: threading.Thread | None = None
         self.failures: dict[str, str] = {}  # delivery -> last error (for tests and the CLI)
-
-    @property
-    def store(self) -> SQLiteEventStore:
-        if self._store is None:
-            self._store = SQLiteEventStore(self.settings.db_path)
-        return self._store
-
-    def start(self) -> None:
-        self.store  # noqa: B018 - open the connection on this thread, before the worker
-        self._thread = threading.Thread(target=self._run, name="crds-events-delivery-worker")
-        self._thread.start()
-
-    def stop(self) -> None:
-        if self._thread is not None:
-            self._queue.put(_STOP)
-            self._thread.join(120)
-            self._thread = None
-        if self._own_store and self._store is not None:
-            self._store.close()
-            self._store = None
 
     def enqueue(self, name: str, position: int = 0) -> None:
         """Publish ``name`` soon; ``position``: the log position its request is at (the
         worker waits until it is committed: the handler enqueues inside its transaction)."""
-        self._queue.put((name, position))
+        self.put((name, position))
 
     def publish(self, names: list[str]) -> dict[str, ev.DeliveryCreated | DeliveryError | None]:
         """Publish deliveries now (idempotent); see `crds_events.delivery.publish.publish_many`."""
@@ -99,7 +71,7 @@ class DeliveryWorker:
                     self.on_created(name)
         return results
 
-    def _run(self) -> None:
+    def run(self) -> None:
         next_resume = time.monotonic()  # resume at start-up
         retry: dict[str, int] = {}  # not yet visible in the log: look again a few times
         while True:
@@ -123,7 +95,7 @@ class DeliveryWorker:
             while True:
                 # A burst becomes one batch: one fsync round, one transaction.
                 while item is not None and len(batch) < BATCH:
-                    if item is _STOP:
+                    if item is STOP:
                         return
                     batch[item[0]] = max(batch.get(item[0], 0), item[1])
                     try:
@@ -168,7 +140,7 @@ class DeliveryRequestHandler(Handler):
         self.settings = settings
         self.worker = worker
 
-    def handle(self, tx: SQLiteTransaction, record: RecordedEvent) -> None:
+    def handle(self, tx: Transaction, record: RecordedEvent) -> None:
         event = record.event
         if not event.files:
             return
@@ -177,54 +149,3 @@ class DeliveryRequestHandler(Handler):
         if self.worker is not None:
             self.worker.enqueue(name, tx.head())
 
-
-class DeliveryService:
-    """The delivery parts of a server: the worker, the watcher, and `reconcile` (the job the
-    scheduler runs)."""
-
-    def __init__(self, worker: DeliveryWorker, watcher: DeliveryWatcher):
-        self.worker = worker
-        self.watcher = watcher
-
-    def reconcile(self) -> ReconcileReport:
-        """A full reconciliation of the delivery directory against the log."""
-        return self.watcher.reconcile()
-
-
-def register(server: Server, *, scan_interval: float | None = 60.0,
-             resume_interval: float | None = 30.0) -> DeliveryService:
-    """Wire delivery into ``server`` (before it starts): the request handler joins the
-    runner; the publishing worker and the delivery-directory watcher become components.
-
-    ``scan_interval``: seconds between full reconciliations run by the watcher itself
-    (None: leave them to the scheduler, which calls ``service.reconcile``).
-    Also sets ``server.delivery`` to the returned `DeliveryService`.
-    """
-    if server.runner.running:
-        raise RuntimeError("register delivery before the server starts")
-    settings = server.settings
-    watcher = DeliveryWatcher(settings, scan_interval=scan_interval)
-    worker = DeliveryWorker(settings, resume_interval=resume_interval,
-                            on_created=watcher.enqueue)
-    if DeliveryRequestHandler.name not in {h.name for h in server.runner.handlers}:
-        server.runner.handlers.append(DeliveryRequestHandler(settings, worker))
-    # The watcher starts first: a .cat published by the worker is then always watched.
-    server.add_component("delivery-watcher", watcher.start, watcher.stop)
-    server.add_component("delivery-worker", worker.start, worker.stop)
-    service = DeliveryService(worker, watcher)
-    server.delivery = service  # type: ignore[attr-defined]
-    return service
-
-
-def schedule_reconcile(server: Server, seconds: float = 60.0) -> None:
-    """Hand the periodic full reconciliation to the server's scheduler
-    (`crds_events.server.scheduler`, registered before this call): the job ``delivery-reconcile``
-    runs `DeliveryService.reconcile` every ``seconds``, and the watcher's own timer is
-    switched off (it keeps its start-up scan)."""
-    from crds_events.server.scheduler import scheduler_of
-
-    service: DeliveryService | None = getattr(server, "delivery", None)
-    if service is None:
-        raise RuntimeError("register delivery (crds_events.handlers.delivery.register) first")
-    service.watcher.scan_interval = None
-    scheduler_of(server).add_job(RECONCILE_JOB, service.reconcile, seconds)

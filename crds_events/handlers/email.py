@@ -1,144 +1,71 @@
-"""E-mail from events: the composer handler, and `register` to wire mail into a server.
+"""E-mail from events: the composer handler, which turns events into queued e-mail.
 
 The flow, and why it is crash-safe::
 
     SubmissionReady (pos 17)  --EmailComposer (in the runner's write transaction)-->
         EmailQueued(email_id="17-ready", message_id="<crds-events.17.ready@hst.localhost>")
         [idempotency key "email-queued:17:ready": a replay never queues twice]
-    OutboxWorker (crds_events.mail.outbox; own thread, OUTSIDE any write transaction):
+    OutboxWorker (crds_events.handlers.outbox; own thread, OUTSIDE any write transaction):
         send via SMTP or maildir, then append
         EmailSent            [key "email-sent:17-ready"]
         EmailFailed(retry)   [key "email-failed:17-ready:<attempt>", retry_at = back-off]
         EmailFailed(final)   [5xx, or gave up after max_attempts]
 
-Composition reads only events: the composer keeps a few facts it needs later (who started a
-submission and their e-mail, the manifest's other e-mails, certify summaries per file,
-users' addresses, affected-dataset counts) in its own table ``mail_facts``, updated in the
-same transaction as its checkpoint. Bodies are short (summaries, certify error lines, a link
-to the web page) and travel in the `EmailQueued` event itself.
+What each e-mail says is `crds_events.mail.compose` (pure). The composer keeps the facts
+composition needs later (who started a submission and their e-mail, the manifest's other
+e-mails, certify summaries per file, users' addresses, affected-dataset counts) in its own
+table ``mail_facts`` (`TableFacts`), updated in the same transaction as its checkpoint.
+Bodies travel in the `EmailQueued` event itself.
 
 History is not mailed: when the composer first runs on a log that already has events (mail
 enabled on an existing server, or a root seeded by ``import-cache``), it folds their facts
 but queues e-mail only for events after that point (``mail_history=True`` mails them too).
 
-The outbox itself (the ``emails`` table, `Outbox`, `OutboxWorker`, `retry_due`) lives in
-`crds_events.mail.outbox` and is re-exported here.
+The outbox (`crds_events.mail.outbox`) sends; the server's ``mail`` part
+(`crds_events.server.parts`) runs the composer and the outbox worker.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import logging
-import re
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable
 
 from crds_events import events as ev
 from crds_events.config import Settings
-from crds_events.handlers import Handler
-from crds_events.mail.outbox import (
-    EMAILS,
-    Outbox,
-    OutboxWorker,
-    PendingEmail,
-    Transport,
-    retry_due,
-    transport_for,
+from crds_events.mail.compose import (
+    DEFAULT_BASE_URL,
+    FACT_EVENT_TYPES,
+    MAILED_EVENT_TYPES,
+    ComposeOptions,
+    Facts,
+    compose,
+    learn,
+    message_domain,
+    message_id_for,
+    slug,
 )
-from crds_events.store.eventlog import SQLiteTransaction
-from crds_events.store.interface import NO_STREAM, RecordedEvent, caused_by
-from crds_events.store.projections import TableProjection
+from crds_events.store.handler import Handler
+from crds_events.store.interface import NO_STREAM, RecordedEvent, Transaction, caused_by
 
-if TYPE_CHECKING:
-    from crds_events.server.core import Server
-
-__all__ = [
-    "DEFAULT_BASE_URL",
-    "EMAILS",
-    "ComposeOptions",
-    "Composed",
-    "EmailComposer",
-    "Facts",
-    "Outbox",
-    "OutboxWorker",
-    "PendingEmail",
-    "compose",
-    "message_id_for",
-    "register",
-    "retry_due",
-]
+__all__ = ["DEFAULT_BASE_URL", "EmailComposer", "TableFacts"]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BASE_URL = "http://127.0.0.1:8000"
-MAX_BODY_CHARS = 20_000  # a summary and a link; whole reports live on the web page
-MAX_SUMMARY_LINES = 12  # certify summary lines quoted per file
 
-# --- composition -----------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class Composed:
-    """One e-mail about to be queued (what `compose` returns)."""
-
-    kind: str
-    subject: str
-    body: str
-    to: tuple[str, ...]
-    cc: tuple[str, ...] = ()
-    about: str = ""
-
-
-_SUBMISSION_KINDS: dict[type[ev.Event], str] = {
-    ev.SubmissionStarted: "STARTED",
-    ev.SubmissionReady: "READY",
-    ev.SubmissionRejected: "BAD FILES",
-    ev.SubmissionFailed: "FAIL",
-    ev.SubmissionConfirmed: "CONFIRMED",
-    ev.SubmissionForced: "FORCED",
-    ev.SubmissionCancelled: "CANCELLED",
-}
-_OTHER_KINDS: dict[type[ev.Event], str] = {
-    ev.ContextSet: "SET CONTEXT",
-    ev.DeliveryFailed: "DELIVERY FAILED",
-    ev.ReprocessingReleased: "AFFECTED DATASETS",
-    ev.ReprocessingOverdue: "REPROCESSING OVERDUE",
-}
-# Events that only feed the facts table.
-_FACT_EVENTS = (ev.FileCertified, ev.UserAdded, ev.UserDisabled, ev.DeliveryCreated,
-                ev.AffectedDatasetsComputed)
-MAILED_EVENT_TYPES = frozenset(cls.type for cls in (*_SUBMISSION_KINDS, *_OTHER_KINDS))
-DEFAULT_CONTEXT_KINDS = frozenset({"latest", "operational", "versions", "build"})
-
-
-def _slug(kind: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", kind.lower()).strip("-")
-
-
-def _unique(addresses: Iterable[str], exclude: Iterable[str] = ()) -> tuple[str, ...]:
-    seen = {a.lower() for a in exclude}
-    result = []
-    for address in addresses:
-        address = address.strip()
-        if address and address.lower() not in seen:
-            seen.add(address.lower())
-            result.append(address)
-    return tuple(result)
-
-
-class Facts:
-    """The composer's memory (table ``mail_facts``: key -> JSON), read and written in the
-    runner's transaction. Plain dicts in, plain dicts out."""
+class TableFacts(Facts):
+    """The composer's facts in the table ``mail_facts`` (key -> JSON), read and written in
+    the runner's transaction."""
 
     TABLE = "mail_facts"
 
-    def __init__(self, tx: SQLiteTransaction):
+    def __init__(self, tx: Transaction):
         self._tx = tx
 
     def get(self, key: str) -> dict:
-        row = self._tx.execute(f"SELECT value FROM {self.TABLE} WHERE key = ?", (key,)).fetchone()
+        row = self._tx.execute(f"SELECT value FROM {self.TABLE} WHERE key = ?",
+                               (key,)).fetchone()
         return json.loads(row[0]) if row else {}
 
     def put(self, key: str, value: dict) -> None:
@@ -148,368 +75,33 @@ class Facts:
             (key, json.dumps(value, sort_keys=True)),
         )
 
-    def email_of(self, name: str | None) -> str:
-        """The address for a username or an address ('' when unknown or disabled)."""
-        if not name:
-            return ""
-        if "@" in name:
-            return name
-        user = self.get(f"user:{name}")
-        return "" if user.get("disabled") else user.get("email", "")
-
-
-def learn(facts: Facts, record: RecordedEvent) -> None:
-    """Update the facts with what ``record`` tells for later e-mails (idempotent)."""
-    event = record.event
-    if isinstance(event, ev.UserAdded):
-        facts.put(f"user:{event.username}", {"email": event.email, "disabled": False})
-    elif isinstance(event, ev.UserDisabled):
-        user = facts.get(f"user:{event.username}")
-        facts.put(f"user:{event.username}", {**user, "disabled": True})
-    elif isinstance(event, ev.SubmissionStarted):
-        facts.put(f"submission:{event.submission_id}", {
-            "observatory": event.observatory, "instrument": event.instrument,
-            "deliverer": event.deliverer, "description": event.description,
-            "change_level": event.change_level, "uploaded": list(event.files),
-            # the ingest directory's owner; older events only had the actor
-            "submitter": event.user or record.actor or "",
-            "other_emails": list(event.other_emails), "kind": event.kind,
-            "certified": {},
-        })
-    elif isinstance(event, ev.FileCertified):
-        key = f"submission:{event.submission_id}"
-        submission = facts.get(key)
-        certified = dict(submission.get("certified", {}))
-        certified[event.name] = {"original": event.original_name, "status": event.status,
-                                 "summary": event.summary}
-        facts.put(key, {**submission, "certified": certified})
-    elif isinstance(event, ev.DeliveryCreated):
-        facts.put(f"delivery:{event.delivery}", {
-            "submission_id": event.submission_id, "files": list(event.files),
-            "catalog": event.catalog, "observatory": event.observatory,
-        })
-    elif isinstance(event, ev.AffectedDatasetsComputed):
-        facts.put(f"affected:{event.observatory}:{event.new_context}", {
-            "old_context": event.old_context, "count": event.count, "digest": event.digest,
-            "by_instrument": dict(event.by_instrument),
-            # reprocessing's additions: the id list (text artifact) and the error summary
-            "ids_digest": event.ids_digest, "errors": dict(event.errors),
-            "candidates": event.candidates,
-        })
-
-
-def _indent(text: str, prefix: str = "      ", limit: int = MAX_SUMMARY_LINES) -> list[str]:
-    lines = [line.rstrip() for line in str(text).splitlines() if line.strip()]
-    shown = [prefix + line for line in lines[:limit]]
-    if len(lines) > limit:
-        shown.append(f"{prefix}... ({len(lines) - limit} more lines on the result page)")
-    return shown
-
-
-def _certify_lines(certified: dict, only: Iterable[str] | None = None) -> list[str]:
-    names = list(only) if only is not None else sorted(certified)
-    lines = []
-    for name in names:
-        info = certified.get(name)
-        if info is None:
-            lines.append(f"  {name}")
-            continue
-        original = info.get("original") or ""
-        label = f"{name} ({original})" if original and original != name else name
-        lines.append(f"  {label}: {str(info.get('status', '')).upper()}")
-        lines.extend(_indent(info.get("summary", "")))
-    return lines
-
-
-def _file_list(title: str, names: Sequence[str]) -> list[str]:
-    if not names:
-        return []
-    return ["", f"{title}:", *(f"  {name}" for name in names)]
-
-
-def _finish(lines: list[str], link: str) -> str:
-    body = "\n".join(lines).rstrip() + "\n"
-    if len(body) > MAX_BODY_CHARS:
-        cut = body[:MAX_BODY_CHARS].rsplit("\n", 1)[0]
-        body = f"{cut}\n... (truncated; the whole result is at {link})\n"
-    return body
-
-
-@dataclasses.dataclass(frozen=True)
-class ComposeOptions:
-    """What composition needs besides the event: recipients lists, the web address, which
-    context pointers are announced."""
-
-    observatory: str = "hst"
-    base_url: str = DEFAULT_BASE_URL
-    redcat: tuple[str, ...] = ()
-    devs: tuple[str, ...] = ()
-    dpas: tuple[str, ...] = ()
-    context_kinds: frozenset[str] = DEFAULT_CONTEXT_KINDS
-    root: str = ""  # the server root: affected-dataset ids are read from its artifacts
-
-    @classmethod
-    def from_settings(cls, settings: Settings, *, base_url: str | None = None,
-                      context_kinds: Iterable[str] | None = None) -> ComposeOptions:
-        return cls(
-            observatory=settings.observatory,
-            base_url=(base_url or DEFAULT_BASE_URL).rstrip("/"),
-            redcat=settings.recipients_redcat, devs=settings.recipients_devs,
-            dpas=settings.recipients_dpas,
-            context_kinds=frozenset(context_kinds) if context_kinds is not None
-            else DEFAULT_CONTEXT_KINDS,
-            root=str(settings.root),
-        )
-
-
-def _compose_submission(record: RecordedEvent, facts: Facts, opts: ComposeOptions) -> Composed:
-    event = record.event
-    kind = _SUBMISSION_KINDS[type(event)]
-    sid = event.submission_id
-    info = facts.get(f"submission:{sid}")
-    obs = (info.get("observatory") or opts.observatory).upper()
-    instrument = info.get("instrument", "").upper()
-    description = info.get("description", "")
-    link = f"{opts.base_url}/submissions/{sid}"
-
-    people = [facts.email_of(info.get("submitter")), facts.email_of(info.get("deliverer")),
-              *info.get("other_emails", ())]
-    if isinstance(event, ev.SubmissionConfirmed | ev.SubmissionForced | ev.SubmissionCancelled):
-        people.append(facts.email_of(event.by))
-    if isinstance(event, ev.SubmissionForced):
-        people.append(facts.email_of(event.lock_owner))
-    people.append(facts.email_of(record.actor))  # e.g. the user whose manifest was refused
-    to = _unique([*people, *opts.redcat])
-    cc = _unique(opts.devs, exclude=to)
-
-    first_line = description.strip().splitlines()[0] if description.strip() else ""
-    subject = f"CRDS {obs} {instrument + ' ' if instrument else ''}submission {sid}: {kind}"
-    if first_line:
-        subject += f" - {first_line[:80]}"
-
-    lines = [f"Submission {sid}: {kind}", ""]
-    for label, value in (("Observatory", info.get("observatory") or opts.observatory),
-                         ("Instrument", info.get("instrument", "")),
-                         ("Deliverer", info.get("deliverer", "")),
-                         ("Submitted by", info.get("submitter", "")),
-                         ("Kind", info.get("kind", "")),
-                         ("Change level", info.get("change_level", ""))):
-        if value:
-            lines.append(f"{label}: {value}")
-    if description:
-        lines += ["Description:", *(f"  {line}" for line in description.splitlines())]
-    certified = info.get("certified", {})
-
-    if isinstance(event, ev.SubmissionStarted):
-        lines += _file_list("Files", event.files)
-        lines += ["", "Processing has started; you will get READY, BAD FILES or FAIL next."]
-    elif isinstance(event, ev.SubmissionReady):
-        lines += ["", f"New context: {event.new_context}"]
-        generated = set(event.generated)
-        lines += _file_list("Generated rules", event.generated)
-        submitted = [name for name in event.files if name not in generated]
-        if submitted:
-            lines += ["", "Certified files:", *_certify_lines(certified, submitted)]
-        lines += ["", "Review the results, then confirm or cancel:"]
-    elif isinstance(event, ev.SubmissionRejected):
-        lines += ["", f"Reason: {event.reason}"]
-        if event.bad_files:
-            lines += ["", "Files with certify errors:", *_certify_lines(certified, event.bad_files)]
-        lines += _file_list("Duplicates of files already known", event.duplicates)
-        others = [n for n in event.files if n not in set(event.bad_files) | set(event.duplicates)]
-        if others:
-            lines += ["", "Other files:", *_certify_lines(certified, others)]
-        lines += ["", "Nothing from this submission will be delivered."]
-    elif isinstance(event, ev.SubmissionFailed):
-        lines += ["", "Processing failed with an error:", *_indent(event.error, "  ", 40)]
-        lines += _file_list("Files", event.files)
-        lines += ["", "Nothing from this submission will be delivered."]
-    elif isinstance(event, ev.SubmissionConfirmed | ev.SubmissionForced):
-        verb = "Confirmed" if isinstance(event, ev.SubmissionConfirmed) else "Forced"
-        lines += ["", f"{verb} by: {event.by}"]
-        if isinstance(event, ev.SubmissionForced) and event.lock_owner:
-            lines.append(f"Lock owner: {event.lock_owner}")
-        lines.append(f"New edit context: {event.new_context}")
-        lines += _file_list("Files", event.files)
-        lines += ["", "The files will be delivered to the archive."]
-    elif isinstance(event, ev.SubmissionCancelled):
-        lines += ["", f"Cancelled by: {event.by}"]
-        if event.reason:
-            lines.append(f"Reason: {event.reason}")
-        lines += _file_list("Files", event.files)
-    lines += ["", f"Result page: {link}"]
-    return Composed(kind, subject, _finish(lines, link), to, cc, ev.submission_stream(sid))
-
-
-def _compose_context(record: RecordedEvent, facts: Facts, opts: ComposeOptions) -> Composed | None:
-    event = record.event
-    if event.kind not in opts.context_kinds:
-        return None
-    link = f"{opts.base_url}/contexts/{event.context}"
-    to = _unique([*opts.redcat, facts.email_of(record.actor)])
-    cc = _unique(opts.devs, exclude=to)
-    subject = f"CRDS {event.observatory.upper()} Set Context: {event.kind} = {event.context}"
-    lines = [f"The {event.observatory} '{event.kind}' context is now {event.context}.", ""]
-    lines.append(f"Previous: {event.previous or '(none)'}")
-    if event.calver:  # a build context is per calibration software version
-        lines.append(f"Calibration software version: {event.calver}")
-    if record.actor:
-        lines.append(f"Set by: {record.actor}")
-    if event.description:
-        lines += ["Description:", *(f"  {line}" for line in event.description.splitlines())]
-    lines += ["", f"Context page: {link}"]
-    return Composed("SET CONTEXT", subject, _finish(lines, link), to, cc,
-                    ev.context_stream(event.observatory))
-
-
-def _compose_delivery_failed(record: RecordedEvent, facts: Facts,
-                             opts: ComposeOptions) -> Composed:
-    event = record.event
-    info = facts.get(f"delivery:{event.delivery}")
-    obs = (info.get("observatory") or opts.observatory).upper()
-    link = f"{opts.base_url}/deliveries/{event.delivery}"
-    subject = f"CRDS {obs} delivery {event.delivery}: FAILED"
-    lines = [f"The archive could not ingest delivery {event.delivery} (.cat_err).", ""]
-    if event.reason:
-        lines.append(f"Reason: {event.reason}")
-    if info.get("submission_id"):
-        lines.append(f"Submission: {info['submission_id']} "
-                     f"({opts.base_url}/submissions/{info['submission_id']})")
-    if info.get("catalog"):
-        lines.append(f"Catalog: {info['catalog']}")
-    lines += _file_list("Files", info.get("files", ()))
-    lines += ["", f"Delivery page: {link}"]
-    return Composed("DELIVERY FAILED", subject, _finish(lines, link), _unique(opts.devs), (),
-                    ev.delivery_stream(event.delivery))
-
-
-def _compose_reprocessing(record: RecordedEvent, facts: Facts, opts: ComposeOptions) -> Composed:
-    event = record.event
-    info = facts.get(f"affected:{event.observatory}:{event.new_context}")
-    old = info.get("old_context", "")
-    link = f"{opts.base_url}/reprocessing/{event.new_context}"
-    subject = (f"CRDS {event.observatory.upper()} affected datasets: "
-               f"{old or '?'} -> {event.new_context}")
-    lines = [f"The pipeline '{event.pipeline}' now runs {event.pushed_context or event.new_context}"
-             f"; datasets affected by the change to {event.new_context} can be reprocessed.", ""]
-    if old:
-        lines.append(f"Old context: {old}")
-    lines.append(f"New context: {event.new_context}")
-    if info:
-        lines.append(f"Affected datasets: {info.get('count', 0)}")
-        for instrument, count in sorted(info.get("by_instrument", {}).items()):
-            lines.append(f"  {instrument}: {count}")
-        if info.get("digest"):
-            lines.append(f"Dataset id list: artifact {info['digest']}")
-        lines += _affected_id_lines(info, opts)
-    lines += ["", "The ids are also served by the JSON-RPC method get_affected_datasets"
-                  f"({event.observatory!r}, {old!r}, {event.new_context!r}).",
-              f"Reprocessing page: {link}"]
-    to = _unique(opts.dpas)
-    return Composed("AFFECTED DATASETS", subject, _finish(lines, link), to,
-                    _unique(opts.devs, exclude=to), ev.reprocessing_stream(event.observatory))
-
-
-MAX_IDS_IN_MAIL = 500  # affected ids quoted in the DPAS e-mail; the rest by RPC / CLI
-
-
-def _affected_id_lines(info: dict, opts: ComposeOptions) -> list[str]:
-    """The error summary and the affected ids (the first MAX_IDS_IN_MAIL) for DPAS."""
-    lines: list[str] = []
-    errors = info.get("errors") or {}
-    if errors:
-        lines += ["", "Lookup errors under the new context (datasets):"]
-        lines += [f"  {count:>8}  {message}" for message, count in list(errors.items())[:10]]
-    digest = info.get("ids_digest")
-    if not digest or not opts.root:
-        return lines
-    from crds_events.store.artifacts import ArtifactError, ArtifactStore
-
-    try:
-        ids = ArtifactStore.for_root(opts.root).get_text(digest).split()
-    except ArtifactError as exc:  # the list is still served by RPC; say why it is missing
-        return [*lines, "", f"(dataset id list unavailable here: {exc})"]
-    shown = ids[:MAX_IDS_IN_MAIL]
-    lines += ["", f"Affected dataset ids ({len(ids)}):", *(f"  {i}" for i in shown)]
-    if len(ids) > len(shown):
-        lines.append(f"  ... and {len(ids) - len(shown)} more (crds-events repro ids, or RPC)")
-    return lines
-
-
-def _compose_repro_overdue(record: RecordedEvent, facts: Facts,
-                           opts: ComposeOptions) -> Composed:
-    event = record.event
-    hours = event.waited_seconds / 3600
-    subject = (f"CRDS {event.observatory.upper()} reprocessing for {event.new_context} held "
-               f"{hours:.1f} h: pipeline '{event.pipeline}' has not pushed it")
-    link = f"{opts.base_url}/reprocessing/{event.new_context}"
-    lines = [f"The affected datasets for {event.new_context} are held until pipeline "
-             f"'{event.pipeline}' reports running it, and it has not after {hours:.1f} hours "
-             f"(held since {event.held_since}).", "",
-             "DPAS has not been sent the dataset ids. Check the pipeline's CRDS sync; the ids "
-             "go out as soon as it pushes the new context.", "", f"Reprocessing page: {link}"]
-    return Composed("REPROCESSING OVERDUE", subject, _finish(lines, link), _unique(opts.devs),
-                    (), ev.reprocessing_stream(event.observatory))
-
-
-def compose(record: RecordedEvent, facts: Facts, opts: ComposeOptions) -> Composed | None:
-    """The e-mail for one event (None: this event is not mailed). Pure given the facts."""
-    event_type = type(record.event)
-    if event_type in _SUBMISSION_KINDS:
-        composed = _compose_submission(record, facts, opts)
-    elif event_type is ev.ContextSet:
-        composed = _compose_context(record, facts, opts)
-    elif event_type is ev.DeliveryFailed:
-        composed = _compose_delivery_failed(record, facts, opts)
-    elif event_type is ev.ReprocessingReleased:
-        composed = _compose_reprocessing(record, facts, opts)
-    elif event_type is ev.ReprocessingOverdue:
-        composed = _compose_repro_overdue(record, facts, opts)
-    else:
-        return None
-    if composed is None:
-        return None
-    # A header cannot hold line breaks (user text such as a description may have them).
-    return dataclasses.replace(composed, subject=" ".join(composed.subject.split()))
-
-
-def message_id_for(position: int, kind: str, domain: str) -> str:
-    """The deterministic Message-ID of the e-mail caused by the event at ``position``."""
-    return f"<crds-events.{position}.{_slug(kind)}@{domain}>"
-
-
-def _domain(settings: Settings) -> str:
-    """``<observatory>.<domain of smtp_from>``: stable for a server, whatever the host."""
-    domain = settings.smtp_from.rpartition("@")[2].strip(" >") or "localhost"
-    domain = re.sub(r"[^A-Za-z0-9.-]", "", domain) or "localhost"
-    return f"{settings.observatory}.{domain}"
-
 
 class EmailComposer(Handler):
     """Turns events into `EmailQueued` (cheap; runs inside the runner's transaction)."""
 
     name = "email-composer"
-    consumes = frozenset(MAILED_EVENT_TYPES | {cls.type for cls in _FACT_EVENTS})
+    consumes = MAILED_EVENT_TYPES | FACT_EVENT_TYPES
 
     def __init__(self, settings: Settings, *, base_url: str | None = None,
                  context_kinds: Iterable[str] | None = None, mail_history: bool = False):
         self.options = ComposeOptions.from_settings(settings, base_url=base_url,
                                                     context_kinds=context_kinds)
-        self.domain = _domain(settings)
+        self.domain = message_domain(settings)
         self.mail_history = mail_history
 
-    def setup(self, tx: SQLiteTransaction) -> None:
+    def setup(self, tx: Transaction) -> None:
         exists = tx.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (Facts.TABLE,)
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+            (TableFacts.TABLE,)
         ).fetchone()
         if exists:
             return
-        tx.execute(f"CREATE TABLE {Facts.TABLE} (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        tx.execute(f"CREATE TABLE {TableFacts.TABLE} (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
         since = 0 if self.mail_history else tx.head()
-        Facts(tx).put("meta:since", {"position": since})
+        TableFacts(tx).put("meta:since", {"position": since})
 
-    def handle(self, tx: SQLiteTransaction, record: RecordedEvent) -> None:
-        facts = Facts(tx)
+    def handle(self, tx: Transaction, record: RecordedEvent) -> None:
+        facts = TableFacts(tx)
         learn(facts, record)
         if record.type not in MAILED_EVENT_TYPES:
             return
@@ -522,8 +114,8 @@ class EmailComposer(Handler):
             log.info("no recipients for the %s e-mail about event %d; not queued",
                      composed.kind, record.position)
             return
-        slug = _slug(composed.kind)
-        email_id = f"{record.position}-{slug}"
+        kind_slug = slug(composed.kind)
+        email_id = f"{record.position}-{kind_slug}"
         tx.record(
             ev.EmailQueued(
                 email_id=email_id, kind=composed.kind, to=composed.to, cc=composed.cc,
@@ -534,49 +126,6 @@ class EmailComposer(Handler):
             ),
             NO_STREAM,
             meta=caused_by(record),
-            idempotency_key=f"email-queued:{record.position}:{slug}",
+            idempotency_key=f"email-queued:{record.position}:{kind_slug}",
         )
 
-
-def _default_base_url(server: Server) -> str:
-    if server.host in ("", "0.0.0.0", "::"):
-        return DEFAULT_BASE_URL
-    host = f"[{server.host}]" if ":" in server.host else server.host
-    return f"http://{host}:{server.port}"
-
-
-def register(
-    server: Server,
-    *,
-    base_url: str | None = None,
-    transport: Transport | None = None,
-    poll_interval: float = 1.0,
-    context_kinds: Iterable[str] | None = None,
-    mail_history: bool = False,
-    **policy: Any,
-) -> OutboxWorker:
-    """Wire e-mail into a server (before `Server.start`): the composer and the ``emails``
-    projection join the handler runner; the outbox worker becomes the "mail" component.
-
-    ``policy``: `Outbox` keywords (backoff_base, backoff_max, max_attempts, batch).
-    Returns the worker (its `OutboxWorker.retry_due` is what a scheduler job calls).
-    """
-    settings = server.settings
-    handlers = server.runner.handlers
-    if server.runner.running:
-        raise RuntimeError("register e-mail before the server starts")
-    names = {h.name for h in handlers}
-    projection = TableProjection(EMAILS)
-    if projection.name not in names:
-        handlers.append(projection)
-    if EmailComposer.name not in names:
-        handlers.append(EmailComposer(
-            settings, base_url=base_url or _default_base_url(server),
-            context_kinds=context_kinds, mail_history=mail_history,
-        ))
-    worker = OutboxWorker(
-        settings.db_path, transport or transport_for(settings), sender=settings.smtp_from,
-        poll_interval=poll_interval, **policy,
-    )
-    server.add_component("mail", worker.start, worker.stop)
-    return worker

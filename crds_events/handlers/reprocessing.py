@@ -25,8 +25,8 @@ History is not replayed into work: when the handler first runs on a log that alr
 events, it remembers the head and ignores context changes up to it (as the e-mail composer
 does), so enabling reprocessing on an old server does not recompute years of contexts.
 
-`register(server)` wires the handler and the worker; the returned service's `check_held`
-is what a scheduler job calls.
+The server's ``reprocessing`` part (`crds_events.server.parts`) runs the handler and the
+worker, and schedules `ReprocessingService.check_held`.
 """
 
 from __future__ import annotations
@@ -35,17 +35,14 @@ import datetime
 import logging
 import queue
 import threading
-from typing import TYPE_CHECKING
 
 from crds_events import events as ev
 from crds_events.config import Settings
-from crds_events.handlers import Handler
+from crds_events.handlers.worker import STOP, QueueWorker
 from crds_events.reprocessing.affected import pmap_serial
-from crds_events.store.eventlog import SQLiteEventStore, SQLiteTransaction
-from crds_events.store.interface import RecordedEvent, caused_by
-
-if TYPE_CHECKING:
-    from crds_events.server.core import Server
+from crds_events.store.eventlog import SQLiteEventStore
+from crds_events.store.handler import Handler
+from crds_events.store.interface import EventStore, RecordedEvent, Transaction, caused_by
 
 __all__ = [
     "HELD_TABLE",
@@ -53,7 +50,6 @@ __all__ = [
     "ReprocessingHandler",
     "ReprocessingService",
     "held",
-    "register",
 ]
 
 log = logging.getLogger(__name__)
@@ -62,7 +58,6 @@ HELD_TABLE = "repro_held"
 PUSHED_TABLE = "repro_pushed"
 META_TABLE = "repro_meta"
 LATEST_KINDS = frozenset({"latest", "operational"})
-_STOP = object()
 
 
 def _parse_time(text: str) -> datetime.datetime:
@@ -73,14 +68,13 @@ def _iso(moment: datetime.datetime) -> str:
     return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def held(store: SQLiteEventStore | SQLiteTransaction) -> list[dict]:
+def held(store: EventStore | Transaction) -> list[dict]:
     """Reprocessing results waiting for their pipeline, oldest first."""
-    conn = store.db.conn
-    exists = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+    exists = store.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
                           (HELD_TABLE,)).fetchone()
     if not exists:
         return []
-    rows = conn.execute(
+    rows = store.execute(
         f"SELECT observatory, new_context, pipeline, held_at, overdue_at, position "
         f"FROM {HELD_TABLE} ORDER BY held_at").fetchall()
     keys = ("observatory", "new_context", "pipeline", "held_at", "overdue_at", "position")
@@ -97,7 +91,7 @@ class ReprocessingHandler(Handler):
     def __init__(self, service: ReprocessingService):
         self.service = service
 
-    def setup(self, tx: SQLiteTransaction) -> None:
+    def setup(self, tx: Transaction) -> None:
         exists = tx.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
                             (META_TABLE,)).fetchone()
         tx.execute(f"CREATE TABLE IF NOT EXISTS {HELD_TABLE} (observatory TEXT NOT NULL,"
@@ -111,11 +105,11 @@ class ReprocessingHandler(Handler):
             tx.execute(f"CREATE TABLE {META_TABLE} (key TEXT PRIMARY KEY, value INTEGER)")
             tx.execute(f"INSERT INTO {META_TABLE} VALUES ('since', ?)", (tx.head(),))
 
-    def _since(self, tx: SQLiteTransaction) -> int:
+    def _since(self, tx: Transaction) -> int:
         row = tx.execute(f"SELECT value FROM {META_TABLE} WHERE key = 'since'").fetchone()
         return row[0] if row else 0
 
-    def handle(self, tx: SQLiteTransaction, record: RecordedEvent) -> None:
+    def handle(self, tx: Transaction, record: RecordedEvent) -> None:
         event = record.event
         if isinstance(event, ev.ContextSet):
             if event.kind in LATEST_KINDS and record.position > self._since(tx):
@@ -128,7 +122,7 @@ class ReprocessingHandler(Handler):
             tx.execute(f"DELETE FROM {HELD_TABLE} WHERE observatory = ? AND new_context = ?",
                        (event.observatory, event.new_context))
 
-    def _context_set(self, tx: SQLiteTransaction, record: RecordedEvent,
+    def _context_set(self, tx: Transaction, record: RecordedEvent,
                      event: ev.ContextSet) -> None:
         old, new = event.previous or "", event.context
         old_serial, new_serial = pmap_serial(old), pmap_serial(new)
@@ -149,7 +143,7 @@ class ReprocessingHandler(Handler):
                   meta=caused_by(record),
                   idempotency_key=f"repro-skipped:{record.position}")
 
-    def _pushed(self, tx: SQLiteTransaction, record: RecordedEvent,
+    def _pushed(self, tx: Transaction, record: RecordedEvent,
                 event: ev.RemoteContextPushed) -> None:
         tx.execute(f"INSERT INTO {PUSHED_TABLE} (observatory, pipeline, context) VALUES (?, ?, ?)"
                    " ON CONFLICT(observatory, pipeline) DO UPDATE SET context = excluded.context",
@@ -161,7 +155,7 @@ class ReprocessingHandler(Handler):
             self._release(tx, record, event.observatory, new_context, pipeline, event.context,
                           held_position)
 
-    def _held(self, tx: SQLiteTransaction, record: RecordedEvent,
+    def _held(self, tx: Transaction, record: RecordedEvent,
               event: ev.ReprocessingHeld) -> None:
         row = tx.execute(f"SELECT context FROM {PUSHED_TABLE} WHERE observatory = ? AND "
                          "pipeline = ?", (event.observatory, event.pipeline)).fetchone()
@@ -174,7 +168,7 @@ class ReprocessingHandler(Handler):
                    (event.observatory, event.new_context, event.pipeline, record.recorded_at,
                     record.position))
 
-    def _release(self, tx: SQLiteTransaction, record: RecordedEvent, observatory: str,
+    def _release(self, tx: Transaction, record: RecordedEvent, observatory: str,
                  new_context: str, pipeline: str, pushed: str, held_position: int) -> None:
         tx.record(ev.ReprocessingReleased(observatory=observatory, new_context=new_context,
                                           pipeline=pipeline, pushed_context=pushed),
@@ -184,42 +178,25 @@ class ReprocessingHandler(Handler):
                    (observatory, new_context))
 
 
-class ReprocessingService:
+class ReprocessingService(QueueWorker):
     """The worker that computes affected datasets, and the held-results check."""
 
+    thread_name = "crds-events-reprocessing"
+    stop_timeout = 300.0
+
     def __init__(self, settings: Settings, *, store: SQLiteEventStore | None = None):
+        super().__init__(settings.db_path, store=store)
         self.settings = settings
-        self._store = store
-        self._own_store = store is None
-        self._queue: queue.Queue = queue.Queue()
-        self._thread: threading.Thread | None = None
         self._lock = threading.Lock()  # one computation at a time
 
-    @property
-    def store(self) -> SQLiteEventStore:
-        if self._store is None:
-            self._store = SQLiteEventStore(self.settings.db_path)
-        return self._store
+    # --- the queue ---------------------------------------------------------------------------
 
-    # --- lifecycle ---------------------------------------------------------------------------
-
-    def start(self) -> None:
+    def resume(self) -> None:
         for old, new, position in self.pending():  # killed mid-computation: resume
             self.enqueue(old, new, position)
-        self._thread = threading.Thread(target=self._run, name="crds-events-reprocessing")
-        self._thread.start()
-
-    def stop(self) -> None:
-        if self._thread is not None:
-            self._queue.put(_STOP)
-            self._thread.join(300)
-            self._thread = None
-        if self._own_store and self._store is not None:
-            self._store.close()
-            self._store = None
 
     def enqueue(self, old: str, new: str, cause: int) -> None:
-        self._queue.put((old, new, cause))
+        self.put((old, new, cause))
 
     def drain(self) -> int:
         """Process everything queued in the calling thread (tests, the CLI); how many."""
@@ -229,19 +206,15 @@ class ReprocessingService:
                 item = self._queue.get_nowait()
             except queue.Empty:
                 return done
-            if item is not _STOP:
+            if item is not STOP:
                 self.process(*item)
                 done += 1
 
-    def _run(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is _STOP:
-                return
-            try:
-                self.process(*item)
-            except Exception:  # noqa: BLE001 - one bad computation must not stop the worker
-                log.exception("affected datasets %s -> %s failed", item[0], item[1])
+    def handle(self, item: tuple[str, str, int]) -> None:
+        self.process(*item)
+
+    def describe(self, item: tuple[str, str, int]) -> str:
+        return f"affected datasets {item[0]} -> {item[1]}"
 
     def pending(self) -> list[tuple[str, str, int]]:
         """Forward changes of latest not yet held (or skipped) for their pipeline."""
@@ -339,16 +312,3 @@ def _settles(record: RecordedEvent, old: str, new: str) -> bool:
         return data.get("new_context") == new and data.get("old_context") == old
     return False
 
-
-def register(server: Server) -> ReprocessingService:
-    """Wire reprocessing into ``server`` (before it starts): the handler joins the runner,
-    the worker becomes the "reprocessing" component. Returns the service (its `check_held`
-    is the scheduler's held-repro job)."""
-    if server.runner.running:
-        raise RuntimeError("register reprocessing before the server starts")
-    service = ReprocessingService(server.settings)
-    if ReprocessingHandler.name not in {h.name for h in server.runner.handlers}:
-        server.runner.handlers.append(ReprocessingHandler(service))
-    server.add_component("reprocessing", service.start, service.stop)
-    server.reprocessing = service  # type: ignore[attr-defined]
-    return service

@@ -22,28 +22,12 @@ import logging
 import threading
 from collections.abc import Iterable
 
-from crds_events.handlers import Handler
-from crds_events.store.eventlog import SQLiteEventStore, SQLiteTransaction
+from crds_events.store.eventlog import SQLiteEventStore
+from crds_events.store.handler import Handler, get_checkpoint, set_checkpoint
 
-__all__ = ["HandlerRunner", "get_checkpoint", "set_checkpoint"]
+__all__ = ["HandlerRunner"]
 
 log = logging.getLogger(__name__)
-
-
-def get_checkpoint(tx_or_store: SQLiteTransaction | SQLiteEventStore, handler: str) -> int:
-    """The last position ``handler`` has processed (0 when it never ran)."""
-    row = tx_or_store.db.conn.execute(
-        "SELECT position FROM _checkpoints WHERE handler = ?", [handler]
-    ).fetchone()
-    return row[0] if row else 0
-
-
-def set_checkpoint(tx: SQLiteTransaction, handler: str, position: int) -> None:
-    tx.execute(
-        "INSERT INTO _checkpoints (handler, position) VALUES (?, ?) "
-        "ON CONFLICT(handler) DO UPDATE SET position = excluded.position",
-        (handler, position),
-    )
 
 
 class HandlerRunner:

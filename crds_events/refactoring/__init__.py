@@ -1,1 +1,3 @@
-"""Changing rules: refactor (insert/delete references), newcontext, diffs."""
+"""Changing rules: refactor (insert/delete references in an rmap, `editable_rmap`),
+newcontext, and `crds diff` (printing logical differences, text differences).
+"""

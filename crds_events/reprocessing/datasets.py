@@ -40,10 +40,12 @@ from typing import Any
 
 from crds_events import events as ev
 from crds_events.config import Settings
+from crds_events.errors import CrdsEventsError
+from crds_events.files.checksums import sha1_file
 from crds_events.rules import dates
 from crds_events.rules.bestrefs import INSTRUMENT_ALIASES, INSTRUMENT_KEYWORDS
 from crds_events.rules.conditioning import condition_value, upper_keys
-from crds_events.store.eventlog import SQLiteEventStore, SQLiteTransaction
+from crds_events.store.interface import EventStore, Transaction
 
 __all__ = [
     "DATE_KEYS",
@@ -73,7 +75,7 @@ Progress = Callable[[str, int, int], None]
 """``progress(phase, bytes_done, bytes_total)``; phase is "import"."""
 
 
-class DatasetImportError(ValueError):
+class DatasetImportError(CrdsEventsError, ValueError):
     """The file cannot be imported; nothing was written. ``errors``: (line, reason) pairs
     (the first few), ``total``: how many lines are broken."""
 
@@ -96,7 +98,7 @@ class ImportResult:
     position: int = 0  # of the DatasetsImported event
 
 
-def ensure_tables(tx: SQLiteTransaction) -> None:
+def ensure_tables(tx: Transaction) -> None:
     """Create the ``datasets`` table and its indexes if missing."""
     tx.execute(
         f"CREATE TABLE IF NOT EXISTS {TABLE} ("
@@ -111,19 +113,19 @@ def ensure_tables(tx: SQLiteTransaction) -> None:
     )
 
 
-def dataset_count(store: SQLiteEventStore, instrument: str | None = None) -> int:
+def dataset_count(store: EventStore, instrument: str | None = None) -> int:
     """How many datasets the catalog holds (of one instrument)."""
     if not _table_exists(store):
         return 0
     if instrument is None:
-        return store.db.conn.execute(f"SELECT count(*) FROM {TABLE}").fetchone()[0]
-    return store.db.conn.execute(
+        return store.execute(f"SELECT count(*) FROM {TABLE}").fetchone()[0]
+    return store.execute(
         f"SELECT count(*) FROM {TABLE} WHERE instrument = ?", (instrument.upper(),)
     ).fetchone()[0]
 
 
-def _table_exists(store: SQLiteEventStore) -> bool:
-    return store.db.conn.execute(
+def _table_exists(store: EventStore) -> bool:
+    return store.execute(
         "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (TABLE,)
     ).fetchone() is not None
 
@@ -238,15 +240,7 @@ def parse_line(text: str) -> tuple[str, dict[str, Any], str]:
 # --- import ------------------------------------------------------------------------------------
 
 
-def file_sha1(path: Path) -> str:
-    digest = hashlib.sha1()
-    with open(path, "rb") as stream:
-        while chunk := stream.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def previous_import(store: SQLiteEventStore, observatory: str, sha1: str) -> ev.DatasetsImported | None:
+def previous_import(store: EventStore, observatory: str, sha1: str) -> ev.DatasetsImported | None:
     for record in store.read_stream(ev.datasets_stream(observatory)):
         if record.type == ev.DatasetsImported.type and record.data.get("digest") == sha1:
             return record.event  # type: ignore[return-value]
@@ -255,7 +249,7 @@ def previous_import(store: SQLiteEventStore, observatory: str, sha1: str) -> ev.
 
 def import_datasets(
     settings: Settings,
-    store: SQLiteEventStore,
+    store: EventStore,
     path: str | os.PathLike,
     *,
     progress: Progress | None = None,
@@ -269,7 +263,7 @@ def import_datasets(
     if not path.is_file():
         raise DatasetImportError(path, [(0, "no such file")], 1)
     total = path.stat().st_size
-    sha1 = file_sha1(path)
+    sha1, _ = sha1_file(path)
     observatory = settings.observatory
     earlier = previous_import(store, observatory, sha1)
     if earlier is not None:

@@ -26,8 +26,8 @@ from crds_events import events as ev
 from crds_events.config import Settings
 from crds_events.reprocessing.affected import AffectedDatasets, affected_datasets
 from crds_events.store.artifacts import ArtifactStore
-from crds_events.store.eventlog import SQLiteEventStore, SQLiteTransaction
 from crds_events.store.filestore import FileStore
+from crds_events.store.interface import EventStore, Transaction
 
 __all__ = [
     "RESULTS_TABLE",
@@ -43,7 +43,7 @@ RESULTS_TABLE = "repro_results"
 _BATCH = 20_000
 
 
-def ensure_tables(tx: SQLiteTransaction) -> None:
+def ensure_tables(tx: Transaction) -> None:
     tx.execute(
         f"CREATE TABLE IF NOT EXISTS {RESULTS_TABLE} ("
         " old_context TEXT NOT NULL, new_context TEXT NOT NULL, dataset_id TEXT NOT NULL,"
@@ -56,13 +56,13 @@ def _text(value: object) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
-def compute(settings: Settings, store: SQLiteEventStore, old: str, new: str) -> AffectedDatasets:
+def compute(settings: Settings, store: EventStore, old: str, new: str) -> AffectedDatasets:
     """Affected datasets of the server's catalog between two contexts of its file store."""
     mappings = FileStore.from_settings(settings).directory_for("mapping")
     return affected_datasets(old, new, mappings, store)
 
 
-def record_result(settings: Settings, store: SQLiteEventStore, result: AffectedDatasets, *,
+def record_result(settings: Settings, store: EventStore, result: AffectedDatasets, *,
                   hold_for: str | None = None, cause: int = 0,
                   meta: Mapping[str, Any] | None = None) -> int:
     """Store `result` (artifacts, table rows, `AffectedDatasetsComputed`); with
@@ -112,7 +112,7 @@ def record_result(settings: Settings, store: SQLiteEventStore, result: AffectedD
     return appended.position
 
 
-def compute_and_record(settings: Settings, store: SQLiteEventStore, old: str, new: str, *,
+def compute_and_record(settings: Settings, store: EventStore, old: str, new: str, *,
                        hold_for: str | None = None,
                        meta: Mapping[str, Any] | None = None) -> tuple[AffectedDatasets, int]:
     """`compute` then `record_result`: (result, position of AffectedDatasetsComputed)."""
@@ -120,7 +120,7 @@ def compute_and_record(settings: Settings, store: SQLiteEventStore, old: str, ne
     return result, record_result(settings, store, result, hold_for=hold_for, meta=meta)
 
 
-def stored_event(store: SQLiteEventStore, observatory: str, old: str,
+def stored_event(store: EventStore, observatory: str, old: str,
                  new: str) -> ev.AffectedDatasetsComputed | None:
     """The latest `AffectedDatasetsComputed` for ``old`` -> ``new`` (None if never)."""
     found = None
@@ -133,7 +133,7 @@ def stored_event(store: SQLiteEventStore, observatory: str, old: str,
     return found  # type: ignore[return-value]
 
 
-def stored_result(settings: Settings, store: SQLiteEventStore, old: str,
+def stored_result(settings: Settings, store: EventStore, old: str,
                   new: str) -> AffectedDatasets | None:
     """The stored result for ``old`` -> ``new`` (from its artifact), or None."""
     event = stored_event(store, settings.observatory, old, new)
@@ -142,7 +142,7 @@ def stored_result(settings: Settings, store: SQLiteEventStore, old: str,
     return AffectedDatasets.from_json(ArtifactStore.for_root(settings.root).get_json(event.digest))
 
 
-def affected_ids(settings: Settings, store: SQLiteEventStore, old: str, new: str) -> list[str] | None:
+def affected_ids(settings: Settings, store: EventStore, old: str, new: str) -> list[str] | None:
     """The affected dataset ids for ``old`` -> ``new`` (sorted), None if not computed.
 
     What the JSON-RPC method ``get_affected_datasets`` serves.
@@ -157,7 +157,7 @@ def affected_ids(settings: Settings, store: SQLiteEventStore, old: str, new: str
     return result.ids if result is not None else []
 
 
-def is_held(store: SQLiteEventStore, observatory: str, new: str) -> bool:
+def is_held(store: EventStore, observatory: str, new: str) -> bool:
     """True while the result for ``new`` waits for its pipeline (held, not released):
     ``get_affected_datasets`` should not serve it yet, or the race the hold closes (ids
     acted on before the pipeline runs the new rules) reopens through the RPC."""

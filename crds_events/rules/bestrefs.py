@@ -29,6 +29,7 @@ import threading
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from crds_events.errors import CrdsEventsError
 from crds_events.rules.conditioning import condition_value, is_na_value, upper_keys
 from crds_events.rules.context import MappingStore, PipelineContext
 from crds_events.rules.index import NOT_APPLICABLE, ReferenceIndex, _env
@@ -58,7 +59,7 @@ _CACHE_LIMIT = 200_000
 BestRefs = dict[str, "str | list[str]"]
 
 
-class DatasetError(Exception):
+class DatasetError(CrdsEventsError):
     """The dataset as a whole cannot be looked up; `str()` is the `NOT FOUND <reason>` text
     without the prefix."""
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator
 
+from crds_events.errors import CrdsEventsError
 from crds_events.rules.bestrefs import Context, DatasetError
 
 
-class BestrefsInputError(ValueError):
+class BestrefsInputError(CrdsEventsError, ValueError):
     """A malformed input line (the message names the source and line number)."""
 
 

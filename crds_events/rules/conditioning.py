@@ -16,6 +16,8 @@ import functools
 import re
 from collections.abc import Iterable, Mapping
 
+from crds_events.rules.patterns import glob_compress, glob_list
+
 NA = "N/A"
 WILDCARD = "*"
 UNDEFINED = "UNDEFINED"
@@ -116,8 +118,6 @@ def _condition_match_element(element: object) -> str:
     `{literal}` and `(regex)` fields are kept verbatim; `A|B` alternatives are conditioned
     one by one (sorted, blanks and empty parts dropped); tuples are alternatives too.
     """
-    from crds_events.rules.patterns import glob_compress, glob_list
-
     if isinstance(element, str):
         if (element.startswith("{") and element.endswith("}")) or (
             element.startswith("(") and element.endswith(")")

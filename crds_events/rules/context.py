@@ -14,12 +14,13 @@ import os
 import threading
 from pathlib import Path
 
+from crds_events.errors import CrdsEventsError
 from crds_events.rules.conditioning import is_na_value, is_omit_value
 from crds_events.rules.document import MappingDocument, load_mapping
 from crds_events.rules.index import ReferenceIndex, header_string
 
 
-class ContextError(ValueError):
+class ContextLoadError(CrdsEventsError, ValueError):
     """A context whose files are missing, malformed or inconsistent with each other."""
 
 
@@ -39,7 +40,7 @@ class MappingStore:
             if basename not in self._documents:
                 path = self.directory / basename
                 if not path.is_file():
-                    raise ContextError(f"mapping {basename!r} not found in {self.directory}")
+                    raise ContextLoadError(f"mapping {basename!r} not found in {self.directory}")
                 self._documents[basename] = load_mapping(path, self.ignore_checksum)
             return self._documents[basename]
 
@@ -54,7 +55,7 @@ class MappingStore:
 
 def _expect_kind(document: MappingDocument, kind: str, parent: str) -> None:
     if document.kind != kind:
-        raise ContextError(
+        raise ContextLoadError(
             f"{document.name!r} named by {parent!r} is a {document.kind} mapping, "
             f"expected {kind}"
         )
@@ -63,7 +64,7 @@ def _expect_kind(document: MappingDocument, kind: str, parent: str) -> None:
 def _expect_same(field: str, parent_value: object, child: MappingDocument, parent: str) -> None:
     value = header_string(child.header, field)
     if str(value).lower() != str(parent_value).lower():
-        raise ContextError(
+        raise ContextLoadError(
             f"{child.name!r} has {field} {value!r} but {parent!r} files it under "
             f"{parent_value!r}"
         )
@@ -103,7 +104,7 @@ class InstrumentContext:
     def _find_rmap(self, filekind: str) -> ReferenceIndex | str:
         value = self.selections[filekind.lower()]
         if not isinstance(value, str):
-            raise ContextError(f"{self.name!r}: {filekind!r} maps to {value!r}, not a file name")
+            raise ContextLoadError(f"{self.name!r}: {filekind!r} maps to {value!r}, not a file name")
         if is_na_value(value) or is_omit_value(value):
             return value
         return self._store.loaded(value, lambda doc: self._child(doc, filekind))
@@ -144,13 +145,13 @@ class PipelineContext:
 
     def __init__(self, document: MappingDocument, store: MappingStore):
         if document.kind != "pipeline":
-            raise ContextError(f"{document.name!r} is a {document.kind} mapping, not a pmap")
+            raise ContextLoadError(f"{document.name!r} is a {document.kind} mapping, not a pmap")
         self.document = document
         self.name = document.name
         self.observatory = str(header_string(document.header, "observatory"))
         parkey = tuple(document.header.get("parkey", ()))
         if not parkey or not isinstance(parkey[0], str):
-            raise ContextError(f"{self.name!r}: parkey {parkey!r} should name the instrument key")
+            raise ContextLoadError(f"{self.name!r}: parkey {parkey!r} should name the instrument key")
         self.instrument_key = parkey[0].upper()
         self._store = store
         self.selections: dict[str, object] = {
@@ -166,7 +167,7 @@ class PipelineContext:
         instrument = instrument.lower()
         value = self.selections[instrument]
         if not isinstance(value, str) or is_na_value(value) or is_omit_value(value):
-            raise ContextError(f"{self.name!r}: instrument {instrument!r} has no imap ({value!r})")
+            raise ContextLoadError(f"{self.name!r}: instrument {instrument!r} has no imap ({value!r})")
         return self._store.loaded(value, lambda doc: self._child(doc, instrument))
 
     def _child(self, document: MappingDocument, instrument: str) -> InstrumentContext:

@@ -17,8 +17,10 @@ import datetime
 import functools
 import re
 
+from crds_events.errors import CrdsEventsError
 
-class DateError(ValueError):
+
+class DateError(CrdsEventsError, ValueError):
     """A date/time value that cannot be understood."""
 
 

@@ -17,15 +17,17 @@ import operator
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from crds_events.errors import CrdsEventsError
+
 MAX_EXPRESSION_LENGTH = 10_000
 MAX_DEPTH = 50
 
 
-class ExpressionError(ValueError):
+class ExpressionError(CrdsEventsError, ValueError):
     """An expression that is not allowed or cannot be parsed."""
 
 
-class EvaluationError(ValueError):
+class EvaluationError(CrdsEventsError, ValueError):
     """An expression that failed at evaluation time (unknown name, incomparable types)."""
 
 

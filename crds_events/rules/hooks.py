@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
+from crds_events.errors import CrdsEventsError
 from crds_events.rules import dates
 from crds_events.rules.conditioning import condition_value
 
@@ -23,7 +24,7 @@ _ACS_SM4 = "2009-05-14 00:00:00"
 _ACS_HALF_CHIP_COLUMNS = 2048
 
 
-class HookError(ValueError):
+class HookError(CrdsEventsError, ValueError):
     """A hook could not process the header (its message becomes `NOT FOUND <reason>`)."""
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from crds_events.errors import CrdsEventsError
 from crds_events.rules import hooks as hook_registry
 from crds_events.rules.conditioning import (
     NA_VALUES,
@@ -49,11 +50,11 @@ OBSERVATORY_EXTRA_KEYS = {
 }
 
 
-class NotApplicable(Exception):
+class NotApplicable(CrdsEventsError):
     """The reference type does not apply to this dataset (`NOT FOUND n/a`)."""
 
 
-class Omitted(Exception):
+class Omitted(CrdsEventsError):
     """The reference type is left out of the results."""
 
 

@@ -15,6 +15,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from crds_events.errors import CrdsEventsError
+
 __all__ = [
     "MAPPING_KINDS",
     "MappingName",
@@ -35,7 +37,7 @@ _PARTS = {".pmap": (1, 1), ".imap": (2, 2), ".rmap": (3, None)}
 _NAME_RE = re.compile(r"^[a-z][a-z0-9]*(?:_[a-z0-9]+)*\.(?:pmap|imap|rmap)$")
 
 
-class NamingError(ValueError):
+class NamingError(CrdsEventsError, ValueError):
     """A name that is not a CRDS mapping name."""
 
 

@@ -20,10 +20,12 @@ import fnmatch
 import functools
 import re
 
+from crds_events.errors import CrdsEventsError
+
 MATCH, DONT_CARE, NO_MATCH = 1, 0, -1
 
 
-class PatternError(ValueError):
+class PatternError(CrdsEventsError, ValueError):
     """A Match key field that cannot be turned into a pattern."""
 
 

@@ -25,6 +25,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from crds_events.errors import CrdsEventsError
 from crds_events.rules.expressions import (
     EvaluationError,
     Expression,
@@ -44,7 +45,7 @@ __all__ = [
 ENV_VAR = "CRDS_EVENTS_SUBSTITUTIONS"
 
 
-class SubstitutionsError(ValueError):
+class SubstitutionsError(CrdsEventsError, ValueError):
     """The substitutions table cannot be read or has the wrong shape."""
 
 

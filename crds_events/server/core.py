@@ -1,13 +1,15 @@
 """The composition root: one object that owns every long-lived part of a running server.
 
-Today: the event log writer and the handler runner thread. Later issues add their parts
-(directory observers, the scheduler, the web app) with `Server.add_component`; components
-start in the order added and stop in reverse, so whatever depends on the log stops before
-the log is closed.
+A `Server` is the event log's writer, the handler runner (its own connection and thread),
+and the parts it is built from (`crds_events.server.parts`: e-mail, submissions, delivery,
+reprocessing, the web app, the scheduler). It wires them once, in list order: handlers join
+the runner after the projections, components start after the runner in that order and stop
+in reverse, so whatever depends on the log stops before the log is closed.
 
-``crds-events serve`` calls `Server.serve_forever`, which runs until SIGINT or SIGTERM and
-then stops everything cleanly: threads joined, the log closed with every acknowledged append
-committed (WAL mode: an interrupted process never leaves a half-written transaction).
+``crds-events serve`` calls `Server.serve_forever` on `build_server`'s server, which runs
+until SIGINT or SIGTERM and then stops everything cleanly: threads joined, the log closed
+with every acknowledged append committed (WAL mode: an interrupted process never leaves a
+half-written transaction).
 """
 
 from __future__ import annotations
@@ -16,46 +18,47 @@ import logging
 import signal
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import TypeVar, overload
 
 from crds_events.config import Settings
-from crds_events.handlers import Handler
+from crds_events.errors import CrdsEventsError
 from crds_events.handlers.runner import HandlerRunner
+from crds_events.server.parts import PARTS, Component, Job, PartContext, PartFactory
+from crds_events.server.wsgi import WebServer
 from crds_events.store.eventlog import SQLiteEventStore
+from crds_events.store.handler import Handler
 from crds_events.store.projections import default_projections
+from crds_events.web.pages.health import ServerStatus
 
-__all__ = ["Server", "ServerError", "default_handlers"]
+__all__ = ["Server", "ServerError", "build_server", "default_handlers"]
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 
-class ServerError(RuntimeError):
+
+class ServerError(CrdsEventsError, RuntimeError):
     pass
 
 
-@dataclass
-class _Component:
-    name: str
-    start: Callable[[], None]
-    stop: Callable[[], None]
-
-
 def default_handlers() -> list[Handler]:
-    """The handlers a server runs: today the projections; later issues append theirs."""
+    """The runner's own handlers, before any part's: the projections."""
     return list(default_projections())
 
 
 class Server:
-    """A crds-events server for one root directory (see `crds_events.config.Settings`).
+    """A crds-events server for one root directory (see `crds_events.config.Settings`),
+    made of ``parts`` (see `crds_events.server.parts`).
 
     ``store`` is the writer for request-handling code (web, RPC); the handler runner has its
     own connection so that a long handler batch never blocks a reader in this process.
+    ``handlers``: the runner's own handlers (default: the projections).
     """
 
     def __init__(
         self,
         settings: Settings,
+        parts: Sequence[PartFactory] = (),
         *,
         host: str = "127.0.0.1",
         port: int = 8000,
@@ -72,26 +75,77 @@ class Server:
         self.port = port
         self.store = SQLiteEventStore(settings.db_path)
         self._runner_store = SQLiteEventStore(settings.db_path)
-        self.runner = HandlerRunner(
-            self._runner_store,
-            default_handlers() if handlers is None else handlers,
-            poll_interval=poll_interval,
-        )
-        self.web: Any = None  # the WebServer, once crds_events.server.wsgi.register has added it
-        self._components: list[_Component] = []
-        self._started: list[_Component] = []
+        self._started: list[Component] = []
         self._stopping = threading.Event()
-        self.add_component("handlers", self.runner.start, self.runner.stop)
+        try:
+            wired, components = self._wire(
+                default_handlers() if handlers is None else list(handlers), parts)
+            self.runner = HandlerRunner(self._runner_store, wired, poll_interval=poll_interval)
+        except BaseException:
+            self.store.close()
+            self._runner_store.close()
+            raise
+        runner = self.runner
+        self._components = [Component("handlers", runner.start, runner.stop, runner,
+                                      alive=lambda: runner.running), *components]
 
-    def add_component(self, name: str, start: Callable[[], None], stop: Callable[[], None]) -> None:
-        """Register a part to start with the server and stop (joined) before the log closes."""
-        if self._started:
-            raise ServerError("cannot add components to a running server")
-        self._components.append(_Component(name, start, stop))
+    def _wire(self, handlers: list[Handler], parts: Sequence[PartFactory]
+              ) -> tuple[list[Handler], list[Component]]:
+        """Ask each part in turn for its handlers, components and jobs (each part is given
+        the jobs of the parts before it: the scheduler part runs them)."""
+        components: list[Component] = []
+        jobs: list[Job] = []
+        names = {"handlers"}
+        for make in parts:
+            ctx = PartContext(self.store, self.host, self.port, self.status,
+                              tuple(handlers), tuple(jobs))
+            part = make(self.settings, ctx)
+            for component in part.components:
+                if component.name in names:
+                    raise ServerError(f"this server already has a {component.name} component")
+                names.add(component.name)
+            handlers += part.handlers
+            components += part.components
+            jobs += part.jobs
+        return handlers, components
+
+    # --- what it is made of -----------------------------------------------------------------
+
+    def component_names(self) -> list[str]:
+        """Every component, in start order (the handler runner first)."""
+        return [component.name for component in self._components]
 
     def running_components(self) -> list[str]:
         """Names of the components started and not yet stopped, in start order."""
         return [component.name for component in self._started]
+
+    @overload
+    def component(self, name: str) -> object: ...
+
+    @overload
+    def component(self, name: str, kind: type[T]) -> T: ...
+
+    def component(self, name: str, kind: type | None = None) -> object:
+        """The object behind component ``name`` (a worker, a watcher, the web server, the
+        scheduler, ...), checked to be a ``kind`` when given."""
+        for component in self._components:
+            if component.name == name:
+                target = component.target
+                if kind is not None and not isinstance(target, kind):
+                    raise ServerError(f"component {name} is a {type(target).__name__}, "
+                                      f"not a {kind.__name__}")
+                return target
+        raise ServerError(f"this server has no {name} component")
+
+    def status(self) -> ServerStatus:
+        """The started components (alive or not) and the runner's handlers, for /health."""
+        return ServerStatus(
+            components={c.name: c.alive() if c.alive is not None else True
+                        for c in self._started},
+            handlers=tuple(handler.name for handler in self.runner.handlers),
+        )
+
+    # --- life cycle ---------------------------------------------------------------------------
 
     def start(self) -> None:
         for component in self._components:
@@ -126,7 +180,10 @@ class Server:
                 previous[signum] = signal.signal(signum, lambda *_: self.request_stop())
         try:
             self.start()
-            web = f"web app on {self.web.url}" if self.web is not None else "no web app"
+            if "web" in self.component_names():
+                web = f"web app on {self.component('web', WebServer).url}"
+            else:
+                web = "no web app"
             announce(
                 f"crds-events serving {self.settings.observatory} from {self.settings.root} "
                 f"(log {self.settings.db_path}); {web}. "
@@ -145,23 +202,5 @@ class Server:
 
 
 def build_server(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000) -> Server:
-    """The server `crds-events serve` runs: projections and every part later issues add.
-
-    Order matters twice. Handlers that react to one another's events join the runner in
-    order: the e-mail composer before submissions and delivery, so it sees the events they
-    cause. Components stop in reverse order: the scheduler is added last so that it (and the
-    jobs it runs) stops before the parts those jobs call.
-    """
-    from crds_events.handlers import delivery, email, reprocessing, submissions
-    from crds_events.server import scheduler, wsgi
-
-    server = Server(settings, host=host, port=port)
-    outbox = email.register(server)
-    submissions.register(server)
-    delivery.register(server)
-    repro = reprocessing.register(server)
-    wsgi.register(server)
-    jobs = scheduler.register(server, outbox=outbox)
-    delivery.schedule_reconcile(server, 60.0)
-    jobs.add_job("repro-held", repro.check_held, 60.0)
-    return server
+    """The server ``crds-events serve`` runs: the projections and every part of `PARTS`."""
+    return Server(settings, PARTS, host=host, port=port)

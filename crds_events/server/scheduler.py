@@ -6,18 +6,14 @@ asleep collapse into one), ``max_instances=1`` (a slow run is never overlapped b
 and a misfire grace time of one interval (a run late by more than that is skipped; the next
 one comes at its time). A job that raises is logged and counted, and runs again next time.
 
-Which jobs there are is decided by the modules that own the work, not here, so this module
-imports none of them: `register` adds the scheduler to a server with the jobs of the
-platform (lock expiry; outbox retries when given the e-mail worker), and other parts add
-theirs with ``scheduler_of(server).add_job(name, func, seconds)``:
-
-* delivery / ingest watchers: their reconciliation scan (``reconcile``), also run at start-up
-  (``run_at_start=True``);
-* reprocessing: the held-repro check (e-mail DPAS once the pipeline pushed the context, or
-  devs when it did not in time).
+Which jobs there are is decided by the parts that own the work, not here, so this module
+imports none of them: each part of the server (`crds_events.server.parts`) returns its
+jobs, and the ``scheduler`` part, last in the list, runs the jobs of the parts before it
+(lock expiry, outbox retries, the delivery reconciliation, the held-reprocessing check).
 
 Jobs run in the scheduler's worker threads, so each opens what it needs (a store
-connection) itself. `Scheduler.stop` shuts the scheduler down and joins its threads.
+connection) itself, or is serialised with the thread that owns it. `Scheduler.stop` shuts
+the scheduler down and joins its threads.
 """
 
 from __future__ import annotations
@@ -33,16 +29,14 @@ from typing import Any
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
-__all__ = ["JobStats", "Scheduler", "SchedulerError", "register", "scheduler_of",
-           "LOCK_EXPIRY_JOB", "OUTBOX_RETRY_JOB"]
+from crds_events.errors import CrdsEventsError
+
+__all__ = ["JobStats", "Scheduler", "SchedulerError"]
 
 log = logging.getLogger(__name__)
 
-LOCK_EXPIRY_JOB = "lock-expiry"
-OUTBOX_RETRY_JOB = "outbox-retry"
 
-
-class SchedulerError(RuntimeError):
+class SchedulerError(CrdsEventsError, RuntimeError):
     pass
 
 
@@ -63,8 +57,7 @@ class JobStats:
 class Scheduler:
     """A `BackgroundScheduler` with named interval jobs (see the module docstring)."""
 
-    def __init__(self, server: Any = None, *, max_workers: int = 4):
-        self.server = server
+    def __init__(self, *, max_workers: int = 4):
         self.max_workers = max_workers
         self._scheduler = self._new_scheduler()
         self._jobs: dict[str, tuple[Callable[[], Any], float, bool]] = {}
@@ -214,49 +207,3 @@ class Scheduler:
         # a fresh one for a later start: a shut-down executor pool cannot be reused
         self._scheduler = self._new_scheduler()
 
-
-# --- a server's scheduler ------------------------------------------------------------------
-
-_ATTRIBUTE = "scheduler"
-
-
-def scheduler_of(server: Any) -> Scheduler:
-    """The scheduler `register` added to ``server`` (`SchedulerError` if none)."""
-    found = getattr(server, _ATTRIBUTE, None)
-    if not isinstance(found, Scheduler):
-        raise SchedulerError("this server has no scheduler: call crds_events.server.scheduler."
-                             "register(server) first")
-    return found
-
-
-def _expire_locks_job(db_path) -> Callable[[], Any]:
-    def expire() -> list:
-        from crds_events.accounts.locks import expire_locks
-        from crds_events.store.eventlog import SQLiteEventStore
-
-        with SQLiteEventStore(db_path) as store:
-            return expire_locks(store)
-
-    return expire
-
-
-def register(server: Any, *, outbox: Any = None, lock_interval: float = 60.0,
-             outbox_interval: float = 30.0, max_workers: int = 4) -> Scheduler:
-    """Add a scheduler to ``server`` (a `crds_events.server.core.Server`, before it starts) as
-    the component "scheduler", with the lock-expiry job and, given the e-mail
-    `OutboxWorker` (what `crds_events.handlers.email.register` returns), the outbox retry
-    job. Other parts add their jobs with ``scheduler_of(server).add_job(...)``.
-
-    Register it last: components stop in reverse order, so the scheduler stops (and its
-    jobs finish) before the parts they call.
-    """
-    if getattr(server, _ATTRIBUTE, None) is not None:
-        raise SchedulerError("this server already has a scheduler")
-    scheduler = Scheduler(server, max_workers=max_workers)
-    scheduler.add_job(LOCK_EXPIRY_JOB, _expire_locks_job(server.settings.db_path),
-                      lock_interval)
-    if outbox is not None:
-        scheduler.add_job(OUTBOX_RETRY_JOB, outbox.retry_due, outbox_interval)
-    server.add_component("scheduler", scheduler.start, scheduler.stop)
-    setattr(server, _ATTRIBUTE, scheduler)
-    return scheduler

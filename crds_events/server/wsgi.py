@@ -1,7 +1,7 @@
 """The production web server: waitress (pure Python, threaded) serving `create_app`.
 
-``register(server)`` adds it to a `crds_events.server.core.Server` as the ``web`` component: it
-binds ``server.host``/``server.port`` when the server starts (127.0.0.1:8000 by default) and,
+The server's ``web`` part (`crds_events.server.parts`) runs one as the ``web`` component: it
+binds the server's host and port when the server starts (127.0.0.1:8000 by default) and,
 on stop, stops accepting, lets the requests in progress finish (bounded), closes every
 connection and joins its threads, so ``serve`` ends with nothing left running.
 
@@ -14,15 +14,12 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from waitress import wasyncore
 from waitress.server import create_server
 
-if TYPE_CHECKING:
-    from crds_events.server.core import Server
-
-__all__ = ["WebServer", "register", "DEFAULT_THREADS"]
+__all__ = ["WebServer", "DEFAULT_THREADS"]
 
 log = logging.getLogger(__name__)
 
@@ -88,16 +85,3 @@ class WebServer:
         if app_state is not None:
             app_state.close()
 
-
-def register(server: Server, *, threads: int = DEFAULT_THREADS) -> WebServer:
-    """Serve the web app (JSON-RPC, downloads, uploads) as ``server``'s ``web`` component,
-    sharing its event store for writes."""
-    from crds_events.web import create_app
-    from crds_events.web.pages.health import attach_server
-
-    app = create_app(server.settings, store=server.store)
-    attach_server(app, server)  # /health reports the server's components
-    web = WebServer(app, server.host, server.port, threads=threads)
-    server.add_component("web", web.start, web.stop)
-    server.web = web
-    return web

@@ -19,12 +19,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from crds_events.errors import CrdsEventsError
+
 __all__ = ["ArtifactStore", "ArtifactError", "ArtifactNotFound", "json_bytes"]
 
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
 
 
-class ArtifactError(ValueError):
+class ArtifactError(CrdsEventsError, ValueError):
     """A malformed digest or a blob whose content no longer matches its digest."""
 
 

@@ -41,7 +41,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from crds_events.config import CONFIG_NAME, Settings
+from crds_events.config import CONFIG_NAME, Settings, load_settings
+from crds_events.errors import CrdsEventsError
 
 __all__ = ["BackupError", "BackupResult", "backup", "restore", "DIRECTORIES"]
 
@@ -50,7 +51,7 @@ DB_NAME = "events.db"
 MANIFEST = "MANIFEST.json"
 
 
-class BackupError(RuntimeError):
+class BackupError(CrdsEventsError, RuntimeError):
     """A backup or restore that cannot proceed (the message names the path and reason)."""
 
 
@@ -162,8 +163,6 @@ def restore(source: str | os.PathLike, settings: Settings, *, force: bool = Fals
 
     The target's configuration decides where things go (its ``crds-events.toml`` if it has
     one; else the backup's is copied in and the root's paths are those defaults)."""
-    from crds_events.config import load_settings
-
     started = time.perf_counter()
     source = Path(source)
     with tempfile.TemporaryDirectory(prefix="crds-events-restore-") as scratch:

@@ -17,7 +17,6 @@ serialised by a lock), but each long-running thread is better served by its own 
 from __future__ import annotations
 
 import contextlib
-import json
 import sqlite3
 import threading
 import time
@@ -40,21 +39,15 @@ from crds_events.store.interface import (
     StoreError,
 )
 from crds_events.store.migrations import apply_migrations
+from crds_events.store.reader import LogReader
+from crds_events.store.records import dumps
 
 __all__ = ["SQLiteEventStore", "SQLiteTransaction", "open_database", "utc_now"]
 
-_COLUMNS = "position, stream, version, type, schema_version, data, meta, recorded_at, idempotency_key"
 _INSERT = (
     "INSERT INTO events (stream, version, type, schema_version, data, meta, recorded_at, "
     "idempotency_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
-# Stored JSON never has leading whitespace: raw_decode skips json.loads' wrapper and regex.
-_raw_decode = json.JSONDecoder().raw_decode
-
-
-def _loads(text: str) -> Any:
-    return _raw_decode(text)[0]
 
 
 def utc_now() -> str:
@@ -81,47 +74,21 @@ def open_database(path: str | Path, *, busy_timeout: float = 30.0) -> sqlite_uti
     return db
 
 
-_RECORD_FIELDS = ("position", "stream", "version", "type", "schema_version", "data", "meta",
-                  "recorded_at", "idempotency_key")
-_META_CACHE: dict[str, dict] = {}
+class _Fetched:
+    """The rows of a finished query, with the cursor methods callers use."""
 
+    def __init__(self, description: Any, rows: list[tuple]):
+        self.description = description
+        self._rows = rows
 
-def _load_meta(text: str) -> dict:
-    # Metadata repeats a lot (same actor, no causation): decode each distinct text once and
-    # hand out copies, so a caller mutating one record's meta cannot affect another's.
-    cached = _META_CACHE.get(text)
-    if cached is None:
-        cached = _loads(text)
-        if len(_META_CACHE) > 4096:
-            _META_CACHE.clear()
-        _META_CACHE[text] = cached
-    return dict(cached)
+    def fetchone(self) -> tuple | None:
+        return self._rows[0] if self._rows else None
 
+    def fetchall(self) -> list[tuple]:
+        return list(self._rows)
 
-def _row_to_record(row: tuple) -> RecordedEvent:
-    # Equivalent to RecordedEvent(*row) with the JSON columns decoded; filling __dict__
-    # directly skips the frozen dataclass __init__, which matters when replaying millions.
-    record = object.__new__(RecordedEvent)
-    values = dict(zip(_RECORD_FIELDS, row, strict=True))
-    values["data"] = _loads(row[5])
-    values["meta"] = _load_meta(row[6])
-    record.__dict__.update(values)
-    return record
-
-
-def _where(
-    after: int, streams: Iterable[str] | None, types: Iterable[str] | None
-) -> tuple[str, list[Any]]:
-    clauses, params = ["position > ?"], [after]
-    if streams is not None:
-        streams = list(streams)
-        clauses.append(f"stream IN ({','.join('?' * len(streams))})")
-        params.extend(streams)
-    if types is not None:
-        types = list(types)
-        clauses.append(f"type IN ({','.join('?' * len(types))})")
-        params.extend(types)
-    return " AND ".join(clauses), params
+    def __iter__(self) -> Iterator[tuple]:
+        return iter(self._rows)
 
 
 class SQLiteTransaction:
@@ -161,14 +128,42 @@ class SQLiteTransaction:
             event.stream, event, expected_version, meta=meta, idempotency_key=idempotency_key
         )
 
-    def read_all(self, after: int = 0, *, streams=None, types=None, limit=None):
-        return self._store._read_all(after, streams, types, limit)
+    # The reads see this transaction's own appends (one connection).
+
+    def read_all(self, after: int = 0, *, streams: Iterable[str] | None = None,
+                 types: Iterable[str] | None = None, limit: int | None = None
+                 ) -> list[RecordedEvent]:
+        return self._store.read_all(after, streams=streams, types=types, limit=limit)
+
+    def iter_all(self, after: int = 0, *, types: Iterable[str] | None = None,
+                 batch: int = 5000) -> Iterator[RecordedEvent]:
+        return self._store.iter_all(after, types=types, batch=batch)
+
+    def read_stream(self, stream: str, *, after_version: int = 0,
+                    limit: int | None = None) -> list[RecordedEvent]:
+        return self._store.read_stream(stream, after_version=after_version, limit=limit)
+
+    def get(self, position: int) -> RecordedEvent | None:
+        return self._store.get(position)
 
     def stream_version(self, stream: str) -> int:
         return self._store.stream_version(stream)
 
     def head(self) -> int:
         return self._store.head()
+
+    def find_key(self, idempotency_key: str) -> RecordedEvent | None:
+        return self._store.find_key(idempotency_key)
+
+    def streams_with_prefix(self, prefix: str) -> list[str]:
+        return self._store.streams_with_prefix(prefix)
+
+    def read_prefix(self, prefix: str, *, types: Iterable[str] | None = None
+                    ) -> list[RecordedEvent]:
+        return self._store.read_prefix(prefix, types=types)
+
+    def pointer_events(self, as_of: int | None = None) -> list[RecordedEvent]:
+        return self._store.pointer_events(as_of)
 
     def execute(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> sqlite3.Cursor:
         return self.conn.execute(sql, params)
@@ -184,6 +179,7 @@ class SQLiteEventStore:
         self.path = Path(path)
         self.db = open_database(self.path, busy_timeout=busy_timeout)
         self._conn = self.db.conn
+        self._reader = LogReader(self._conn)
         self._lock = threading.RLock()
         self._appended = threading.Condition(threading.Lock())
         self._in_tx = False
@@ -304,7 +300,7 @@ class SQLiteEventStore:
         ).fetchone()[0] or NO_STREAM
         if expected_version != ANY and expected_version != current:
             raise ConcurrencyError(stream, expected_version, current)
-        meta_json = _dumps(dict(meta)) if meta else "{}"
+        meta_json = dumps(dict(meta)) if meta else "{}"
         now = utc_now()
         rows = []
         for offset, event in enumerate(events):
@@ -315,7 +311,7 @@ class SQLiteEventStore:
             else:
                 raise TypeError(f"cannot append {type(event).__name__}: not an Event or RawEvent")
             try:
-                data_json = _dumps(data)
+                data_json = dumps(data)
             except (TypeError, ValueError) as exc:
                 raise StoreError(f"{type_name}: payload is not JSON: {exc}") from None
             rows.append((stream, current + offset + 1, type_name, schema, data_json, meta_json,
@@ -339,13 +335,8 @@ class SQLiteEventStore:
         self, stream: str, *, after_version: int = 0, limit: int | None = None
     ) -> list[RecordedEvent]:
         """Events of one stream in version order, after ``after_version``."""
-        sql = f"SELECT {_COLUMNS} FROM events WHERE stream = ? AND version > ? ORDER BY version"
-        params: list[Any] = [stream, after_version]
-        if limit is not None:
-            sql += " LIMIT ?"
-            params.append(limit)
         with self._lock:
-            return [_row_to_record(row) for row in self._conn.execute(sql, params)]
+            return self._reader.read_stream(stream, after_version=after_version, limit=limit)
 
     def read_all(
         self,
@@ -357,16 +348,8 @@ class SQLiteEventStore:
     ) -> list[RecordedEvent]:
         """Events after global position ``after``, in position order, optionally only of
         the given streams / types, at most ``limit``."""
-        return self._read_all(after, streams, types, limit)
-
-    def _read_all(self, after, streams, types, limit) -> list[RecordedEvent]:
-        where, params = _where(after, streams, types)
-        sql = f"SELECT {_COLUMNS} FROM events WHERE {where} ORDER BY position"
-        if limit is not None:
-            sql += " LIMIT ?"
-            params.append(limit)
         with self._lock:
-            return [_row_to_record(row) for row in self._conn.execute(sql, params)]
+            return self._reader.read_all(after, streams=streams, types=types, limit=limit)
 
     def iter_all(
         self, after: int = 0, *, types: Iterable[str] | None = None, batch: int = 5000
@@ -374,7 +357,7 @@ class SQLiteEventStore:
         """Stream every event after ``after`` in batches (constant memory)."""
         types = list(types) if types is not None else None
         while True:
-            records = self._read_all(after, None, types, batch)
+            records = self.read_all(after, types=types, limit=batch)
             yield from records
             if len(records) < batch:
                 return
@@ -382,22 +365,41 @@ class SQLiteEventStore:
 
     def get(self, position: int) -> RecordedEvent | None:
         with self._lock:
-            row = self._conn.execute(
-                f"SELECT {_COLUMNS} FROM events WHERE position = ?", (position,)
-            ).fetchone()
-        return _row_to_record(row) if row else None
+            return self._reader.get(position)
 
     def stream_version(self, stream: str) -> int:
         """The stream's current version (0 = `NO_STREAM`: it has no events)."""
         with self._lock:
-            row = self._conn.execute(
-                "SELECT max(version) FROM events WHERE stream = ?", (stream,)
-            ).fetchone()
-        return row[0] or NO_STREAM
+            return self._reader.stream_version(stream)
 
     def head(self) -> int:
         with self._lock:
-            return self._conn.execute("SELECT max(position) FROM events").fetchone()[0] or 0
+            return self._reader.head()
+
+    def find_key(self, idempotency_key: str) -> RecordedEvent | None:
+        """The first event appended with ``idempotency_key`` (None: never appended)."""
+        with self._lock:
+            return self._reader.find_key(idempotency_key)
+
+    def streams_with_prefix(self, prefix: str) -> list[str]:
+        with self._lock:
+            return self._reader.streams_with_prefix(prefix)
+
+    def read_prefix(self, prefix: str, *, types: Iterable[str] | None = None
+                    ) -> list[RecordedEvent]:
+        with self._lock:
+            return self._reader.read_prefix(prefix, types=types)
+
+    def pointer_events(self, as_of: int | None = None) -> list[RecordedEvent]:
+        with self._lock:
+            return self._reader.pointer_events(as_of)
+
+    def execute(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> _Fetched:
+        """A read of the caller's own tables (projections, checkpoints); the rows are
+        fetched at once, under the store's lock, so the cursor is safe to iterate after."""
+        with self._lock:
+            cursor = self._conn.execute(sql, params)
+            return _Fetched(cursor.description, cursor.fetchall())
 
     def wait_for(self, position: int, timeout: float = 5.0) -> bool:
         """Block until ``position`` is visible (True) or ``timeout`` seconds pass (False).

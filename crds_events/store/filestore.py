@@ -10,31 +10,37 @@ Files enter only through `FileStore.put`, which is atomic and write-once:
 
 Names are plain basenames: anything with a path separator, ``..``, a leading dot, an
 absolute path or a control character is refused, so no name can point outside the store.
+Names coming from outside (uploads, download URLs) must also pass the stricter CRDS rule
+`is_safe_name`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import stat
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
+from crds_events.errors import CrdsEventsError
+from crds_events.files.checksums import sha1_file
 from crds_events.rules.naming import MAPPING_KINDS
 
 if TYPE_CHECKING:
     from crds_events.config import Settings
 
-__all__ = ["FileStore", "FileStoreError", "check_name", "file_kind", "sha1_file"]
+__all__ = ["FileStore", "FileStoreError", "SAFE_NAME", "check_name", "file_kind",
+           "fsync_path", "is_safe_name"]
 
 KINDS = ("mapping", "reference")
 _CHUNK = 1 << 20
 _READ_ONLY = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
 
 
-class FileStoreError(ValueError):
+class FileStoreError(CrdsEventsError, ValueError):
     """A name or content the file store refuses (the message names the file and why)."""
 
 
@@ -53,24 +59,25 @@ def check_name(name: object) -> str:
     return name
 
 
+# The names a file may have when it comes from outside (an upload, a download URL): CRDS
+# file names are letters, digits and ``_ . + -``, starting with a letter, digit or ``_``.
+SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]{0,254}$")
+
+
+def is_safe_name(name: str) -> bool:
+    """Is ``name`` a plain CRDS file name (`SAFE_NAME`, no ``..``)? The one rule for the
+    names of uploaded files, submission ids in URLs and files asked for by download."""
+    return bool(SAFE_NAME.match(name)) and ".." not in name
+
+
 def file_kind(name: str) -> str:
     """``mapping`` for .pmap/.imap/.rmap names, else ``reference``."""
     return "mapping" if os.path.splitext(name)[1] in MAPPING_KINDS else "reference"
 
 
-def sha1_file(path: str | os.PathLike) -> tuple[str, int]:
-    """``(sha1 hex, size)`` of a file's bytes."""
-    digest = hashlib.sha1()
-    size = 0
-    with open(path, "rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
-    return digest.hexdigest(), size
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
+def fsync_path(path: str | os.PathLike) -> None:
+    """fsync a file or a directory (a directory: so the names created in it are durable)."""
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
@@ -156,7 +163,7 @@ class FileStore:
                         f"{name}: already stored with different content (sha1 {existing}, "
                         f"new {sha1}); stored files are never replaced"
                     ) from None
-            _fsync_dir(target.parent)
+            fsync_path(target.parent)
         finally:
             temp.unlink(missing_ok=True)
         return sha1, size

@@ -10,7 +10,7 @@ Vocabulary:
 * an *idempotency key* makes an append happen at most once: appending again with a key
   already recorded adds nothing and returns the earlier positions.
 
-`tests/test_eventlog.py` is the contract test module: every backend must pass it.
+`tests/store/test_eventlog.py` is the contract test module: every backend must pass it.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
+from crds_events.errors import CrdsEventsError
 from crds_events.events import Event, decode
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "RecordedEvent",
     "AppendResult",
     "Appendable",
+    "EventReader",
     "EventStore",
     "Transaction",
     "caused_by",
@@ -44,7 +46,7 @@ NO_STREAM: int = 0
 """Expected version meaning: the stream must not exist yet (its version is 0)."""
 
 
-class StoreError(Exception):
+class StoreError(CrdsEventsError):
     """Base class of event-store errors."""
 
 
@@ -129,7 +131,67 @@ def caused_by(record: RecordedEvent, actor: str | None = None) -> dict[str, Any]
     }
 
 
-class Transaction(Protocol):
+class EventReader(Protocol):
+    """The reading half of the log: what a store, an open transaction and a read-only
+    `crds_events.store.reader.LogReader` (the web's request connection) all offer."""
+
+    def read_all(
+        self,
+        after: int = 0,
+        *,
+        streams: Iterable[str] | None = None,
+        types: Iterable[str] | None = None,
+        limit: int | None = None,
+    ) -> list[RecordedEvent]:
+        """Events after global position ``after``, in position order, optionally only of
+        the given streams / types, at most ``limit``."""
+        ...
+
+    def iter_all(
+        self, after: int = 0, *, types: Iterable[str] | None = None, batch: int = 5000
+    ) -> Iterator[RecordedEvent]:
+        """Every event after ``after`` in batches (constant memory)."""
+        ...
+
+    def read_stream(
+        self, stream: str, *, after_version: int = 0, limit: int | None = None
+    ) -> list[RecordedEvent]:
+        """Events of one stream in version order, after ``after_version``."""
+        ...
+
+    def get(self, position: int) -> RecordedEvent | None: ...
+
+    def head(self) -> int:
+        """The last position recorded (0 for an empty log)."""
+        ...
+
+    def stream_version(self, stream: str) -> int:
+        """The stream's current version (0 = `NO_STREAM`: it has no events)."""
+        ...
+
+    def find_key(self, idempotency_key: str) -> RecordedEvent | None:
+        """The first event appended with ``idempotency_key`` (None: never appended)."""
+        ...
+
+    def streams_with_prefix(self, prefix: str) -> list[str]:
+        """The names of the streams that start with ``prefix``, sorted."""
+        ...
+
+    def read_prefix(
+        self, prefix: str, *, types: Iterable[str] | None = None
+    ) -> list[RecordedEvent]:
+        """The events of every stream that starts with ``prefix``, in position order
+        (through the stream index: the cost follows those streams, not the log)."""
+        ...
+
+    def pointer_events(self, as_of: int | None = None) -> list[RecordedEvent]:
+        """The last two `ContextSet` events of each (observatory, kind) at or before
+        position ``as_of`` (None: the head), in position order: enough to fold every
+        context pointer (`crds_events.store.folds.CONTEXT_POINTERS`) as it was then."""
+        ...
+
+
+class Transaction(EventReader, Protocol):
     """A write transaction: appends and the caller's own table writes commit together."""
 
     def append(
@@ -142,21 +204,25 @@ class Transaction(Protocol):
         idempotency_key: str | None = None,
     ) -> AppendResult: ...
 
-    def read_all(
+    def record(
         self,
-        after: int = 0,
+        event: Event,
+        expected_version: int = ANY,
         *,
-        streams: Iterable[str] | None = None,
-        types: Iterable[str] | None = None,
-        limit: int | None = None,
-    ) -> list[RecordedEvent]: ...
+        meta: Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ) -> AppendResult:
+        """Append one event to its own stream (``event.stream``)."""
+        ...
 
-    def head(self) -> int: ...
+    def execute(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> Any:
+        """SQL on the caller's own tables (projections, checkpoints), in this transaction."""
+        ...
 
-    def execute(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> Any: ...
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> Any: ...
 
 
-class EventStore(Protocol):
+class EventStore(EventReader, Protocol):
     """The operations every backend provides. All methods are safe to call from the thread
     that owns the store; use one store object per thread (or per process)."""
 
@@ -173,33 +239,24 @@ class EventStore(Protocol):
         version is not ``expected_version`` (unless `ANY`)."""
         ...
 
+    def record(
+        self,
+        event: Event,
+        expected_version: int = ANY,
+        *,
+        meta: Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ) -> AppendResult:
+        """Append one event to its own stream (``event.stream``)."""
+        ...
+
     def transaction(self) -> AbstractContextManager[Transaction]:
         """A write transaction (SQLite: ``BEGIN IMMEDIATE``) committed on clean exit."""
         ...
 
-    def read_stream(
-        self, stream: str, *, after_version: int = 0, limit: int | None = None
-    ) -> list[RecordedEvent]: ...
-
-    def read_all(
-        self,
-        after: int = 0,
-        *,
-        streams: Iterable[str] | None = None,
-        types: Iterable[str] | None = None,
-        limit: int | None = None,
-    ) -> list[RecordedEvent]: ...
-
-    def iter_all(
-        self, after: int = 0, *, types: Iterable[str] | None = None, batch: int = 5000
-    ) -> Iterator[RecordedEvent]: ...
-
-    def get(self, position: int) -> RecordedEvent | None: ...
-
-    def stream_version(self, stream: str) -> int: ...
-
-    def head(self) -> int:
-        """The last position recorded (0 for an empty log)."""
+    def execute(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> Any:
+        """A read of the caller's own tables (projections, checkpoints) outside any
+        transaction. The ``events`` table is read only through the methods above."""
         ...
 
     def wait_for(self, position: int, timeout: float = 5.0) -> bool:

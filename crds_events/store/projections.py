@@ -7,6 +7,9 @@ final rows back, all inside the runner's transaction (so together with its check
 `rebuild` drops every projection table and replays the whole log into it in ONE
 transaction: readers keep seeing the old tables until the new ones are complete, and a crash
 mid-rebuild leaves the old ones in place.
+
+`current_rows` is a fold's state as of the head for a reader that must see its own writes:
+the table (which may lag) plus the events after its checkpoint.
 """
 
 from __future__ import annotations
@@ -15,13 +18,12 @@ import json
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from crds_events.handlers import Handler
-from crds_events.handlers.runner import set_checkpoint
-from crds_events.store.eventlog import SQLiteEventStore, SQLiteTransaction
-from crds_events.store.folds import Fold, Key, Row, all_folds
-from crds_events.store.interface import RecordedEvent
+from crds_events.store.eventlog import SQLiteTransaction
+from crds_events.store.folds import Fold, Key, Row, all_folds, replay
+from crds_events.store.handler import Handler, get_checkpoint, set_checkpoint
+from crds_events.store.interface import EventStore, RecordedEvent, Transaction
 
-__all__ = ["TableProjection", "default_projections", "rebuild", "read_table"]
+__all__ = ["TableProjection", "default_projections", "rebuild", "read_table", "current_rows"]
 
 _SQL_TYPES = {str: str, int: int, bool: int, tuple: str, float: float}
 
@@ -118,19 +120,49 @@ def default_projections() -> list[TableProjection]:
     return [TableProjection(fold) for fold in all_folds()]
 
 
-def read_table(store: SQLiteEventStore, projection: TableProjection) -> dict[Key, Row]:
+def read_table(store: EventStore | Transaction, projection: TableProjection) -> dict[Key, Row]:
     """Every row of a projection table, decoded, by key (for tests and the web)."""
     fold = projection.fold
     cols = ", ".join(f"[{c}]" for c in fold.columns)
     result = {}
-    for values in store.db.conn.execute(f"SELECT {cols} FROM [{fold.table}]"):
+    for values in store.execute(f"SELECT {cols} FROM [{fold.table}]"):
         row = projection.decode_row(values)
         result[fold.key_of(row)] = row
     return result
 
 
+def _table_exists(tx: Transaction, table: str) -> bool:
+    return tx.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                      (table,)).fetchone() is not None
+
+
+def current_rows(store: EventStore | Transaction, fold: Fold) -> dict[Key, Row]:
+    """The rows of ``fold`` as of the log's head (a store or an open transaction).
+
+    Starts from the fold's projection table where there is one and folds the events after
+    its checkpoint (none while the server keeps up; the whole log when no table exists), so
+    a caller sees its own writes at once. The table and its checkpoint are read in one
+    transaction, where they are consistent with each other.
+    """
+    if hasattr(store, "transaction"):
+        with store.transaction() as tx:
+            return _current_rows(tx, fold)
+    return _current_rows(store, fold)
+
+
+def _current_rows(tx: Transaction, fold: Fold) -> dict[Key, Row]:
+    projection = TableProjection(fold)
+    state: dict[Key, Row] = {}
+    after = 0
+    if _table_exists(tx, fold.table):
+        after = get_checkpoint(tx, projection.name)
+        if after:
+            state = read_table(tx, projection)
+    return replay(fold, tx.read_all(after, types=fold.consumes), state)
+
+
 def rebuild(
-    store: SQLiteEventStore,
+    store: EventStore,
     projections: Iterable[TableProjection] | None = None,
     *,
     batch: int = 20_000,

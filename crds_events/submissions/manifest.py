@@ -37,6 +37,9 @@ from typing import Any
 
 import yaml
 
+from crds_events.errors import CrdsEventsError
+from crds_events.files.reftypes import hst_types
+
 __all__ = [
     "MANIFEST_NAME",
     "CHANGE_LEVELS",
@@ -90,15 +93,13 @@ def instruments_for(observatory: str) -> tuple[str, ...]:
     """The instrument names (lower case) a manifest may name for ``observatory``."""
     if observatory == "hst":
         try:
-            from crds_events.files.reftypes import hst_types
-
             return tuple(sorted(hst_types()))
         except Exception:  # noqa: BLE001 - the table is a nicety; fall back to the known list
             return _HST_INSTRUMENTS
     return _INSTRUMENTS.get(observatory, ())
 
 
-class ManifestError(ValueError):
+class ManifestError(CrdsEventsError, ValueError):
     """A manifest that cannot be accepted. ``problems`` is a list of ``(field, reason)``;
     ``field`` is ``files[2]``-style for one entry of a list, ``manifest`` for the whole."""
 

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import os
 import shutil
 import traceback
@@ -41,22 +40,19 @@ from collections.abc import Callable
 from pathlib import Path
 
 from crds_events.certify import certify_files, is_mapping
+from crds_events.errors import CrdsEventsError
+from crds_events.files.checksums import sha1_file
 from crds_events.files.errors import ReferenceFileError
 from crds_events.files.headers import read_header
 from crds_events.files.reftypes import ReferenceType, reference_type
 from crds_events.files.uniqname import rename_reference
+from crds_events.refactoring.diff import context_diff, format_diff
 from crds_events.refactoring.newcontext import new_context
 from crds_events.refactoring.refactor import delete_references, insert_references
 from crds_events.rules.canonical import rewrite_text
 from crds_events.rules.checksum import read_mapping_text
 from crds_events.rules.context import MappingStore, PipelineContext
-from crds_events.rules.diff import (
-    MappingTree,
-    context_diff,
-    diff_action,
-    format_diff,
-    mapping_diffs,
-)
+from crds_events.rules.diff import MappingTree, diff_action, mapping_diffs
 from crds_events.rules.index import ReferenceIndex
 from crds_events.rules.naming import NamingError, parse_mapping_name
 from crds_events.rules.parse import parse_mapping
@@ -80,7 +76,7 @@ __all__ = [
 SERIAL_OBSERVATORIES = ("jwst", "roman")
 
 
-class _Stop(Exception):
+class _Stop(CrdsEventsError):
     """Processing ends here; the result already says why."""
 
 
@@ -109,14 +105,6 @@ def _validate(request: ProcessingRequest) -> SubmissionKind:
     if not str(request.derive_from).endswith(".pmap") and request.derive_from:
         raise ValueError(f"derive_from must name a .pmap, not {request.derive_from!r}")
     return kind
-
-
-def file_sha1(path: str | os.PathLike) -> str:
-    digest = hashlib.sha1()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class _Run:
@@ -237,7 +225,7 @@ class _Run:
         self.say("Checking for files already known (sha1)")
         seen: dict[str, str] = {}
         for path, outcome in self.uploads:
-            outcome.original_sha1 = outcome.sha1 = file_sha1(path)
+            outcome.original_sha1 = outcome.sha1 = sha1_file(path)[0]
             outcome.size = path.stat().st_size
             if self.kind is SubmissionKind.ADD_EXISTING:
                 if outcome.sha1 not in self.request.known_sha1s:
@@ -360,7 +348,7 @@ class _Run:
                 outcome.error(f"cannot assign an official name: {exc}")
                 continue
             official = Path(outcome.path)
-            outcome.sha1 = file_sha1(official)
+            outcome.sha1 = sha1_file(official)[0]
             outcome.size = official.stat().st_size
             self.result.outputs[outcome.official_name] = str(official)
             self.say(f"{outcome.original_name} -> {outcome.official_name}")

@@ -23,24 +23,28 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import os
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
 from crds_events import events as ev
+from crds_events.accounts import locks, users
 from crds_events.config import Settings
 from crds_events.delivery.publish import allocate as allocate_delivery
-from crds_events.store.eventlog import SQLiteEventStore
-from crds_events.store.interface import RecordedEvent
-from crds_events.watch.ingest import uploads_dir, work_dir
+from crds_events.errors import CrdsEventsError
+from crds_events.files.checksums import sha1_file
+from crds_events.store.artifacts import ArtifactStore
+from crds_events.store.filestore import FileStore, FileStoreError
+from crds_events.store.interface import EventReader, EventStore, RecordedEvent
+from crds_events.submissions.dropbox import uploads_dir, work_dir
 
 __all__ = ["ReviewError", "SubmissionView", "load", "show", "confirm", "force", "cancel",
            "follow"]
 
 
-class ReviewError(ValueError):
+class ReviewError(CrdsEventsError, ValueError):
     """A review action that is not allowed now (the message says why)."""
 
 
@@ -79,7 +83,7 @@ class SubmissionView:
         return getattr(self.outcome, "result_digest", "") if self.outcome else ""
 
 
-def load(store: SQLiteEventStore, submission_id: str) -> SubmissionView:
+def load(store: EventReader, submission_id: str) -> SubmissionView:
     """The submission's stream folded into a `SubmissionView` (`ReviewError` if unknown)."""
     records: list[RecordedEvent] = store.read_stream(ev.submission_stream(submission_id))
     if not records:
@@ -107,13 +111,11 @@ def load(store: SQLiteEventStore, submission_id: str) -> SubmissionView:
     return view
 
 
-def _artifacts(settings: Settings):
-    from crds_events.store.artifacts import ArtifactStore
-
+def _artifacts(settings: Settings) -> ArtifactStore:
     return ArtifactStore.for_root(settings.root)
 
 
-def show(settings: Settings, store: SQLiteEventStore, submission_id: str) -> dict[str, Any]:
+def show(settings: Settings, store: EventReader, submission_id: str) -> dict[str, Any]:
     """Everything known of a submission: state, manifest fields, progress lines, per-file
     certify results, generated mappings and diffs (from the stored result)."""
     view = load(store, submission_id)
@@ -143,17 +145,15 @@ def show(settings: Settings, store: SQLiteEventStore, submission_id: str) -> dic
     }
 
 
-def _user_can(store: SQLiteEventStore, user: str, action: str, owner: str) -> bool:
+def _user_can(store: EventReader, user: str, action: str, owner: str) -> bool:
     """The accounts policy; a user the registry does not know may act on their own."""
-    from crds_events.accounts import users
-
     record = users.get_user(store, user)
     if record is None:
         return user == owner and action in ("confirm", "cancel")
     return users.can(record, action, owner=owner)
 
 
-def _ready(store: SQLiteEventStore, submission_id: str, action: str) -> SubmissionView:
+def _ready(store: EventReader, submission_id: str, action: str) -> SubmissionView:
     view = load(store, submission_id)
     if view.state != "ready":
         raise ReviewError(f"submission {submission_id}: cannot {action} a submission that is "
@@ -161,10 +161,8 @@ def _ready(store: SQLiteEventStore, submission_id: str, action: str) -> Submissi
     return view
 
 
-def _decide(settings: Settings, store: SQLiteEventStore, submission_id: str, user: str,
+def _decide(settings: Settings, store: EventStore, submission_id: str, user: str,
             forced: bool) -> ev.Event:
-    from crds_events.accounts import locks
-
     action = "force" if forced else "confirm"
     view = _ready(store, submission_id, action)
     owner = view.submitter
@@ -217,12 +215,8 @@ def _official_files(settings: Settings, view: SubmissionView) -> dict[str, Path]
 
 def _store_files(settings: Settings, files: dict[str, Path]) -> list[str]:
     """Put every file in the file store; the names that were not there before."""
-    from crds_events.store.filestore import FileStore
-
     store = FileStore.from_settings(settings)
     added: list[str] = []
-    from crds_events.store.filestore import FileStoreError
-
     try:
         for name, path in files.items():
             existed = store.exists(name)
@@ -240,16 +234,15 @@ def _store_files(settings: Settings, files: dict[str, Path]) -> list[str]:
 
 
 def _unstore(settings: Settings, names: list[str]) -> None:
-    from crds_events.store.filestore import FileStore
-
     store = FileStore.from_settings(settings)
     for name in names:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(store.path_for(name))
 
 
-def _commit_decision(settings, store, view: SubmissionView, user: str, forced: bool,
-                     files: dict[str, Path], lock) -> ev.Event:
+def _commit_decision(settings: Settings, store: EventStore, view: SubmissionView, user: str,
+                     forced: bool, files: dict[str, Path], lock: locks.Lock | None
+                     ) -> ev.Event:
     outcome: ev.SubmissionReady = view.outcome  # type: ignore[assignment]
     sid = view.submission_id
     observatory = view.started.observatory if view.started else settings.observatory
@@ -271,7 +264,7 @@ def _commit_decision(settings, store, view: SubmissionView, user: str, forced: b
                                      observatory=observatory, meta=meta) if files else ""
         for name in files:
             certified = view.certified.get(name)
-            sha1, size = _sha1_size(files[name])
+            sha1, size = sha1_file(files[name])
             tx.record(ev.FileCataloged(
                 name=name, delivery=delivery, observatory=observatory, sha1=sha1,
                 size=size, kind=certified.kind if certified else _kind_of(name),
@@ -299,16 +292,6 @@ def _kind_of(name: str) -> str:
     return "mapping" if name.endswith((".pmap", ".imap", ".rmap")) else "reference"
 
 
-def _sha1_size(path: Path) -> tuple[str, int]:
-    digest = hashlib.sha1()
-    size = 0
-    with open(path, "rb") as stream:
-        while chunk := stream.read(1 << 20):
-            digest.update(chunk)
-            size += len(chunk)
-    return digest.hexdigest(), size
-
-
 def _clean_up_after_confirm(settings: Settings, view: SubmissionView) -> None:
     """The files are in the store now: remove the uploads that are still the ones taken
     (a file the user replaced meanwhile is left alone) and the work directory."""
@@ -320,28 +303,26 @@ def _clean_up_after_confirm(settings: Settings, view: SubmissionView) -> None:
             original, copy = drop / name, copies / name
             with contextlib.suppress(OSError):
                 if original.is_file() and copy.is_file() and \
-                        _sha1_size(original) == _sha1_size(copy):
+                        sha1_file(original) == sha1_file(copy):
                     original.unlink()
     shutil.rmtree(work_dir(settings, view.submission_id), ignore_errors=True)
 
 
-def confirm(settings: Settings, store: SQLiteEventStore, submission_id: str,
+def confirm(settings: Settings, store: EventStore, submission_id: str,
             user: str) -> ev.Event:
     """The submitter confirms: files cataloged, new pmap = edit context, lock released."""
     return _decide(settings, store, submission_id, user, forced=False)
 
 
-def force(settings: Settings, store: SQLiteEventStore, submission_id: str,
+def force(settings: Settings, store: EventStore, submission_id: str,
           user: str) -> ev.Event:
     """Another team member confirms after the submitter's lock is gone."""
     return _decide(settings, store, submission_id, user, forced=True)
 
 
-def cancel(settings: Settings, store: SQLiteEventStore, submission_id: str, user: str,
+def cancel(settings: Settings, store: EventStore, submission_id: str, user: str,
            reason: str = "") -> ev.Event:
     """The submitter cancels: temporary copies discarded, uploads kept, lock released."""
-    from crds_events.accounts import locks
-
     view = _ready(store, submission_id, "cancel")
     if not _user_can(store, user, "cancel", view.submitter):
         raise ReviewError(f"submission {submission_id} belongs to {view.submitter}; {user} "
@@ -364,12 +345,10 @@ _OUTCOME_TYPES = frozenset({ev.SubmissionReady.type, ev.SubmissionRejected.type,
                             ev.SubmissionFailed.type})
 
 
-def follow(store: SQLiteEventStore, submission_id: str, *, timeout: float = 600.0,
+def follow(store: EventReader, submission_id: str, *, timeout: float = 600.0,
            on_progress=None, poll: float = 0.1) -> ev.Event | None:
     """Wait for the submission's outcome (READY / BAD FILES / FAIL event), calling
     ``on_progress(message)`` for each progress line as it is recorded; None on timeout."""
-    import time
-
     deadline = time.monotonic() + timeout
     version = 0
     while True:

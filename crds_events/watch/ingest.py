@@ -11,88 +11,32 @@ Threads and their roles (watchdog style: one role per thread, a queue between th
   inotify can drop events under bursts, so the scan is the truth and events only make the
   reaction quicker.
 
-Acting on a stable manifest: validate it (`crds_events.submissions.manifest`), copy the
-files into ``<root>/work/<id>/uploads/``, take the instrument lock and append
-``SubmissionStarted`` in one transaction, then rename the manifest to
-``.submission.yaml.<id>.taken`` so it is not seen again. The append carries an idempotency
-key made from the user, the manifest's sha1 and its mtime: a crash anywhere in between, or
-a rescan, finds the key recorded and only finishes the rename, so one manifest is one
-submission. A bad manifest or a locked instrument is a ``SubmissionRejected`` (same key
-rule) naming the field, or the lock holder and expiry; its manifest becomes
-``.submission.yaml.<id>.rejected``.
+Acting on a stable manifest is the drop box's job
+(`crds_events.submissions.dropbox.take_manifest`): validate, copy the uploads, lock, append
+``SubmissionStarted`` or ``SubmissionRejected`` with an idempotency key, set the manifest
+aside.
 """
 
 from __future__ import annotations
 
 import collections
-import contextlib
-import dataclasses
-import hashlib
 import logging
 import os
 import queue
-import shutil
 import threading
 import time
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-from crds_events import events as ev
 from crds_events.config import Settings
+from crds_events.handlers.worker import STOP, QueueWorker
 from crds_events.store.eventlog import SQLiteEventStore
-from crds_events.store.interface import NO_STREAM
-from crds_events.submissions.manifest import (
-    DEFAULT_MAX_FILE_SIZE,
-    MANIFEST_NAME,
-    Manifest,
-    ManifestError,
-    load_manifest,
-)
-from crds_events.watch.observer import STOP, start_observer, stop_observer, stop_worker
+from crds_events.submissions.dropbox import IngestOutcome, take_manifest
+from crds_events.submissions.manifest import DEFAULT_MAX_FILE_SIZE, MANIFEST_NAME
+from crds_events.watch.observer import start_observer, stop_observer
 
-__all__ = [
-    "IngestOutcome",
-    "IngestWatcher",
-    "drop_submission",
-    "ingest_key",
-    "submission_id_for",
-    "work_dir",
-    "uploads_dir",
-]
+__all__ = ["IngestWatcher"]
 
 log = logging.getLogger(__name__)
-
-def work_dir(settings: Settings, submission_id: str) -> Path:
-    """Where a submission's temporary copies and generated files live until confirmed."""
-    return settings.root / "work" / submission_id
-
-
-def uploads_dir(settings: Settings, submission_id: str) -> Path:
-    return work_dir(settings, submission_id) / "uploads"
-
-
-def ingest_key(user: str, manifest_sha1: str, mtime_ns: int) -> str:
-    """The idempotency key of one manifest: one manifest (content + time) = one submission."""
-    digest = hashlib.sha1(f"{user}\0{manifest_sha1}\0{mtime_ns}".encode()).hexdigest()
-    return f"ingest:{digest}"
-
-
-def submission_id_for(key: str, mtime_ns: int) -> str:
-    """A readable id derived from the key alone (so a retry names the same submission)."""
-    stamp = datetime.fromtimestamp(mtime_ns / 1e9, UTC).strftime("%Y%m%dT%H%M%S")
-    return f"{stamp}-{key.split(':', 1)[1][:6]}"
-
-
-@dataclasses.dataclass(frozen=True)
-class IngestOutcome:
-    """What reconciling one user directory did."""
-
-    user: str
-    state: str  # started | rejected | duplicate | unsettled | empty
-    submission_id: str = ""
-    reason: str = ""
-    position: int = 0
 
 
 def _snapshot(directory: Path) -> tuple | None:
@@ -115,25 +59,17 @@ def _snapshot(directory: Path) -> tuple | None:
     return tuple(seen) if has_manifest else None
 
 
-def _recorded(store: SQLiteEventStore, key: str) -> ev.Event | None:
-    """The first event appended with idempotency ``key``, if any."""
-    row = store.db.conn.execute(
-        "SELECT position FROM events WHERE idempotency_key = ?", (key,)
-    ).fetchone()
-    if row is None:
-        return None
-    record = store.get(row[0])
-    return record.event if record is not None else None
-
-
-class IngestWatcher:
+class IngestWatcher(QueueWorker):
     """Watches ``settings.ingest`` and turns stable manifests into submissions.
 
     ``store``: the log to append to (default: its own connection, opened by `start` and
     closed by `stop`). ``settle``: seconds between the two looks at a directory.
-    ``scan_interval``: seconds between reconciliation scans. ``on_event``: called with
-    each `IngestOutcome` (tests, the CLI).
+    ``scan_interval``: seconds between reconciliation scans. ``outcomes``: the last
+    `IngestOutcome` of each directory acted on (tests, the CLI).
     """
+
+    thread_name = "crds-events-ingest-worker"
+    stop_timeout = 30.0
 
     def __init__(
         self,
@@ -144,47 +80,35 @@ class IngestWatcher:
         scan_interval: float = 60.0,
         max_file_size: int | None = None,
     ):
+        super().__init__(settings.db_path, store=store)
         self.settings = settings
         self.root = Path(settings.ingest)
         self.settle = settle
         self.scan_interval = scan_interval
         self.max_file_size = max_file_size or getattr(
             settings, "max_file_size", DEFAULT_MAX_FILE_SIZE)
-        self._store = store
-        self._own_store = store is None
-        self._queue: queue.Queue = queue.Queue()
         self._looks: dict[str, tuple[tuple, float]] = {}  # user -> (snapshot, first seen)
         self._due: dict[str, float] = {}  # user -> when to look again
         self._observer = None
-        self._worker: threading.Thread | None = None
         self._lock = threading.Lock()  # one reconcile at a time (worker vs. explicit scan)
         self.outcomes: collections.deque[IngestOutcome] = collections.deque(maxlen=1000)
 
     # --- lifecycle ---------------------------------------------------------------------
 
-    @property
-    def store(self) -> SQLiteEventStore:
-        if self._store is None:
-            self._store = SQLiteEventStore(self.settings.db_path)
-        return self._store
-
     def start(self) -> None:
+        """Start the observer, then the worker (whose first act is the start-up scan)."""
         self.root.mkdir(parents=True, exist_ok=True)
         self.store  # noqa: B018 - open the connection before the threads need it
         self._observer = start_observer(
-            self.root, self._user_of, self._queue.put, self.settings, recursive=True,
+            self.root, self._user_of, self.put, self.settings, recursive=True,
             name="crds-events-ingest-observer")
-        self._worker = threading.Thread(target=self._run, name="crds-events-ingest-worker")
-        self._worker.start()
+        super().start()
 
     def stop(self) -> None:
+        """Stop the observer first (nothing more is queued), then the worker."""
         stop_observer(self._observer)
         self._observer = None
-        stop_worker(self._worker, self._queue.put, 30)
-        self._worker = None
-        if self._own_store and self._store is not None:
-            self._store.close()
-            self._store = None
+        super().stop()
 
     def _user_of(self, path: str) -> str | None:
         """The user directory ``path`` is in (None: the root itself, or a hidden entry)."""
@@ -199,7 +123,7 @@ class IngestWatcher:
 
     # --- the worker ------------------------------------------------------------------------
 
-    def _run(self) -> None:
+    def run(self) -> None:
         next_scan = time.monotonic()  # the start-up scan
         while True:
             now = time.monotonic()
@@ -286,136 +210,5 @@ class IngestWatcher:
         return self._take(user, directory)
 
     def _take(self, user: str, directory: Path) -> IngestOutcome:
-        manifest_path = directory / MANIFEST_NAME
-        try:
-            raw = manifest_path.read_bytes()
-            mtime_ns = manifest_path.stat().st_mtime_ns
-        except OSError:
-            return IngestOutcome(user, "empty")
-        key = ingest_key(user, hashlib.sha1(raw).hexdigest(), mtime_ns)
-        submission_id = submission_id_for(key, mtime_ns)
-        earlier = _recorded(self.store, key)
-        if earlier is not None:  # taken before a crash or by another scanner
-            state = "rejected" if isinstance(earlier, ev.SubmissionRejected) else "started"
-            self._set_aside(manifest_path, submission_id, state)
-            return IngestOutcome(user, "duplicate", submission_id)
-        try:
-            manifest = load_manifest(directory, observatory=self.settings.observatory,
-                                     max_file_size=self.max_file_size)
-        except ManifestError as exc:
-            return self._reject(user, manifest_path, submission_id, key, str(exc))
-        refusal = self._refuse_user(user)
-        if refusal:
-            return self._reject(user, manifest_path, submission_id, key, refusal)
-        uploads = uploads_dir(self.settings, submission_id)
-        self._copy_uploads(manifest, uploads)
-        try:
-            position = self._record_start(user, manifest, submission_id, key)
-        except _LockRefused as exc:
-            shutil.rmtree(work_dir(self.settings, submission_id), ignore_errors=True)
-            return self._reject(user, manifest_path, submission_id, key, str(exc))
-        self._set_aside(manifest_path, submission_id, "started")
-        return IngestOutcome(user, "started", submission_id, position=position)
-
-    def _refuse_user(self, user: str) -> str:
-        """Why ``user`` may not submit ('' if they may). Unknown users are accepted: the
-        existence of their drop directory is the administrator's say-so."""
-        try:
-            from crds_events.accounts import users
-        except ImportError:  # pragma: no cover - accounts not installed
-            return ""
-        record = users.get_user(self.store, user)
-        if record is not None and not users.can(record, "submit"):
-            return f"user {user!r} may not submit (disabled or no submitter role)"
-        return ""
-
-    @staticmethod
-    def _copy_uploads(manifest: Manifest, uploads: Path) -> None:
-        # Copies, not links: the user may rewrite a file in place after dropping it, and the
-        # submission must keep what was there when the manifest was taken.
-        uploads.mkdir(parents=True, exist_ok=True)
-        for name in manifest.files:
-            shutil.copyfile(manifest.directory / name, uploads / name)
-        (uploads / MANIFEST_NAME).write_bytes(manifest.path.read_bytes())
-
-    def _record_start(self, user: str, manifest: Manifest, submission_id: str,
-                      key: str) -> int:
-        started = ev.SubmissionStarted(
-            submission_id=submission_id, observatory=self.settings.observatory,
-            deliverer=manifest.deliverer, instrument=manifest.instrument,
-            description=manifest.description, files=manifest.files,
-            change_level=manifest.change_level, other_emails=manifest.other_emails,
-            redcat=dict(manifest.redcat), user=user, kind=manifest.kind,
-            derive_from=manifest.derive_from, auto_rename=manifest.auto_rename,
-            manifest_sha1=manifest.sha1,
-        )
-        # The lock first, in its own append (locks decide on their stream's version); if we
-        # crash before SubmissionStarted, the rescan re-acquires, which only renews it.
-        take_lock(self.store, self.settings, manifest.instrument, user, submission_id)
-        result = self.store.record(started, NO_STREAM, meta={"actor": user},
-                                   idempotency_key=key)
-        return result.position
-
-    def _reject(self, user: str, manifest_path: Path, submission_id: str, key: str,
-                reason: str) -> IngestOutcome:
-        event = ev.SubmissionRejected(submission_id=submission_id, reason=reason)
-        result = self.store.record(event, meta={"actor": user}, idempotency_key=key)
-        self._set_aside(manifest_path, submission_id, "rejected")
-        return IngestOutcome(user, "rejected", submission_id, reason, result.position)
-
-    @staticmethod
-    def _set_aside(manifest_path: Path, submission_id: str, state: str) -> None:
-        """Rename the manifest out of the watcher's way (hidden), keeping it for the record."""
-        taken = manifest_path.with_name(f".{MANIFEST_NAME}.{submission_id}.{state}")
-        with contextlib.suppress(FileNotFoundError):
-            os.replace(manifest_path, taken)
-
-
-class _LockRefused(Exception):
-    """The instrument is locked by someone else (message names the holder and expiry)."""
-
-
-def take_lock(store: Any, settings: Settings, instrument: str, user: str,
-              submission_id: str) -> None:
-    """Take or renew ``user``'s lock on ``instrument``; `_LockRefused` (naming the holder and
-    the expiry) when another user holds it or ``user`` holds another instrument."""
-    from crds_events.accounts import locks
-
-    try:
-        locks.acquire_lock(store, instrument, user, timeout=settings.lock_timeout,
-                           submission_id=submission_id)
-    except locks.LockHeldError as exc:
-        raise _LockRefused(
-            f"{exc}; try again after that, or ask {exc.lock.owner} to release it"
-        ) from None
-    except locks.LockError as exc:
-        raise _LockRefused(str(exc)) from None
-
-
-# --- dropping a submission (the `crds-events submit` side) ------------------------------
-
-
-def drop_submission(settings: Settings, user: str, files: list[Path],
-                    fields: dict[str, Any]) -> str:
-    """Copy ``files`` into ``ingest/<user>/`` and write the manifest last (atomically);
-    return the id the server will give the submission (derived from the manifest)."""
-    from crds_events.submissions.manifest import write_manifest
-
-    if not user or "/" in user or user.startswith("."):
-        raise ValueError(f"user {user!r}: not a user name")
-    directory = Path(settings.ingest) / user
-    directory.mkdir(parents=True, exist_ok=True)
-    names = []
-    for path in files:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: no such file")
-        temp = directory / f".{path.name}.part"
-        shutil.copyfile(path, temp)
-        os.replace(temp, directory / path.name)  # renamed into place: never half a file
-        names.append(path.name)
-    manifest = write_manifest(directory, {**fields, "files": names})
-    raw = manifest.read_bytes()
-    mtime_ns = manifest.stat().st_mtime_ns
-    key = ingest_key(user, hashlib.sha1(raw).hexdigest(), mtime_ns)
-    return submission_id_for(key, mtime_ns)
+        return take_manifest(self.store, self.settings, user, directory,
+                             max_file_size=self.max_file_size)

@@ -2,22 +2,20 @@
 
 The observer thread does one thing: work out, from an event's paths, which key changed
 (a user directory, a delivery name) and put it on the watcher's queue. The watcher's own
-worker thread drains that queue and does the work; `STOP` on the queue ends the worker.
+worker thread (a `crds_events.handlers.worker.QueueWorker`) drains that queue and does the
+work.
 """
 
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from crds_events.config import Settings
 
-__all__ = ["STOP", "start_observer", "stop_observer", "stop_worker"]
-
-STOP = object()  # put on a worker's queue: the worker returns
+__all__ = ["start_observer", "stop_observer"]
 
 
 def start_observer(directory: str | Path, key_of: Callable[[str], object | None],
@@ -61,10 +59,3 @@ def stop_observer(observer: Any | None) -> None:
         observer.stop()
         observer.join(10)
 
-
-def stop_worker(worker: threading.Thread | None, put: Callable[[Any], None],
-                timeout: float) -> None:
-    """Put `STOP` on the worker's queue and join it for at most ``timeout`` seconds."""
-    if worker is not None:
-        put(STOP)
-        worker.join(timeout)

@@ -21,7 +21,7 @@ from typing import Any
 from flask import Flask, current_app, g
 
 from crds_events.config import Settings
-from crds_events.store.eventlog import SQLiteEventStore
+from crds_events.store import EventStore, open_store
 
 __all__ = ["create_app", "get_db", "get_state", "WebState", "DEFAULT_MAX_CONTENT_LENGTH"]
 
@@ -34,7 +34,7 @@ RPC_MAX_BODY = 16 * 1024**2
 class WebState:
     """What the app keeps between requests: settings, the writer, caches (thread-safe)."""
 
-    def __init__(self, settings: Settings, store: SQLiteEventStore | None):
+    def __init__(self, settings: Settings, store: EventStore | None):
         self.settings = settings
         self._store = store
         self._own_store = store is None
@@ -44,11 +44,11 @@ class WebState:
         self.stopping = threading.Event()
 
     @property
-    def store(self) -> SQLiteEventStore:
+    def store(self) -> EventStore:
         """The event store for writes (opened on first use when none was injected)."""
         with self._lock:
             if self._store is None:
-                self._store = SQLiteEventStore(self.settings.db_path)
+                self._store = open_store(self.settings.db_path)
             return self._store
 
     def close(self) -> None:
@@ -107,7 +107,7 @@ def _release_db(_exc: BaseException | None = None) -> None:
     pool[key] = conn
 
 
-def create_app(settings: Settings, store: SQLiteEventStore | None = None,
+def create_app(settings: Settings, store: EventStore | None = None,
                config: dict[str, Any] | None = None) -> Flask:
     """The crds-events web app for ``settings``; ``store``: the writer to share (optional).
 

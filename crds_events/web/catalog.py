@@ -1,12 +1,14 @@
 """Read functions over the projection tables, for the web (one read connection each call).
 
-Everything here is a plain query on a `sqlite3.Connection` (the request's, see
-`crds_events.web.get_db`). A projection table that does not exist yet (a server whose
-handler runner has not created it) reads as empty rather than failing the request.
+Everything here is a plain query of a projection table on a `sqlite3.Connection` (the
+request's, see `crds_events.web.get_db`). A projection table that does not exist yet (a
+server whose handler runner has not created it) reads as empty rather than failing the
+request. The context pointers are read from the log (`crds_events.contexts.pointers`).
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -19,7 +21,6 @@ __all__ = [
     "file_infos",
     "available_files",
     "bad_files",
-    "context_pointers",
     "latest_history",
     "remote_context",
     "remote_contexts",
@@ -99,12 +100,6 @@ def bad_files(conn: sqlite3.Connection) -> list[str]:
         conn, "SELECT name FROM files WHERE rejected = 1 OR blacklisted = 1 ORDER BY name")]
 
 
-def context_pointers(conn: sqlite3.Connection, observatory: str) -> dict[str, str]:
-    """``{kind: context}`` of the pointers set for ``observatory`` (latest, edit, ...)."""
-    return dict(query(conn, "SELECT kind, context FROM context_pointers WHERE observatory = ?",
-                      (observatory,)))
-
-
 def latest_history(conn: sqlite3.Connection, observatory: str) -> list[tuple[str, str, str]]:
     """``(start date, context, description)`` of each change of ``latest``, oldest first.
 
@@ -158,8 +153,6 @@ def dataset_headers(conn: sqlite3.Connection, ids: Iterable[str], since: str | N
                     ) -> dict[str, dict]:
     """``{id: header}`` for ``ids``; an id may also be one half of ``<product>:<exposure>``
     (every dataset of that product, or that exposure)."""
-    import json
-
     wanted = list(dict.fromkeys(ids))
     date = " AND exposure_date >= ?" if since else ""
     extra = [since] if since else []

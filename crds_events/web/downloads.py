@@ -7,12 +7,12 @@
   it (a Python literal, what ``CRDS_CONFIG_URI`` users read).
 
 Nothing outside the file store can be named: the name must be a plain CRDS file name
-(letters, digits, ``_ . + -``; no separators, no ``..``, no ``%``) before anything touches
-the filesystem, and the file is opened with ``O_NOFOLLOW`` and checked to be a regular file
-of the cataloged size (the name has no separator, so O_NOFOLLOW on it is enough: nothing
-can lead outside the store directory). Responses are streamed (the WSGI server's file wrapper), with
-``ETag`` = the sha1 that ``download_metadata`` lists, ``Last-Modified``, and conditional and
-range requests.
+(`crds_events.store.filestore.is_safe_name`: letters, digits, ``_ . + -``; no separators,
+no ``..``, no ``%``) before anything touches the filesystem, and the file is opened with
+``O_NOFOLLOW`` and checked to be a regular file of the cataloged size (the name has no
+separator, so O_NOFOLLOW on it is enough: nothing can lead outside the store directory).
+Responses are streamed (the WSGI server's file wrapper), with ``ETag`` = the sha1 that
+``download_metadata`` lists, ``Last-Modified``, and conditional and range requests.
 """
 
 from __future__ import annotations
@@ -20,31 +20,34 @@ from __future__ import annotations
 import os
 import pprint
 import re
+import sqlite3
 import stat
 import threading
 
 from flask import Blueprint, Response, abort, request, send_file
 from werkzeug.http import http_date
 
-from crds_events.store.filestore import FileStore
+from crds_events.config import Settings
+from crds_events.errors import CrdsEventsError
+from crds_events.store.filestore import FileStore, is_safe_name
 from crds_events.web import catalog, get_db, get_state
+from crds_events.web.methods import server_info
 
-__all__ = ["bp", "SAFE_NAME", "open_released", "FastDownloads"]
+__all__ = ["bp", "open_released", "FastDownloads"]
 
 bp = Blueprint("downloads", __name__, url_prefix="/unchecked_get")
 
-SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]{0,254}$")
 _KINDS = {"mappings": "mapping", "references": "reference"}
 
 
-class _Refused(Exception):
+class _Refused(CrdsEventsError):
     pass
 
 
 def open_released(settings, conn, name: str, kind: str) -> tuple[int, os.stat_result, dict]:
     """An open descriptor on the released file ``name`` of ``kind``, its stat and catalog
     row; `_Refused` (-> 404) for anything else."""
-    if not SAFE_NAME.match(name) or ".." in name:
+    if not is_safe_name(name):
         raise _Refused(f"{name!r}: not a CRDS file name")
     row = catalog.file_info(conn, name)
     if (row is None or row["kind"] != kind or row["state"] not in catalog.SERVED_STATES
@@ -110,8 +113,6 @@ def reference(observatory: str, name: str) -> Response:
 
 @bp.route("/config/<observatory>/server_config", methods=["GET", "HEAD"], merge_slashes=False)
 def server_config(observatory: str) -> Response:
-    from crds_events.web.methods import server_info
-
     if observatory != get_state().settings.observatory:
         abort(404)
     info = server_info(get_db(), request.url_root)
@@ -162,8 +163,7 @@ class FastDownloads:
             return self.wsgi_app(environ, start_response)
         folder, observatory, name = match.groups()
         kind = _KINDS[folder]
-        if (observatory != self.settings.observatory or not SAFE_NAME.match(name)
-                or ".." in name):
+        if observatory != self.settings.observatory or not is_safe_name(name):
             return self.wsgi_app(environ, start_response)
         row = self._row(name, kind)
         if row is None:
@@ -199,9 +199,7 @@ def _chunks(handle):
             yield chunk
 
 
-def _read_connection(settings):
-    import sqlite3
-
+def _read_connection(settings: Settings) -> sqlite3.Connection:
     conn = sqlite3.connect(str(settings.db_path), timeout=30.0, check_same_thread=False,
                            isolation_level=None)
     conn.execute("PRAGMA query_only = 1")

@@ -18,10 +18,17 @@ from typing import Any
 
 from flask import request
 
+from crds_events import __version__ as version
+from crds_events.contexts import pointers as contexts
+from crds_events.contexts import remote
+from crds_events.contexts.pointers import context_pointers
 from crds_events.rules.bestrefs import Context, DatasetError, load_context
-from crds_events.store.filestore import FileStore, FileStoreError, check_name
-from crds_events.web import catalog, get_db, get_state
-from crds_events.web.downloads import SAFE_NAME
+from crds_events.rules.context import ContextLoadError, InstrumentContext, MappingStore
+from crds_events.rules.index import ReferenceIndex
+from crds_events.rules.parse import MappingError
+from crds_events.store.filestore import FileStore, FileStoreError, check_name, is_safe_name
+from crds_events.store.reader import LogReader
+from crds_events.web import affected, catalog, get_db, get_state, upload
 from crds_events.web.rpc import RpcError, crds_encode, rpc_method
 
 __all__ = ["loaded_context", "server_info", "resolve_context", "CONTEXT_CACHE_SIZE"]
@@ -80,7 +87,7 @@ def _header(value: Any, what: str = "header") -> dict[str, Any]:
 
 
 def _pointers(conn) -> dict[str, str]:
-    pointers = catalog.context_pointers(conn, _settings().observatory)
+    pointers = context_pointers(LogReader(conn), _settings().observatory)
     latest = pointers.get("latest") or pointers.get("operational")
     if latest is None:
         pmaps = [name for name, *_ in catalog.available_files(conn, "mapping")
@@ -122,8 +129,6 @@ def resolve_context(conn, value: Any, what: str = "context") -> str:
 
 
 def _context_at(conn, date: str) -> str:
-    from crds_events.contexts import pointers as contexts
-
     try:
         return contexts.context_by_date(get_state().store, date, "latest",
                                         _settings().observatory)
@@ -181,8 +186,6 @@ def server_info(conn, base_url: str) -> dict[str, Any]:
 
 
 def _build_server_info(conn, base_url: str) -> dict[str, Any]:
-    from crds_events import __version__ as version
-
     observatory = _settings().observatory
     pointers = _pointers(conn)
     base = base_url.rstrip("/") + "/unchecked_get"
@@ -235,8 +238,6 @@ def get_build_context(observatory: str | None = None, calver: str | None = None)
     _observatory(observatory)
     if calver is None:
         return _pointer(get_db(), "build")
-    from crds_events.contexts import pointers as contexts
-
     try:
         calver = contexts.validate_calver(calver)
     except contexts.ContextError as exc:
@@ -264,11 +265,7 @@ def _mapping_closure(value: Any, what: str) -> tuple[list[str], list[str]]:
     if not text.endswith((".imap", ".rmap")):
         loaded = _context(text, what)[1]
         return loaded.mapping_names(), loaded.reference_names()
-    from crds_events.rules.context import ContextError, InstrumentContext, MappingStore
-    from crds_events.rules.index import ReferenceIndex
-    from crds_events.rules.parse import MappingError
-
-    info = catalog.file_info(get_db(), text) if SAFE_NAME.match(text) else None
+    info = catalog.file_info(get_db(), text) if is_safe_name(text) else None
     if info is None or info["kind"] != "mapping":
         raise RpcError(f"{what} {text!r}: unknown mapping on this server")
     store = MappingStore(FileStore.from_settings(_settings()).mappings_dir)
@@ -277,7 +274,7 @@ def _mapping_closure(value: Any, what: str) -> tuple[list[str], list[str]]:
         if text.endswith(".rmap"):
             return [text], ReferenceIndex(document).reference_names()
         rmaps = InstrumentContext(document, store).rmaps()
-    except (ContextError, MappingError, OSError) as exc:
+    except (ContextLoadError, MappingError, OSError) as exc:
         raise RpcError(f"{what} {text!r}: cannot be loaded: {exc}") from None
     references = sorted({r for rmap in rmaps.values() for r in rmap.reference_names()})
     return sorted({text, *(rmap.name for rmap in rmaps.values())}), references
@@ -437,8 +434,6 @@ def get_best_references_by_header_map(context: str, header_map: dict,
 def _datasets_since(value: Any) -> str | None:
     if value is None:
         return None
-    from crds_events.contexts import pointers as contexts
-
     try:
         return contexts.parse_date(value).strftime("%Y-%m-%d %H:%M:%S")
     except contexts.ContextError as exc:
@@ -504,8 +499,6 @@ def get_best_references_by_ids(context: str, dataset_ids: list[str],
 @rpc_method
 def get_affected_datasets(observatory: str, old_context: str | None = None,
                           new_context: str | None = None) -> dict[str, Any]:
-    from crds_events.web import affected
-
     observatory = _observatory(observatory)
     conn = get_db()
     if (old_context is None) != (new_context is None):
@@ -531,8 +524,6 @@ def push_remote_context(observatory: str, kind: str, key: str, context: str) -> 
     observatory = _observatory(observatory)
     if kind not in ("latest", "operational"):
         raise RpcError(f"kind {kind!r}: expected 'latest' (or the older 'operational')")
-    from crds_events.contexts import remote
-
     state = get_state()
     try:
         row = remote.push_remote_context(state.settings, state.store, key, context,
@@ -544,8 +535,6 @@ def push_remote_context(observatory: str, kind: str, key: str, context: str) -> 
 
 @rpc_method
 def get_remote_context(observatory: str, pipeline_name: str) -> str:
-    from crds_events.contexts import remote
-
     observatory = _observatory(observatory)
     _text(pipeline_name, "pipeline_name")
     row = remote.remote_context(get_state().store, pipeline_name, observatory)
@@ -559,8 +548,6 @@ def get_remote_context(observatory: str, pipeline_name: str) -> str:
 
 @rpc_method
 def jpoll_pull_messages(key: str, since_id: int | str | None = None) -> list[dict[str, Any]]:
-    from crds_events.web import upload
-
     _text(key, "key")
     if since_id is not None:
         try:
@@ -572,8 +559,6 @@ def jpoll_pull_messages(key: str, since_id: int | str | None = None) -> list[dic
 
 @rpc_method
 def jpoll_abort(key: str) -> bool:
-    from crds_events.web import upload
-
     _text(key, "key")
     upload.progress_messages(get_state().store, key, 0)  # unknown channel -> error
     raise RpcError(f"Channel {key!r}: submission processing cannot be aborted remotely; "

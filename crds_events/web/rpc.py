@@ -27,6 +27,8 @@ from typing import Any
 from flask import Blueprint, Flask, Response, current_app, request
 from werkzeug.exceptions import HTTPException
 
+from crds_events.errors import CrdsEventsError
+
 __all__ = ["bp", "RpcError", "rpc_method", "METHODS", "crds_encode", "crds_decode",
            "register_error_handlers", "ENCODE_THRESHOLD"]
 
@@ -41,7 +43,7 @@ _NEVER_ENCODED = frozenset({"get_server_info"})
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
-class RpcError(Exception):
+class RpcError(CrdsEventsError):
     """A failure reported to the caller as ``{"message": str(exc)}``."""
 
 

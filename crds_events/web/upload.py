@@ -3,7 +3,8 @@
 * ``POST /upload/submit`` (multipart): ``file`` parts (repeatable) and ``fields``, a JSON
   object of manifest fields (deliverer, instrument, description, change_level, ...). The
   files and the manifest go to the user's ingest directory exactly as a drop would
-  (`crds_events.watch.ingest.drop_submission`); the ingest watcher starts the submission.
+  (`crds_events.submissions.dropbox.drop_submission`); the ingest watcher starts the
+  submission.
   Answers ``{"submission_id", "jpoll_key", "files"}``.
 * ``POST /upload/submissions/<id>/confirm|force|cancel`` (``{"reason"}`` for cancel) call
   `crds_events.submissions.review` as the token's user.
@@ -18,17 +19,20 @@ when the account may not submit. Errors are JSON ``{"error": ...}``.
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
-from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from crds_events import events as ev
+from crds_events.accounts import users
+from crds_events.errors import CrdsEventsError
+from crds_events.store.filestore import is_safe_name
+from crds_events.store.interface import EventReader
+from crds_events.submissions import review
+from crds_events.submissions.dropbox import drop_uploads
+from crds_events.submissions.manifest import ManifestError
 from crds_events.web import catalog, get_state
-from crds_events.web.downloads import SAFE_NAME
 from crds_events.web.rpc import RpcError
 
 __all__ = ["bp", "progress_messages"]
@@ -36,7 +40,7 @@ __all__ = ["bp", "progress_messages"]
 bp = Blueprint("upload", __name__, url_prefix="/upload")
 
 
-class _Fail(Exception):
+class _Fail(CrdsEventsError):
     def __init__(self, status: int, message: str):
         super().__init__(message)
         self.status = status
@@ -68,9 +72,7 @@ def _token() -> str:
     return ""
 
 
-def _user(action: str):
-    from crds_events.accounts import users
-
+def _user(action: str) -> users.User:
     token = _token()
     if not token:
         raise _Fail(401, "authentication required: send 'Authorization: Bearer <token>' "
@@ -100,50 +102,32 @@ def _fields() -> dict[str, Any]:
 
 @bp.route("/submit", methods=["POST"])
 def submit() -> Response:
-    from crds_events.submissions.manifest import ManifestError, parse_manifest, write_manifest
-    from crds_events.watch.ingest import drop_submission
-
     user = _user("submit")
     settings = get_state().settings
     fields = _fields()
     uploads = request.files.getlist("file")
     if not uploads:
         raise _Fail(400, "file: no files uploaded (send one or more 'file' parts)")
-    staging = Path(tempfile.mkdtemp(prefix=".upload-", dir=settings.root))
+    names: list[str] = []
+    for upload in uploads:
+        name = upload.filename or ""
+        if not is_safe_name(name):
+            raise _Fail(400, f"file {name!r}: not a plain file name (letters, digits, "
+                             f"'_.+-')")
+        if name in names:
+            raise _Fail(400, f"file {name!r}: uploaded twice")
+        names.append(name)
     try:
-        paths = []
-        for upload in uploads:
-            name = upload.filename or ""
-            if not SAFE_NAME.match(name) or ".." in name:
-                raise _Fail(400, f"file {name!r}: not a plain file name (letters, digits, "
-                                 f"'_.+-')")
-            if any(p.name == name for p in paths):
-                raise _Fail(400, f"file {name!r}: uploaded twice")
-            target = staging / name
-            upload.save(target)
-            paths.append(target)
-        # The watcher would reject a bad manifest later; checking here answers the uploader
-        # at once and leaves nothing in the ingest directory.
-        manifest = write_manifest(staging, {**fields, "files": [p.name for p in paths]})
-        try:
-            parse_manifest(manifest.read_text(encoding="utf-8"), staging,
-                           observatory=settings.observatory)
-        except ManifestError as exc:
-            raise _Fail(400, "; ".join(f"{field}: {reason}" for field, reason in exc.problems)
-                        ) from None
-        try:
-            submission_id = drop_submission(settings, user.name, paths, fields)
-        except (OSError, ValueError) as exc:
-            raise _Fail(400, f"cannot submit: {exc}") from None
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return jsonify(submission_id=submission_id, jpoll_key=submission_id,
-                   files=[p.name for p in paths])
+        submission_id = drop_uploads(settings, user.name, uploads, fields)
+    except ManifestError as exc:
+        raise _Fail(400, "; ".join(f"{field}: {reason}" for field, reason in exc.problems)
+                    ) from None
+    except (OSError, ValueError) as exc:
+        raise _Fail(400, f"cannot submit: {exc}") from None
+    return jsonify(submission_id=submission_id, jpoll_key=submission_id, files=names)
 
 
 def _decide(submission_id: str, action: str) -> Response:
-    from crds_events.submissions import review
-
     user = _user("submit")
     state = get_state()
     try:
@@ -185,7 +169,7 @@ def _message(record, kind: str, data: Any) -> dict[str, Any]:
             "type": kind, "data": data}
 
 
-def progress_messages(store, key: str, since_id: int = 0) -> list[dict[str, Any]]:
+def progress_messages(store: EventReader, key: str, since_id: int = 0) -> list[dict[str, Any]]:
     """The submission ``key``'s events after version ``since_id`` as monitor messages."""
     stream = ev.submission_stream(key)
     records = store.read_stream(stream, after_version=max(0, since_id))

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import pytest
 from click.testing import CliRunner
@@ -26,10 +27,11 @@ from crds_events.accounts.locks import (
 )
 from crds_events.accounts.users import add_user
 from crds_events.cli import cli
-from crds_events.config import init_root, load_settings
+from crds_events.config import load_settings
 from crds_events.handlers.runner import HandlerRunner
 from crds_events.store import SQLiteEventStore
 from crds_events.store.projections import TableProjection, read_table
+from crds_events.store.root import init_root
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 HOUR = 3600.0
@@ -250,15 +252,15 @@ def test_cli_lock_commands(tmp_path, monkeypatch):
 
 
 def test_expiry_job_in_a_server_records_expiry(tmp_path):
-    from crds_events.accounts.locks import register
+    from crds_events.server import parts
     from crds_events.server.core import Server
 
     settings = load_settings(tmp_path / "root", environ={})
     init_root(settings)
     with SQLiteEventStore(settings.db_path) as store:
         acquire_lock(store, "acs", "alice", timeout=0.5)
-    server = Server(settings, handlers=[])
-    register(server, interval=0.1)
+    server = Server(settings, [partial(parts.locks, expire_every=0.1), parts.scheduler],
+                    handlers=[])
     server.start()
     try:
         with SQLiteEventStore(settings.db_path) as store:

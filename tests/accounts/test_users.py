@@ -31,10 +31,11 @@ from crds_events.accounts.users import (
     verify_password,
 )
 from crds_events.cli import cli
-from crds_events.config import init_root, load_settings
+from crds_events.config import load_settings
 from crds_events.handlers.runner import HandlerRunner
 from crds_events.store import SQLiteEventStore
 from crds_events.store.projections import TableProjection, read_table
+from crds_events.store.root import init_root
 
 PASSWORD = "correct horse battery"
 

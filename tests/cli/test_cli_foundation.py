@@ -16,8 +16,8 @@ from click.testing import CliRunner
 
 from crds_events import events as ev
 from crds_events.cli import cli
-from crds_events.handlers.runner import get_checkpoint
 from crds_events.store import SQLiteEventStore
+from crds_events.store.handler import get_checkpoint
 
 
 @pytest.fixture

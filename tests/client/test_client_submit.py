@@ -3,6 +3,7 @@ processing through jpoll, confirm or cancel; refused without a valid token."""
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -18,10 +19,12 @@ from crds_events.client.submit import (
     confirm_remote,
     submit_remote,
 )
-from crds_events.config import init_root, load_settings
-from crds_events.handlers import submissions as submission_handlers
+from crds_events.config import load_settings
+from crds_events.contexts.pointers import context_pointers
+from crds_events.server import parts
 from crds_events.server.core import Server
 from crds_events.server.wsgi import WebServer
+from crds_events.store.root import init_root
 
 FIELDS = {"deliverer": "Jane Doe", "instrument": "NIRCAM", "description": "New flats",
           "change_level": "MODERATE"}
@@ -37,8 +40,9 @@ class LiveSubmissionServer:
         self.settings = load_settings(root, environ={})
         init_root(self.settings)
         seed_root(self.settings, tmp / "context", ["nircam", "miri"])
-        self.server = Server(self.settings, poll_interval=0.05)
-        submission_handlers.register(self.server, settle=0.1, scan_interval=2.0)
+        self.server = Server(self.settings,
+                             [partial(parts.submissions, settle=0.1, scan_interval=2.0)],
+                             poll_interval=0.05)
         self.server.start()
         store = self.server.store
         users.add_user(store, "jane", "jane@example.org")
@@ -65,7 +69,7 @@ def live(tmp_path_factory):
 
 
 def _pointers(live) -> dict[str, str]:
-    return submission_handlers.context_pointers(live.server.store, "jwst")
+    return context_pointers(live.server.store, "jwst")
 
 
 def test_remote_submit_reaches_ready_and_confirm_sets_edit(live, tmp_path):

@@ -21,12 +21,13 @@ from crds_events import events as ev
 from crds_events.cli import cli
 from crds_events.client.rpc import RpcClient, RpcServiceError, RpcTransportError, crds_decode
 from crds_events.client.sync import SyncError, sync
-from crds_events.config import init_root, load_settings
+from crds_events.config import load_settings
 from crds_events.contexts.importcache import import_cache
 from crds_events.rules.bestrefs import load_context
 from crds_events.server.core import Server
 from crds_events.server.wsgi import WebServer
 from crds_events.store.filestore import FileStore
+from crds_events.store.root import init_root
 
 CONTEXT = "hst_0001.pmap"
 

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from crds_events.cli import cli
-from crds_events.config import init_root, load_settings
+from crds_events.config import load_settings
 from crds_events.contexts.importcache import ImportCacheError, import_cache
 from crds_events.handlers.runner import HandlerRunner
 from crds_events.rules.checksum import with_checksum
@@ -19,6 +19,7 @@ from crds_events.store import SQLiteEventStore
 from crds_events.store.filestore import FileStore
 from crds_events.store.folds import CONTEXT_HISTORY, CONTEXT_POINTERS, FILES
 from crds_events.store.projections import TableProjection, read_table
+from crds_events.store.root import init_root
 
 
 def _settings(tmp_path: Path, observatory: str):

@@ -16,6 +16,7 @@ from fixtures.delivery import confirmed_in_bulk, make_root, ready_submission
 from crds_events import events as ev
 from crds_events.cli import cli
 from crds_events.delivery import publish as delivery
+from crds_events.delivery.reconcile import disk_state, reconcile
 from crds_events.handlers.delivery import DeliveryRequestHandler
 from crds_events.handlers.runner import HandlerRunner
 from crds_events.store import SQLiteEventStore
@@ -23,7 +24,6 @@ from crds_events.store.filestore import FileStore
 from crds_events.store.folds import DELIVERIES, FILES
 from crds_events.store.projections import TableProjection, read_table
 from crds_events.submissions import review
-from crds_events.watch.delivery import disk_state, reconcile
 
 FILES_A = {"jwst_nircam_flat_0002.fits": b"flat two\n", "jwst_nircam_flat_0002.rmap": b"rm\n"}
 

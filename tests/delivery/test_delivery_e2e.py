@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from functools import partial
 
 import pytest
 from fixtures.delivery import (
@@ -25,15 +26,15 @@ from helpers import wait_for
 
 from crds_events import events as ev
 from crds_events.delivery import publish as delivery
-from crds_events.handlers import delivery as delivery_handlers
-from crds_events.handlers import email as email_handlers
-from crds_events.handlers import submissions as submission_handlers
+from crds_events.server import parts
 from crds_events.server.core import Server
+from crds_events.server.scheduler import Scheduler
 from crds_events.store import SQLiteEventStore
 from crds_events.store.folds import DELIVERIES, FILES
 from crds_events.store.projections import TableProjection, read_table
 from crds_events.submissions import review
-from crds_events.watch.ingest import drop_submission
+from crds_events.submissions.dropbox import drop_submission
+from crds_events.watch.delivery import DeliveryWatcher
 
 ArchivePoller = load_poller_module().ArchivePoller
 MODES = ["native", "polling"]
@@ -44,9 +45,8 @@ def servers():
     started = []
 
     def start(settings, **options) -> Server:
-        server = Server(settings, poll_interval=0.05)
-        email_handlers.register(server, poll_interval=0.1)
-        delivery_handlers.register(server, **options)
+        server = Server(settings, [partial(parts.mail, poll_interval=0.1),
+                                   partial(parts.delivery, **options)], poll_interval=0.05)
         server.start()
         started.append(server)
         return server
@@ -148,13 +148,14 @@ def test_observer_that_missed_everything_is_put_right_by_the_scan(tmp_path, serv
     sids = confirmed_in_bulk(settings, store, 6)
     names = [delivery.delivery_name("jwst", n) for n in range(1, 7)]
     assert wait_for(lambda: all(_states(store).get(n) == "created" for n in names), 20)
-    server.delivery.watcher.stop()  # the observer misses everything from now on
+    watcher = server.component("delivery-watcher", DeliveryWatcher)
+    watcher.stop()  # the observer misses everything from now on
     poller = pollers(settings.delivery, interval=0.05, delay=0.1, error_rate=0.5, seed=3)
     fates = {n: "failed" if poller.fails(n) else "archived" for n in names}
     assert set(fates.values()) == {"failed", "archived"}  # the seed gives both
     assert wait_for(lambda: len(poller.outcomes) == 6, 20)
     assert all(s == "created" for n, s in _states(store).items() if n in names)
-    server.delivery.watcher.start()  # the start-up scan puts everything right
+    watcher.start()  # the start-up scan puts everything right
     assert wait_for(lambda: {n: _states(store).get(n) for n in names} == fates, 20), \
         _states(store)
     released = {r.data["name"] for r in store.read_all(types=["FileReleased"])}
@@ -184,13 +185,13 @@ def test_a_thousand_deliveries_at_once_all_reach_archived(tmp_path, servers, pol
 
 _SERVE = textwrap.dedent("""
     import sys
+    from functools import partial
     from crds_events.config import load_settings
-    from crds_events.handlers import delivery, email
+    from crds_events.server import parts
     from crds_events.server.core import Server
     settings = load_settings(sys.argv[1])
-    server = Server(settings, poll_interval=0.05)
-    email.register(server, poll_interval=0.1)
-    delivery.register(server, scan_interval=1.0)
+    server = Server(settings, [partial(parts.mail, poll_interval=0.1),
+                               partial(parts.delivery, scan_interval=1.0)], poll_interval=0.05)
     server.serve_forever(announce=lambda text: None)
 """)
 
@@ -254,10 +255,9 @@ def test_real_submission_confirmed_is_delivered_archived_and_released(tmp_path, 
 
     settings = make_root(tmp_path)
     seed_root(settings, tmp_path / "context", ["nircam", "miri"])
-    server = Server(settings, poll_interval=0.05)
-    email_handlers.register(server, poll_interval=0.1)
-    submission_handlers.register(server, settle=0.1, scan_interval=2.0)
-    delivery_handlers.register(server)
+    server = Server(settings, [partial(parts.mail, poll_interval=0.1),
+                               partial(parts.submissions, settle=0.1, scan_interval=2.0),
+                               parts.delivery], poll_interval=0.05)
     server.start()
     try:
         store = server.store
@@ -281,23 +281,20 @@ def test_real_submission_confirmed_is_delivered_archived_and_released(tmp_path, 
 
 
 def test_scheduler_job_reconciles_when_the_watcher_is_down(tmp_path, pollers):
-    from crds_events.server import scheduler
-
     settings = make_root(tmp_path)
-    server = Server(settings, poll_interval=0.05)
-    service = delivery_handlers.register(server)
-    scheduler.register(server)
-    delivery_handlers.schedule_reconcile(server, 0.3)
-    assert service.watcher.scan_interval is None
+    server = Server(settings, [partial(parts.delivery, reconcile_every=0.3), parts.locks,
+                               parts.scheduler], poll_interval=0.05)
+    watcher = server.component("delivery-watcher", DeliveryWatcher)
+    assert watcher.scan_interval is None
     server.start()
     try:
         store = server.store
         confirmed_in_bulk(settings, store, 2)
         assert wait_for(lambda: list(_states(store).values()) == ["created", "created"], 20)
-        service.watcher.stop()  # no observer, no watcher thread: only the job is left
+        watcher.stop()  # no observer, no watcher thread: only the job is left
         pollers(settings.delivery, interval=0.05, delay=0.0)
         assert wait_for(lambda: list(_states(store).values()) == ["archived", "archived"], 20)
-        stats = scheduler.scheduler_of(server).stats(delivery_handlers.RECONCILE_JOB)
+        stats = server.component("scheduler", Scheduler).stats(parts.RECONCILE_JOB)
         assert stats.runs >= 1 and stats.failures == 0
     finally:
         server.stop()

@@ -7,9 +7,9 @@ import time
 import pytest
 
 from crds_events import events as ev
-from crds_events.handlers import Handler
-from crds_events.handlers.runner import HandlerRunner, get_checkpoint
+from crds_events.handlers.runner import HandlerRunner
 from crds_events.store import SQLiteEventStore, caused_by
+from crds_events.store.handler import Handler, get_checkpoint
 
 
 class Tally(Handler):

@@ -9,10 +9,11 @@ from click.testing import CliRunner
 
 from crds_events import events as ev
 from crds_events.cli import cli
-from crds_events.config import init_root, load_settings
+from crds_events.config import load_settings
 from crds_events.handlers.email import EmailComposer
 from crds_events.handlers.runner import HandlerRunner
 from crds_events.store.eventlog import SQLiteEventStore
+from crds_events.store.root import init_root
 
 
 def test_list_and_send_due(tmp_path, monkeypatch):

@@ -11,11 +11,15 @@ import hashlib
 import pytest
 
 from crds_events import events as ev
-from crds_events.config import init_root, load_settings
-from crds_events.handlers.email import EMAILS, EmailComposer, message_id_for
-from crds_events.handlers.runner import HandlerRunner, set_checkpoint
+from crds_events.config import load_settings
+from crds_events.handlers.email import EmailComposer
+from crds_events.handlers.runner import HandlerRunner
+from crds_events.mail.compose import message_id_for
 from crds_events.store.eventlog import SQLiteEventStore
+from crds_events.store.folds import EMAILS
+from crds_events.store.handler import set_checkpoint
 from crds_events.store.projections import TableProjection, read_table
+from crds_events.store.root import init_root
 
 REDCAT = ("redcat@example.org", "team@example.org")
 DEVS = ("devs@example.org",)

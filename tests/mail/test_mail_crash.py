@@ -11,26 +11,28 @@ import sys
 import threading
 import time
 from email import message_from_bytes, policy
+from functools import partial
 
 import pytest
 from aiosmtpd.controller import Controller
 from helpers import free_port
 
 from crds_events import events as ev
-from crds_events.config import init_root, load_settings
-from crds_events.handlers.email import register
+from crds_events.config import load_settings
+from crds_events.server import parts
 from crds_events.server.core import Server
 from crds_events.store.eventlog import SQLiteEventStore
+from crds_events.store.root import init_root
 
 CHILD = """
 import sys
+from functools import partial
 from crds_events.config import load_settings
-from crds_events.handlers.email import register
+from crds_events.server import parts
 from crds_events.server.core import Server
 
 settings = load_settings(sys.argv[1], environ={})
-server = Server(settings, poll_interval=0.02)
-register(server, poll_interval=0.02)
+server = Server(settings, [partial(parts.mail, poll_interval=0.02)], poll_interval=0.02)
 server.serve_forever(announce=lambda message: print(message, flush=True))
 """
 
@@ -91,8 +93,7 @@ def test_sigkill_mid_send_resends_same_message_id(tmp_path):
             (queued,) = [r.event for r in log.read_all(types=["EmailQueued"])]
             assert log.read_all(types=["EmailSent"]) == []  # killed before it was recorded
 
-        server = Server(settings, poll_interval=0.02)
-        register(server, poll_interval=0.02)
+        server = Server(settings, [partial(parts.mail, poll_interval=0.02)], poll_interval=0.02)
         server.start()
         try:
             deadline = time.monotonic() + 10

@@ -12,19 +12,25 @@ import time
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
+from functools import partial
 
 import pytest
 from aiosmtpd.controller import Controller
 from helpers import free_port
 
 from crds_events import events as ev
-from crds_events.config import init_root, load_settings
-from crds_events.handlers.email import EMAILS, EmailComposer, Outbox, register, retry_due
+from crds_events.config import load_settings
+from crds_events.handlers.email import EmailComposer
+from crds_events.handlers.outbox import OutboxWorker
 from crds_events.handlers.runner import HandlerRunner
-from crds_events.mail.outbox import MaildirTransport, MailError, SMTPTransport, transport_for
+from crds_events.mail.outbox import Outbox, retry_due
+from crds_events.mail.transports import MaildirTransport, MailError, SMTPTransport, transport_for
+from crds_events.server import parts
 from crds_events.server.core import Server
 from crds_events.store.eventlog import SQLiteEventStore
+from crds_events.store.folds import EMAILS
 from crds_events.store.projections import TableProjection, read_table, rebuild
+from crds_events.store.root import init_root
 
 REDCAT = ("redcat@example.org",)
 DEVS = ("devs@example.org",)
@@ -282,8 +288,9 @@ def test_server_component_delivers_after_transient_failures(settings, smtp):
     """The whole path in a running server: composer in the handler thread, the worker
     thread retrying 451 with real (short) back-off until the server accepts."""
     smtp.script(data=["451 4.3.0 Try again later", "451 4.3.0 Try again later"])
-    server = Server(settings, poll_interval=0.02)
-    worker = register(server, poll_interval=0.02, backoff_base=0.05)
+    server = Server(settings, [partial(parts.mail, poll_interval=0.02, backoff_base=0.05)],
+                    poll_interval=0.02)
+    worker = server.component("mail", OutboxWorker)
     server.start()
     try:
         server.store.record(ev.UserAdded("alice", "alice@example.org"))

@@ -11,7 +11,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from helpers import free_port
 
-from crds_events.mail.outbox import MailError, SMTPTransport, build_message, classify_error
+from crds_events.mail.transports import MailError, SMTPTransport, build_message, classify_error
 
 
 class _Accept:

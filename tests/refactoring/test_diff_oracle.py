@@ -14,14 +14,8 @@ import pytest
 from click.testing import CliRunner
 
 from crds_events.cli import cli
-from crds_events.rules.diff import (
-    DiffOptions,
-    DiffTuple,
-    context_diff,
-    difference,
-    mapping_diffs,
-    text_difference,
-)
+from crds_events.refactoring.diff import DiffOptions, context_diff, difference, text_difference
+from crds_events.rules.diff import DiffTuple, mapping_diffs
 
 pytestmark = pytest.mark.corpus
 

@@ -11,9 +11,10 @@ from click.testing import CliRunner
 
 from crds_events import events as ev
 from crds_events.cli import cli
-from crds_events.config import init_root, load_settings
+from crds_events.config import load_settings
 from crds_events.reprocessing.datasets import DatasetImportError, dataset_count, import_datasets
 from crds_events.store.eventlog import SQLiteEventStore
+from crds_events.store.root import init_root
 
 
 @pytest.fixture

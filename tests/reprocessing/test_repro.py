@@ -15,7 +15,7 @@ from fixtures.repro import copy_context, derive_context, oracle_headers, write_c
 
 from crds_events import events as ev
 from crds_events.cli import cli
-from crds_events.config import init_root, load_settings
+from crds_events.config import load_settings
 from crds_events.handlers.email import EmailComposer
 from crds_events.handlers.reprocessing import (
     ReprocessingHandler,
@@ -30,6 +30,7 @@ from crds_events.rules.bestrefs import DatasetError, load_context
 from crds_events.store.artifacts import ArtifactStore
 from crds_events.store.eventlog import SQLiteEventStore
 from crds_events.store.filestore import FileStore
+from crds_events.store.root import init_root
 
 OMITTED = "OMITTED"
 PIPELINE = "ops-pipeline"

@@ -6,7 +6,7 @@ import pytest
 
 from crds_events.rules.bestrefs import load_context
 from crds_events.rules.checksum import with_checksum
-from crds_events.rules.context import ContextError
+from crds_events.rules.context import ContextLoadError
 
 PMAP = """header = {{
     'derived_from' : 'generated',
@@ -86,7 +86,7 @@ def test_children_load_lazily(tmp_path):
     path = write_context(tmp_path)
     (tmp_path / "hst_acs_flshfile_9999.rmap").unlink()
     context = load_context(path)  # the pmap alone loads
-    with pytest.raises(ContextError, match="not found"):
+    with pytest.raises(ContextLoadError, match="not found"):
         context.load_all()
 
 
@@ -97,7 +97,7 @@ def test_children_load_lazily(tmp_path):
 )
 def test_inconsistent_children_are_refused(tmp_path, changes, message):
     context = load_context(write_context(tmp_path, **changes))
-    with pytest.raises(ContextError, match=message):
+    with pytest.raises(ContextLoadError, match=message):
         context.load_all()
 
 

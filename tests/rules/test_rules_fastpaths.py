@@ -16,7 +16,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from crds_events.rules.bestrefs import DatasetError, load_context
-from crds_events.rules.parse import _fast_parse, parse_mapping
+from crds_events.rules.fastparse import fast_parse
+from crds_events.rules.match import MatchSelector, _Tie
+from crds_events.rules.parse import parse_mapping
 from crds_events.rules.patterns import (
     MATCH,
     NO_MATCH,
@@ -25,7 +27,6 @@ from crds_events.rules.patterns import (
     glob_list,
     make_pattern,
 )
-from crds_events.rules.selectors import MatchSelector, _Tie
 
 HST = "contexts/hst/mappings/hst_0001.pmap"
 
@@ -213,7 +214,7 @@ def _mapping_text(draw):
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_mapping_text())
 def test_string_blocks_and_flat_tuples_agree_with_the_ast_path(text):
-    fast = _fast_parse(text, "p.rmap")
+    fast = fast_parse(text, "p.rmap")
     try:
         slow = parse_mapping(text, "p.rmap", fast=False)
     except Exception as exc:  # noqa: BLE001 - the ast path refuses: so must the fast path
@@ -236,7 +237,7 @@ def test_canonical_blocks_take_the_fast_path():
         "        '2002-01-01' : 'b.fits',\n    }),\n"
         "    ('Y', -2) : UseAfter({\n        '2001-01-01' : 'c.fits',\n    }),\n})\n"
     )
-    fast = _fast_parse(text, "p.rmap")
+    fast = fast_parse(text, "p.rmap")
     assert fast is not None
     assert fast == parse_mapping(text, "p.rmap", fast=False)
     uses = [call for call in fast.selector.walk() if call.name == "UseAfter"]

@@ -280,9 +280,9 @@ def test_arbitrary_text_gives_a_mapping_or_a_format_error(text):
 
 def _both_paths(text):
     """(fast result or None, ast result or the MappingFormatError)."""
-    from crds_events.rules.parse import _fast_parse
+    from crds_events.rules.fastparse import fast_parse
 
-    fast = _fast_parse(text, "p.rmap")
+    fast = fast_parse(text, "p.rmap")
     try:
         slow = parse_mapping(text, "p.rmap", fast=False)
     except MappingFormatError as exc:

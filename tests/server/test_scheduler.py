@@ -7,23 +7,19 @@ from __future__ import annotations
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import pytest
 from helpers import wait_for
 
 from crds_events import events as ev
 from crds_events.accounts import locks
-from crds_events.config import init_root, load_settings
-from crds_events.handlers import email
-from crds_events.server.core import Server
-from crds_events.server.scheduler import (
-    LOCK_EXPIRY_JOB,
-    OUTBOX_RETRY_JOB,
-    Scheduler,
-    SchedulerError,
-    register,
-    scheduler_of,
-)
+from crds_events.config import load_settings
+from crds_events.server import parts
+from crds_events.server.core import Server, ServerError
+from crds_events.server.parts import LOCK_EXPIRY_JOB, OUTBOX_RETRY_JOB
+from crds_events.server.scheduler import Scheduler, SchedulerError
+from crds_events.store.root import init_root
 
 
 @pytest.fixture
@@ -137,23 +133,30 @@ def test_duplicate_job_names_are_refused(scheduler):
 
 
 @pytest.fixture
-def server(tmp_path):
+def servers(tmp_path):
     settings = load_settings(tmp_path / "root", {"observatory": "jwst"}, environ={})
     init_root(settings)
-    made = Server(settings, poll_interval=0.02)
-    yield made
-    made.stop()
+    made = []
+
+    def build(*wired) -> Server:
+        server = Server(settings, wired, poll_interval=0.02)
+        made.append(server)
+        return server
+
+    yield build
+    for server in made:
+        server.stop()
 
 
-def test_register_adds_lock_expiry_and_outbox_jobs(server):
-    with pytest.raises(SchedulerError, match="no scheduler"):
-        scheduler_of(server)
-    worker = email.register(server, poll_interval=0.05)
-    scheduler = register(server, outbox=worker, lock_interval=0.1, outbox_interval=0.1)
-    assert scheduler_of(server) is scheduler
+def test_register_adds_lock_expiry_and_outbox_jobs(servers):
+    with pytest.raises(ServerError, match="no scheduler"):
+        servers().component("scheduler")
+    server = servers(partial(parts.locks, expire_every=0.1),
+                     partial(parts.mail, poll_interval=0.05, retry_every=0.1), parts.scheduler)
+    scheduler = server.component("scheduler", Scheduler)
     assert scheduler.job_names() == [LOCK_EXPIRY_JOB, OUTBOX_RETRY_JOB]
-    with pytest.raises(SchedulerError, match="already has a scheduler"):
-        register(server)
+    with pytest.raises(ServerError, match="already has a scheduler"):
+        servers(parts.scheduler, parts.scheduler)
 
     # a lock that ran out an hour ago: the lock-expiry job records it
     past = datetime.now(UTC) - timedelta(hours=1)
@@ -170,10 +173,11 @@ def test_register_adds_lock_expiry_and_outbox_jobs(server):
     assert not scheduler.running
 
 
-def test_register_without_outbox_has_only_lock_expiry(server):
-    scheduler = register(server)
+def test_register_without_outbox_has_only_lock_expiry(servers):
+    server = servers(parts.locks, parts.scheduler)
+    scheduler = server.component("scheduler", Scheduler)
     assert scheduler.job_names() == [LOCK_EXPIRY_JOB]
     reconciled = threading.Event()
-    scheduler_of(server).add_job("delivery-reconcile", reconciled.set, 300, run_at_start=True)
+    scheduler.add_job("delivery-reconcile", reconciled.set, 300, run_at_start=True)
     server.start()
     assert reconciled.wait(5)

@@ -11,12 +11,13 @@ from click.testing import CliRunner
 
 from crds_events import events as ev
 from crds_events.cli import cli
-from crds_events.config import init_root, load_settings
+from crds_events.config import load_settings
 from crds_events.contexts.importcache import import_cache
 from crds_events.demo.generate import GeneratorConfig, generate
 from crds_events.server.core import Server
 from crds_events.store import SQLiteEventStore
 from crds_events.store.backup import BackupError, backup, restore
+from crds_events.store.root import init_root
 
 
 @pytest.fixture

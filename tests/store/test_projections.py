@@ -10,9 +10,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from crds_events import events as ev
-from crds_events.handlers.runner import HandlerRunner, get_checkpoint
+from crds_events.handlers.runner import HandlerRunner
 from crds_events.store import RawEvent, SQLiteEventStore
 from crds_events.store.folds import replay
+from crds_events.store.handler import get_checkpoint
 from crds_events.store.projections import default_projections, read_table, rebuild
 
 

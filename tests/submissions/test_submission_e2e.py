@@ -12,6 +12,7 @@ import threading
 import time
 from collections import Counter
 from email import message_from_bytes, policy
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -21,15 +22,16 @@ from helpers import free_port, wait_for
 
 from crds_events import events as ev
 from crds_events.accounts import locks, users
-from crds_events.config import init_root, load_settings
-from crds_events.handlers import email as email_handlers
-from crds_events.handlers import submissions as submission_handlers
+from crds_events.config import load_settings
+from crds_events.contexts.pointers import context_pointers
 from crds_events.rules.bestrefs import load_context
+from crds_events.server import parts
 from crds_events.server.core import Server
 from crds_events.store import SQLiteEventStore
 from crds_events.store.filestore import FileStore
+from crds_events.store.root import init_root
 from crds_events.submissions import review
-from crds_events.watch.ingest import drop_submission
+from crds_events.submissions.dropbox import drop_submission
 
 REPO = Path(__file__).resolve().parents[2]
 REDCAT = "redcat@example.org"
@@ -103,9 +105,9 @@ def server_factory(tmp_path, smtp):
 
     def start(**options):
         settings = _make_root(tmp_path, smtp.port, **options)
-        server = Server(settings, poll_interval=0.05)
-        email_handlers.register(server, poll_interval=0.1)
-        submission_handlers.register(server, settle=0.1, scan_interval=2.0)
+        server = Server(settings, [partial(parts.mail, poll_interval=0.1),
+                                   partial(parts.submissions, settle=0.1, scan_interval=2.0)],
+                        poll_interval=0.05)
         server.start()
         servers.append(server)
         return server
@@ -150,7 +152,7 @@ def test_good_submission_ready_confirm_and_emails(server_factory, smtp, tmp_path
 
     decision = review.confirm(settings, store, sid, "jane")
     assert isinstance(decision, ev.SubmissionConfirmed)
-    pointers = submission_handlers.context_pointers(store, "jwst")
+    pointers = context_pointers(store, "jwst")
     assert pointers == {"latest": "jwst_0001.pmap", "edit": "jwst_0002.pmap"}
     cataloged = {r.data["name"]: r.event for r in store.read_all(types=["FileCataloged"])
                  if r.data["submission_id"] == sid}
@@ -203,7 +205,7 @@ def test_bad_file_duplicate_and_cancel(server_factory, smtp, tmp_path):
         store_before
     assert (settings.ingest / "jane" / "good.fits").is_file()
     assert locks.current_lock(store, "nircam") is None
-    assert submission_handlers.context_pointers(store, "jwst")["edit"] == "jwst_0001.pmap"
+    assert context_pointers(store, "jwst")["edit"] == "jwst_0001.pmap"
     with pytest.raises(review.ReviewError, match="cancelled"):
         review.confirm(settings, store, good, "jane")
 
@@ -239,7 +241,7 @@ def test_lock_refuses_second_user_who_can_force_after_expiry(server_factory, smt
     assert wait_for(lambda: locks.current_lock(store, "nircam") is None, 10)
     forced = review.force(settings, store, sid, "bob")
     assert isinstance(forced, ev.SubmissionForced) and forced.lock_owner == "jane"
-    assert submission_handlers.context_pointers(store, "jwst")["edit"] == forced.new_context
+    assert context_pointers(store, "jwst")["edit"] == forced.new_context
     found = wait_for(lambda: smtp.find(sid, "FORCED"), 20)
     assert found and "bob@example.org" in found[0] and "jane@example.org" in found[0]
 
@@ -378,5 +380,5 @@ def test_failed_confirm_leaves_log_and_store_as_before(server_factory, tmp_path)
     assert [r.type for r in store.read_all(head)
             if not r.type.startswith("Email")] == []
     assert review.load(store, sid).state == "ready"
-    assert submission_handlers.context_pointers(store, "jwst")["edit"] == "jwst_0001.pmap"
+    assert context_pointers(store, "jwst")["edit"] == "jwst_0001.pmap"
     assert locks.current_lock(store, "nircam").owner == "jane"

@@ -12,10 +12,12 @@ from helpers import wait_for
 
 from crds_events import events as ev
 from crds_events.accounts import locks
-from crds_events.config import init_root, load_settings
+from crds_events.config import load_settings
 from crds_events.store import SQLiteEventStore
+from crds_events.store.root import init_root
+from crds_events.submissions.dropbox import uploads_dir
 from crds_events.submissions.manifest import MANIFEST_NAME, write_manifest
-from crds_events.watch.ingest import IngestWatcher, uploads_dir
+from crds_events.watch.ingest import IngestWatcher
 
 MANIFEST = {"deliverer": "Jane Doe", "instrument": "MIRI", "description": "test drop"}
 

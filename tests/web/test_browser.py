@@ -14,6 +14,7 @@ without its CSRF token fails. Every page is screenshotted to test-artifacts/brow
 from __future__ import annotations
 
 import re
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -23,15 +24,13 @@ from helpers import wait_for
 
 from crds_events import events as ev
 from crds_events.accounts import users
-from crds_events.config import init_root, load_settings
+from crds_events.config import load_settings
 from crds_events.contexts import pointers as contexts
 from crds_events.delivery.publish import delivery_states
-from crds_events.handlers import delivery as delivery_handlers
-from crds_events.handlers import email as email_handlers
-from crds_events.handlers import reprocessing as repro_handlers
-from crds_events.handlers import submissions as submission_handlers
+from crds_events.server import parts
 from crds_events.server.core import Server
 from crds_events.server.wsgi import WebServer
+from crds_events.store.root import init_root
 from crds_events.web import create_app
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -71,14 +70,15 @@ class LiveSite:
         self.settings = load_settings(root, environ={})
         init_root(self.settings)
         self.pmap = seed_root(self.settings, tmp / "context", ["nircam", "miri"])
-        self.server = Server(self.settings, poll_interval=0.05)
-        email_handlers.register(self.server, poll_interval=0.2)
-        # settle: the watcher takes a drop only after two looks this far apart, so the
-        # monitor page is always rendered before processing starts (the lines then arrive
-        # as server-sent events, which is what the test is about)
-        submission_handlers.register(self.server, settle=1.5, scan_interval=1.5)
-        delivery_handlers.register(self.server, scan_interval=1.0, resume_interval=1.0)
-        repro_handlers.register(self.server)
+        self.server = Server(self.settings, [
+            partial(parts.mail, poll_interval=0.2),
+            # settle: the watcher takes a drop only after two looks this far apart, so the
+            # monitor page is always rendered before processing starts (the lines then
+            # arrive as server-sent events, which is what the test is about)
+            partial(parts.submissions, settle=1.5, scan_interval=1.5),
+            partial(parts.delivery, scan_interval=1.0, resume_interval=1.0),
+            parts.reprocessing,
+        ], poll_interval=0.05)
         self.poller = load_poller_module().ArchivePoller(self.settings.delivery,
                                                          interval=0.2, delay=0.2)
         self.server.start()

@@ -9,14 +9,15 @@ import pytest
 
 from crds_events import events as ev
 from crds_events.accounts.users import add_user
-from crds_events.config import init_root, load_settings
+from crds_events.config import load_settings
 from crds_events.contexts.importcache import import_cache
 from crds_events.contexts.pointers import set_context
 from crds_events.demo.generate import GeneratorConfig, generate
-from crds_events.handlers import email
 from crds_events.mail.outbox import outbox_rows
+from crds_events.server import parts
 from crds_events.server.core import Server
 from crds_events.store import SQLiteEventStore
+from crds_events.store.root import init_root
 from crds_events.web import create_app
 from crds_events.web.pages.health import attach_server, render_metrics
 
@@ -52,8 +53,7 @@ def root(tmp_path):
 
 @pytest.mark.slow
 def test_metrics_match_the_log(root):
-    server = Server(root)
-    email.register(server)
+    server = Server(root, [parts.mail])
     try:
         server.runner.run_until_idle()
         add_user(server.store, "ops", "ops@example.org", role="operator")
@@ -91,10 +91,9 @@ def test_metrics_match_the_log(root):
 
 
 def test_health_reports_components_and_lag(root):
-    server = Server(root)
-    email.register(server)
+    server = Server(root, [parts.mail])
     app = create_app(root, server.store, {"TESTING": True})
-    attach_server(app, server)
+    attach_server(app, server.status)
     server.start()
     try:
         client = app.test_client()

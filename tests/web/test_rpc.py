@@ -391,13 +391,15 @@ def test_the_wsgi_server_serves_the_client_protocol_and_stops_cleanly(seeded):
     """waitress as `serve` runs it: a real socket, the client's URL shape, a clean stop
     (the autouse no_leaked_threads fixture fails the test if a thread survives)."""
     import urllib.request
+    from functools import partial
 
-    from crds_events.server import wsgi
+    from crds_events.server import parts
     from crds_events.server.core import Server
+    from crds_events.server.wsgi import WebServer
 
     settings, _, _ = seeded
-    server = Server(settings, host="127.0.0.1", port=0)
-    web = wsgi.register(server, threads=2)
+    server = Server(settings, [partial(parts.web, threads=2)], host="127.0.0.1", port=0)
+    web = server.component("web", WebServer)
     server.start()
     try:
         body = json.dumps({"jsonrpc": "1.0", "method": "get_default_context",

@@ -7,17 +7,19 @@ import hashlib
 import io
 import json
 import time
+from functools import partial
 
 import pytest
 import yaml
 from fixtures.submissions import make_flat, seed_root
 
 from crds_events.accounts import users
-from crds_events.config import init_root, load_settings
-from crds_events.handlers import submissions as submission_handlers
+from crds_events.config import load_settings
+from crds_events.server import parts
 from crds_events.server.core import Server
 from crds_events.store import SQLiteEventStore
-from crds_events.watch.ingest import ingest_key, submission_id_for
+from crds_events.store.root import init_root
+from crds_events.submissions.dropbox import ingest_key, submission_id_for
 from crds_events.web import create_app
 
 FIELDS = {"deliverer": "Jane Doe", "instrument": "NIRCAM", "description": "New flats",
@@ -34,8 +36,8 @@ def running(tmp_path):
         users.add_user(store, "bob", "bob@example.org")
         tokens = {name: users.issue_token(store, name) for name in ("jane", "bob")}
         users.disable_user(store, "bob", "left")
-    server = Server(settings, poll_interval=0.05)
-    submission_handlers.register(server, settle=0.1, scan_interval=2.0)
+    server = Server(settings, [partial(parts.submissions, settle=0.1, scan_interval=2.0)],
+                    poll_interval=0.05)
     server.start()
     try:
         app = create_app(settings, server.store, {"TESTING": True})

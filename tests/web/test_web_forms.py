@@ -21,10 +21,11 @@ from fixtures.submissions import make_flat, seed_root
 
 from crds_events import events as ev
 from crds_events.accounts import users
-from crds_events.config import init_root, load_settings
+from crds_events.config import load_settings
 from crds_events.contexts import pointers as contexts
 from crds_events.handlers.submissions import SubmissionWorker
 from crds_events.store import SQLiteEventStore
+from crds_events.store.root import init_root
 from crds_events.watch.ingest import IngestWatcher
 from crds_events.web import create_app
 from crds_events.web.pages import auth

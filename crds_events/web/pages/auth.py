@@ -46,6 +46,7 @@ from markupsafe import Markup, escape
 from werkzeug.exceptions import HTTPException
 
 from crds_events.accounts import users
+from crds_events.errors import CrdsEventsError
 from crds_events.web import get_state
 
 __all__ = [
@@ -77,7 +78,7 @@ _UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class SecretKeyError(RuntimeError):
+class SecretKeyError(CrdsEventsError, RuntimeError):
     """The session key file exists but is unusable (names the file and the fix)."""
 
 

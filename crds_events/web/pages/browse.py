@@ -7,7 +7,9 @@ import json
 from flask import Blueprint, abort
 
 from crds_events import events as ev
+from crds_events.certify.specs import constraints_for
 from crds_events.contexts.contents import is_mapping, users_of
+from crds_events.files.headers import read_header
 from crds_events.store.filestore import FileStoreError, check_name
 from crds_events.web.pages import common
 from crds_events.web.pages.timeline import event_json
@@ -35,7 +37,6 @@ def past_actions(name: str, row: dict | None) -> list:
     Each source is an indexed read of a few streams (or, for context and bad-file events,
     of one event type), never a scan of the whole log."""
     log = common.log()
-    conn = log.conn
     streams = [ev.file_stream(name)]
     if row:
         if row.get("submission_id"):
@@ -51,13 +52,8 @@ def past_actions(name: str, row: dict | None) -> list:
                 found[record.position] = record
     # other events naming the file: context changes (mappings) and bad-file marks
     types = _OTHERS_TYPES if is_mapping(name) else _OTHERS_TYPES[1:]
-    placeholders = ",".join("?" * len(types))
-    like = "%" + quoted.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-    for position, in conn.execute(
-            f"SELECT position FROM events WHERE type IN ({placeholders}) AND data LIKE ? "
-            f"ESCAPE '\\'", (*types, like)):
-        if position not in found:
-            found[position] = log.get(position)
+    for record in log.mentioning(types, quoted):
+        found.setdefault(record.position, record)
     return [found[p] for p in sorted(found, reverse=True)]
 
 
@@ -73,8 +69,6 @@ def _contents(name: str, row: dict | None) -> dict:
         text = path.read_text(encoding="utf-8", errors="replace")
         return {"kind": "mapping", "text": text[:_TEXT_LIMIT],
                 "truncated": len(text) > _TEXT_LIMIT}
-    from crds_events.files.headers import read_header
-
     def build():
         try:
             header = read_header(path)
@@ -95,8 +89,6 @@ def _used_by(name: str) -> list[str]:
 def _constraints(row: dict | None) -> list[dict]:
     if not row or row.get("kind") != "reference" or not row.get("instrument"):
         return []
-    from crds_events.certify.specs import constraints_for
-
     observatory = row.get("observatory") or common.get_state().settings.observatory
     found = constraints_for(observatory, row["instrument"], row.get("filekind") or "all")
     return [{"name": c.name, "keytype": c.keytype, "datatype": c.datatype,

@@ -2,8 +2,9 @@
 
 Convention: every list page ``/x`` has a JSON twin ``/x.json`` with the same query
 parameters; `respond` renders the template or returns the data depending on the path.
-Reads go through the request's read-only connection (`crds_events.web.get_db`); the event
-log is read with `RequestLog`, which speaks the same record format as the store.
+Reads go through the request's read-only connection (`crds_events.web.get_db`): projection
+tables with `rows`, the event log with `log` (a `crds_events.store.reader.LogReader`, the
+reading half of the store interface).
 """
 
 from __future__ import annotations
@@ -12,17 +13,19 @@ import datetime as _dt
 import sqlite3
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable
 from typing import Any
 
 from flask import abort, jsonify, render_template, request
 
-from crds_events.store.eventlog import _COLUMNS, _row_to_record, _where
+from crds_events.contexts.pointers import get_pointers
+from crds_events.rules.bestrefs import load_context
+from crds_events.rules.context import ContextLoadError
 from crds_events.store.filestore import FileStore, FileStoreError, check_name
-from crds_events.store.interface import RecordedEvent
+from crds_events.store.reader import LogReader
 from crds_events.web import get_db, get_state
 
-__all__ = ["RequestLog", "respond", "wants_json", "log", "rows", "pointers", "int_arg",
+__all__ = ["respond", "wants_json", "log", "rows", "pointers", "int_arg",
            "date_arg", "cached", "load_rules", "latest_references", "file_store", "head",
            "PAGE_SIZE"]
 
@@ -40,75 +43,9 @@ def respond(template: str, data: dict, **context: Any):
     return render_template(template, **data, **context)
 
 
-class RequestLog:
-    """Read-only view of the event log over the request's connection.
-
-    Offers the reading half of the store interface (``read_all``, ``read_stream``,
-    ``iter_all``, ``get``, ``head``) so library reads such as
-    `crds_events.contexts.pointers.context_history` run on it unchanged, plus newest-first pages.
-    """
-
-    def __init__(self, conn: sqlite3.Connection):
-        self.conn = conn
-
-    def read_all(self, after: int = 0, *, streams: Iterable[str] | None = None,
-                 types: Iterable[str] | None = None, limit: int | None = None
-                 ) -> list[RecordedEvent]:
-        where, params = _where(after, streams, types)
-        sql = f"SELECT {_COLUMNS} FROM events WHERE {where} ORDER BY position"
-        if limit is not None:
-            sql += " LIMIT ?"
-            params.append(limit)
-        return [_row_to_record(r) for r in self.conn.execute(sql, params)]
-
-    def iter_all(self, after: int = 0, *, types: Iterable[str] | None = None,
-                 batch: int = 5000, until: int | None = None) -> Iterator[RecordedEvent]:
-        types = list(types) if types is not None else None
-        while True:
-            where, params = _where(after, None, types)
-            if until is not None:
-                where += " AND position <= ?"
-                params.append(until)
-            records = [_row_to_record(r) for r in self.conn.execute(
-                f"SELECT {_COLUMNS} FROM events WHERE {where} ORDER BY position LIMIT ?",
-                [*params, batch])]
-            yield from records
-            if len(records) < batch:
-                return
-            after = records[-1].position
-
-    def read_stream(self, stream: str, *, after_version: int = 0,
-                    limit: int | None = None) -> list[RecordedEvent]:
-        sql = f"SELECT {_COLUMNS} FROM events WHERE stream = ? AND version > ? ORDER BY version"
-        params: list[Any] = [stream, after_version]
-        if limit is not None:
-            sql += " LIMIT ?"
-            params.append(limit)
-        return [_row_to_record(r) for r in self.conn.execute(sql, params)]
-
-    def get(self, position: int) -> RecordedEvent | None:
-        row = self.conn.execute(f"SELECT {_COLUMNS} FROM events WHERE position = ?",
-                                (position,)).fetchone()
-        return _row_to_record(row) if row else None
-
-    def head(self) -> int:
-        return self.conn.execute("SELECT max(position) FROM events").fetchone()[0] or 0
-
-    def newest(self, clauses: Sequence[str], params: Sequence[Any], before: int | None,
-               limit: int) -> list[RecordedEvent]:
-        """Up to ``limit`` events matching ``clauses`` (SQL, AND-ed), newest first, with
-        position < ``before`` (keyset paging: the cost does not grow with the page number)."""
-        clauses, params = list(clauses), list(params)
-        if before is not None:
-            clauses.append("position < ?")
-            params.append(before)
-        where = " AND ".join(clauses) or "1"
-        sql = (f"SELECT {_COLUMNS} FROM events WHERE {where} ORDER BY position DESC LIMIT ?")
-        return [_row_to_record(r) for r in self.conn.execute(sql, [*params, limit])]
-
-
-def log() -> RequestLog:
-    return RequestLog(get_db())
+def log() -> LogReader:
+    """The event log over the request's read-only connection."""
+    return LogReader(get_db())
 
 
 def head() -> int:
@@ -129,10 +66,8 @@ def rows(sql: str, params: Iterable[Any] = ()) -> list[dict]:
 
 
 def pointers() -> dict[str, dict]:
-    """kind -> the context pointer row (context_pointers projection)."""
-    observatory = get_state().settings.observatory
-    return {r["kind"]: r for r in rows(
-        "SELECT * FROM context_pointers WHERE observatory = ? ORDER BY kind", (observatory,))}
+    """kind -> the context pointer row now (`crds_events.contexts.pointers.get_pointers`)."""
+    return get_pointers(log(), get_state().settings.observatory)
 
 
 def int_arg(name: str, default: int | None = None, *, minimum: int = 0,
@@ -208,8 +143,6 @@ def mapping_path(name: str):
 def load_rules(pmap: str):
     """The `crds_events.rules.bestrefs.Context` of ``pmap`` from the file store (cached per
     pmap: a mapping never changes once stored)."""
-    from crds_events.rules.bestrefs import load_context
-
     path = mapping_path(pmap)
     return cached("rules", pmap, lambda: load_context(path, ignore_checksum=True), limit=8)
 
@@ -217,8 +150,6 @@ def load_rules(pmap: str):
 def latest_references(pmap: str) -> list[dict]:
     """Per instrument and type of ``pmap``: the rmap and its references (newest first)."""
     def build() -> list[dict]:
-        from crds_events.rules.context import ContextError as RulesContextError
-
         context = load_rules(pmap)
         found = []
         pipeline = context.pipeline
@@ -226,7 +157,7 @@ def latest_references(pmap: str) -> list[dict]:
             try:
                 imap = pipeline.imap(instrument)
                 rmaps = imap.rmaps()
-            except (RulesContextError, OSError, ValueError) as exc:
+            except (ContextLoadError, OSError, ValueError) as exc:
                 found.append({"instrument": instrument, "filekind": "", "rmap": "",
                               "references": [], "error": str(exc)})
                 continue

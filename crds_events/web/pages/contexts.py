@@ -24,11 +24,9 @@ def history():
     before = common.int_arg("before", None, minimum=1)
     # Newest first, keyset-paged by position: the rows `contexts.context_history` gives,
     # for one page of ContextSet events (10,000 contexts must not cost 10,000 decodes).
-    clauses, params = ["type = ?"], [ContextSet.type]
-    if kind is not None:
-        clauses.append("json_extract(data, '$.kind') = ?")
-        params.append(kind)
-    records = common.log().newest(clauses, params, before, limit + 1)
+    fields = {"kind": kind} if kind is not None else None
+    records = common.log().newest(limit + 1, before=before, type=ContextSet.type,
+                                  fields=fields)
     more = len(records) > limit
     page = [_history_row(r) for r in records[:limit]]
     data = {"history": page, "kind": kind or "", "limit": limit,
@@ -174,7 +172,8 @@ def diff_form():
 
 @bp.route("/diff/<old>/<new>")
 def diff(old: str, new: str):
-    from crds_events.rules.diff import format_diff, mapping_diffs, text_difference
+    from crds_events.refactoring.diff import format_diff, text_difference
+    from crds_events.rules.diff import mapping_diffs
     from crds_events.rules.parse import MappingError
 
     json_twin = new.endswith(".json")

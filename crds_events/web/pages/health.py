@@ -2,8 +2,8 @@
 
 Both read the log database through the request's read-only connection, so they work the
 same in the server's own web app and in a gunicorn worker that only reads. Where the app
-runs inside a server (`attach_server` was called), ``/health`` also lists the server's
-components and says whether the handler thread is alive.
+runs inside a server (`attach_server` was given its status), ``/health`` also lists the
+server's components and says whether the handler thread is alive.
 
 /health answers 200 with ``{"ok": true, ...}``, or 503 with ``"ok": false`` and the
 ``problems`` when the log cannot be read, a component is not running, or a handler is more
@@ -25,27 +25,38 @@ than ``HEALTH_MAX_LAG`` positions behind (app config; default 10,000).
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify
 
+from crds_events.store.reader import LogReader
 from crds_events.web import get_db, get_state
 
-__all__ = ["bp", "attach_server", "collect", "render_metrics"]
+__all__ = ["ServerStatus", "bp", "attach_server", "collect", "render_metrics"]
 
 bp = Blueprint("health", __name__)
 
-SERVER_KEY = "crds_events.server.core"
+SERVER_KEY = "crds_events.server_status"
 DEFAULT_MAX_LAG = 10_000
 OUTBOX_STATES = ("queued", "retrying", "sent", "failed")
 
 
-def attach_server(app: Flask, server: Any) -> None:
-    """Let /health report `server`'s components (call where the server builds its app)."""
-    app.extensions[SERVER_KEY] = server
+@dataclasses.dataclass(frozen=True)
+class ServerStatus:
+    """What a running server tells /health about itself."""
+
+    components: dict[str, bool]  # started components, in start order -> alive
+    handlers: tuple[str, ...]  # the handlers its runner runs (each has a lag, run yet or not)
+
+
+def attach_server(app: Flask, status: Callable[[], ServerStatus]) -> None:
+    """Let /health report the server's components: ``status`` is asked on each request
+    (given where the server builds its app)."""
+    app.extensions[SERVER_KEY] = status
 
 
 def _table_exists(db: sqlite3.Connection, name: str) -> bool:
@@ -63,27 +74,21 @@ def _age_seconds(stamp: str, now: float) -> float:
     return max(0.0, now - when.timestamp())
 
 
-def _components(server: Any) -> dict[str, bool]:
-    if server is None:
-        return {}
-    components = {name: True for name in server.running_components()}
-    if "handlers" in components:
-        components["handlers"] = server.runner.running
-    return components
-
-
-def collect(db: sqlite3.Connection, server: Any = None, now: float | None = None) -> dict:
-    """Everything /health and /metrics report, read from the database `db`."""
+def collect(db: sqlite3.Connection, server: ServerStatus | None = None,
+            now: float | None = None) -> dict:
+    """Everything /health and /metrics report, read from the database `db` (and the
+    server's own `ServerStatus`, in a server)."""
     now = time.time() if now is None else now
-    head = db.execute("SELECT coalesce(max(position), 0) FROM events").fetchone()[0]
-    by_type = dict(db.execute("SELECT type, count(*) FROM events GROUP BY type ORDER BY type"))
+    log = LogReader(db)
+    head = log.head()
+    by_type = log.count_by_type()
     lag = {}
     if _table_exists(db, "_checkpoints"):
         lag = {name: max(0, head - position) for name, position in
                db.execute("SELECT handler, position FROM _checkpoints ORDER BY handler")}
     if server is not None:  # a handler that has not checkpointed yet is the whole log behind
-        for handler in server.runner.handlers:
-            lag.setdefault(handler.name, head)
+        for handler in server.handlers:
+            lag.setdefault(handler, head)
     outbox = dict.fromkeys(OUTBOX_STATES, 0)
     if _table_exists(db, "emails"):
         outbox.update(db.execute("SELECT state, count(*) FROM emails GROUP BY state"))
@@ -94,7 +99,7 @@ def collect(db: sqlite3.Connection, server: Any = None, now: float | None = None
         oldest = max((_age_seconds(stamp, now) for stamp in stamps), default=0.0)
     return {"head": head, "events_by_type": by_type, "handler_lag": lag, "outbox": outbox,
             "reprocessing_held": held, "oldest_held_age_seconds": round(oldest, 3),
-            "components": _components(server)}
+            "components": dict(server.components) if server is not None else {}}
 
 
 def _escape(value: str) -> str:
@@ -135,8 +140,9 @@ def render_metrics(facts: dict, up: bool = True) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _server() -> Any:
-    return current_app.extensions.get(SERVER_KEY)
+def _server() -> ServerStatus | None:
+    status = current_app.extensions.get(SERVER_KEY)
+    return status() if status is not None else None
 
 
 @bp.route("/health")

@@ -4,8 +4,8 @@
   level, derive-from context, kind, other e-mails, the ReDCaT checklist). The manifest is
   validated in a private staging directory first, so a bad field is answered at once (400,
   every problem named) and nothing reaches the ingest directory; a good one goes there
-  exactly as a drop would (`crds_events.watch.ingest.drop_submission`) and the browser is
-  sent to the monitor.
+  exactly as a drop would (`crds_events.submissions.dropbox.drop_submission`) and the
+  browser is sent to the monitor.
 * ``/submissions/<id>/monitor`` shows the submission's progress as it happens; its
   ``/events`` are server-sent events: one per progress line (id = the event's position in
   the log, so a reconnecting browser's ``Last-Event-ID`` resumes right after the last line
@@ -20,11 +20,8 @@
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 import time
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 from typing import Any
 
 from flask import (
@@ -43,9 +40,21 @@ from flask import (
 
 from crds_events import events as ev
 from crds_events.accounts import users
-from crds_events.store.interface import RecordedEvent
+from crds_events.errors import CrdsEventsError
+from crds_events.store.filestore import is_safe_name
+from crds_events.store.interface import EventReader, RecordedEvent
+from crds_events.submissions import review
+from crds_events.submissions.dropbox import drop_uploads
+from crds_events.submissions.manifest import (
+    CHANGE_LEVELS,
+    KINDS,
+    REDCAT_FIELDS,
+    ManifestError,
+    instruments_for,
+)
 from crds_events.web import get_state
 from crds_events.web.pages.auth import login_required, register_error_pages, role_required
+from crds_events.web.pages.common import log
 
 __all__ = ["bp", "register", "monitor_message", "manifest_fields", "STREAM_SECONDS"]
 
@@ -54,7 +63,6 @@ bp = Blueprint("submit", __name__)
 STREAM_SECONDS = 25.0  # one SSE response at most this long; the browser reconnects
 _POLL = 0.2
 _HEARTBEAT = 10.0
-_SAFE_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.+-")
 _OUTCOMES = {
     ev.SubmissionReady.type: "ready",
     ev.SubmissionRejected.type: "rejected",
@@ -77,13 +85,6 @@ def _store():
 
 
 def _choices() -> dict[str, Any]:
-    from crds_events.submissions.manifest import (
-        CHANGE_LEVELS,
-        KINDS,
-        REDCAT_FIELDS,
-        instruments_for,
-    )
-
     return {"instruments": [i.upper() for i in instruments_for(_settings().observatory)],
             "change_levels": CHANGE_LEVELS, "kinds": KINDS, "redcat_fields": REDCAT_FIELDS}
 
@@ -91,8 +92,6 @@ def _choices() -> dict[str, Any]:
 def manifest_fields(form: Mapping[str, str], user: users.User) -> dict[str, Any]:
     """The manifest fields a submitted form asks for (validated later, by the manifest
     parser itself). Empty optional fields are left out so the manifest defaults apply."""
-    from crds_events.submissions.manifest import REDCAT_FIELDS
-
     fields: dict[str, Any] = {
         "deliverer": form.get("deliverer", "").strip() or user.full_name or user.name,
         "instrument": form.get("instrument", "").strip(),
@@ -132,7 +131,7 @@ def form() -> Any:
         problems.append("files: choose one or more files to submit")
     names = [u.filename or "" for u in uploads]
     for name in names:
-        if not name or name.startswith(".") or not set(name) <= _SAFE_NAME_CHARS:
+        if not is_safe_name(name):
             problems.append(f"files: {name!r} is not a plain file name (letters, digits, "
                             f"'_.+-'; rename it before uploading)")
     for name in {n for n in names if names.count(n) > 1}:
@@ -148,7 +147,7 @@ def form() -> Any:
     return redirect(url_for("submit.monitor", submission_id=submission_id))
 
 
-class _Invalid(Exception):
+class _Invalid(CrdsEventsError):
     def __init__(self, problems: list[str]):
         super().__init__("; ".join(problems))
         self.problems = problems
@@ -157,30 +156,14 @@ class _Invalid(Exception):
 def _stage_and_drop(user: users.User, fields: dict[str, Any], uploads: list) -> str:
     """Save the uploads in a private staging directory, validate the manifest there, then
     drop the submission into the user's ingest directory (`_Invalid` lists the problems)."""
-    from crds_events.submissions.manifest import ManifestError, parse_manifest, write_manifest
-    from crds_events.watch.ingest import drop_submission
-
-    settings = _settings()
-    staging = Path(tempfile.mkdtemp(prefix=".web-upload-", dir=settings.root))
     try:
-        paths = []
-        for upload in uploads:
-            target = staging / upload.filename
-            upload.save(target)
-            paths.append(target)
-        manifest = write_manifest(staging, {**fields, "files": [p.name for p in paths]})
-        try:
-            parse_manifest(manifest.read_text(encoding="utf-8"), staging,
-                           observatory=settings.observatory)
-        except ManifestError as exc:
-            raise _Invalid([f"{_field_label(field)}: {reason}"
-                            for field, reason in exc.problems]) from None
-        try:
-            return drop_submission(settings, user.name, paths, fields)
-        except (OSError, ValueError) as exc:
-            raise _Invalid([f"cannot submit: {exc}"]) from None
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        return drop_uploads(_settings(), user.name, uploads, fields,
+                            staging_prefix=".web-upload-")
+    except ManifestError as exc:
+        raise _Invalid([f"{_field_label(field)}: {reason}"
+                        for field, reason in exc.problems]) from None
+    except (OSError, ValueError) as exc:
+        raise _Invalid([f"cannot submit: {exc}"]) from None
 
 
 def _field_label(field: str) -> str:
@@ -228,14 +211,13 @@ def monitor_message(record: RecordedEvent) -> dict[str, Any] | None:
     return message
 
 
-def _messages(store, submission_id: str, after: int = 0) -> list[dict[str, Any]]:
+def _messages(store: EventReader, submission_id: str, after: int = 0) -> list[dict[str, Any]]:
     records = store.read_all(after, streams=[ev.submission_stream(submission_id)])
     return [m for m in map(monitor_message, records) if m is not None]
 
 
 def _check_id(submission_id: str) -> str:
-    if not submission_id or len(submission_id) > 100 or not set(submission_id) <= \
-            _SAFE_NAME_CHARS or submission_id.startswith("."):
+    if len(submission_id) > 100 or not is_safe_name(submission_id):
         abort(404, f"submission {submission_id!r}: not a submission id")
     return submission_id
 
@@ -243,8 +225,6 @@ def _check_id(submission_id: str) -> str:
 @bp.route("/submissions/<submission_id>/monitor")
 @login_required
 def monitor(submission_id: str) -> Any:
-    from crds_events.web.pages.common import log
-
     _check_id(submission_id)
     messages = _messages(log(), submission_id)
     done = next((m for m in messages if m["kind"] == "done"), None)
@@ -307,9 +287,6 @@ def events(submission_id: str) -> Response:
 
 
 def _show(submission_id: str) -> dict[str, Any]:
-    from crds_events.submissions import review
-    from crds_events.web.pages.common import log
-
     try:
         return review.show(_settings(), log(), submission_id)
     except review.ReviewError as exc:
@@ -358,8 +335,6 @@ def result_json(submission_id: str) -> Any:
 @bp.route("/submissions/<submission_id>/<action>", methods=["POST"])
 @role_required("submit")
 def decide(submission_id: str, action: str) -> Any:
-    from crds_events.submissions import review
-
     _check_id(submission_id)
     if action not in ("confirm", "force", "cancel"):
         abort(404, f"unknown action {action!r}: confirm, force or cancel")

@@ -1,99 +1,12 @@
-"""Projection folds: pure functions from (row, event) to the row's next state.
-
-A `Fold` describes one read-model table: its columns and primary key, the event types it
-consumes, which rows an event touches (``keys``) and how it changes each one (``apply``).
-``apply(key, row, record)`` gets the row as it stands (a dict, or None when absent) and
-returns the new row (a new dict, never a mutated one) or None for "absent". Nothing here
-touches SQLite: `crds_events.store.projections` persists folds as tables, and `replay`
-folds records in memory, which is how the web shows "state as of event N".
-
-Row values are plain Python: str, int, bool, None and tuples of str (stored as JSON).
-"""
+"""The folds of the files catalog, the submissions and the deliveries (pure functions)."""
 
 from __future__ import annotations
 
-import dataclasses
-import importlib
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any
-
 from crds_events import events as ev
+from crds_events.store.folds.core import Fold, Key, Row, names
 from crds_events.store.interface import RecordedEvent
 
-__all__ = [
-    "Fold",
-    "Key",
-    "Row",
-    "replay",
-    "register_fold",
-    "all_folds",
-    "FILES",
-    "SUBMISSIONS",
-    "DELIVERIES",
-    "CONTEXT_POINTERS",
-    "CONTEXT_HISTORY",
-    "REMOTE_CONTEXTS",
-]
-
-Key = tuple
-Row = dict[str, Any]
-
-
-@dataclasses.dataclass(frozen=True)
-class Fold:
-    table: str
-    columns: Mapping[str, type]  # str | int | bool | tuple (JSON list of str)
-    pk: tuple[str, ...]
-    consumes: frozenset[str]
-    keys: Callable[[RecordedEvent], Iterable[Key]]
-    apply: Callable[[Key, Row | None, RecordedEvent], Row | None]
-
-    def key_of(self, row: Row) -> Key:
-        return tuple(row[c] for c in self.pk)
-
-
-def replay(fold: Fold, records: Iterable[RecordedEvent], state: dict | None = None) -> dict:
-    """Fold ``records`` into ``state`` (a dict key -> row; a new dict is returned)."""
-    state = dict(state or {})
-    consumes = fold.consumes
-    for record in records:
-        if record.type not in consumes:
-            continue
-        for key in fold.keys(record):
-            row = fold.apply(key, state.get(key), record)
-            if row is None:
-                state.pop(key, None)
-            else:
-                state[key] = row
-    return state
-
-
-_FOLDS: dict[str, Fold] = {}
-
-
-def register_fold(fold: Fold) -> Fold:
-    """Add a fold to the set that `all_folds` (and so ``serve`` and ``rebuild``) uses."""
-    if fold.table in _FOLDS:
-        raise ValueError(f"a fold for table {fold.table!r} is already registered")
-    _FOLDS[fold.table] = fold
-    return fold
-
-
-# Folds that live beside their domain (users, locks, the e-mail outbox) register when their
-# module is imported; importing them here gives every caller of `all_folds` (serve, rebuild,
-# the web's "as of event N") the same complete set, whatever it happened to import before.
-_DOMAIN_FOLD_MODULES = ("crds_events.accounts.users", "crds_events.accounts.locks", "crds_events.mail.outbox")
-
-
-def all_folds() -> list[Fold]:
-    """Every registered fold, the domain modules' included."""
-    for module in _DOMAIN_FOLD_MODULES:
-        importlib.import_module(module)
-    return list(_FOLDS.values())
-
-
-def _names(*classes: type[ev.Event]) -> frozenset[str]:
-    return frozenset(cls.type for cls in classes)
+__all__ = ["FILES", "SUBMISSIONS", "DELIVERIES"]
 
 
 # --- files catalog -------------------------------------------------------------------------
@@ -185,18 +98,18 @@ def _file_apply(key: Key, row: Row | None, record: RecordedEvent) -> Row | None:
     return row
 
 
-FILES = register_fold(Fold(
+FILES = Fold(
     table="files",
     columns=_FILE_COLUMNS,
     pk=("name",),
-    consumes=_names(
+    consumes=names(
         ev.FileCertified, ev.FileCataloged, ev.SubmissionConfirmed, ev.SubmissionForced,
         ev.SubmissionRejected, ev.SubmissionFailed, ev.SubmissionCancelled, ev.FileReleased,
         ev.FileMarkedBad, ev.FileMarkedOk,
     ),
     keys=_file_keys,
     apply=_file_apply,
-))
+)
 
 
 # --- submissions -------------------------------------------------------------------------------
@@ -251,7 +164,7 @@ def _submission_apply(key: Key, row: Row | None, record: RecordedEvent) -> Row |
     return row
 
 
-SUBMISSIONS = register_fold(Fold(
+SUBMISSIONS = Fold(
     table="submissions",
     columns={
         "submission_id": str, "observatory": str, "deliverer": str, "instrument": str,
@@ -261,11 +174,11 @@ SUBMISSIONS = register_fold(Fold(
         "updated_at": str, "position": int,
     },
     pk=("submission_id",),
-    consumes=_names(ev.SubmissionStarted, ev.FileCertified, ev.DeliveryCreated,
+    consumes=names(ev.SubmissionStarted, ev.FileCertified, ev.DeliveryCreated,
                     *_SUBMISSION_STATES),
     keys=lambda record: [(record.event.submission_id,)],
     apply=_submission_apply,
-))
+)
 
 
 # --- deliveries --------------------------------------------------------------------------------
@@ -296,7 +209,7 @@ def _delivery_apply(key: Key, row: Row | None, record: RecordedEvent) -> Row | N
     return row
 
 
-DELIVERIES = register_fold(Fold(
+DELIVERIES = Fold(
     table="deliveries",
     columns={
         "name": str, "observatory": str, "submission_id": str, "files": tuple,
@@ -304,76 +217,7 @@ DELIVERIES = register_fold(Fold(
         "position": int,
     },
     pk=("name",),
-    consumes=_names(ev.DeliveryCreated, *_DELIVERY_STATES),
+    consumes=names(ev.DeliveryCreated, *_DELIVERY_STATES),
     keys=lambda record: [(record.event.delivery,)],
     apply=_delivery_apply,
-))
-
-
-# --- contexts ------------------------------------------------------------------------------
-
-
-def _pointer_apply(key: Key, row: Row | None, record: RecordedEvent) -> Row | None:
-    event = record.event
-    previous = event.previous if event.previous is not None else (row or {}).get("context")
-    return {
-        "observatory": event.observatory, "kind": event.kind, "context": event.context,
-        "previous": previous, "description": event.description, "actor": record.actor or "",
-        "set_at": record.recorded_at, "position": record.position,
-    }
-
-
-CONTEXT_POINTERS = register_fold(Fold(
-    table="context_pointers",
-    columns={
-        "observatory": str, "kind": str, "context": str, "previous": str,
-        "description": str, "actor": str, "set_at": str, "position": int,
-    },
-    pk=("observatory", "kind"),
-    consumes=_names(ev.ContextSet),
-    keys=lambda record: [(record.event.observatory, record.event.kind)],
-    apply=_pointer_apply,
-))
-
-
-def _history_apply(key: Key, row: Row | None, record: RecordedEvent) -> Row | None:
-    event = record.event
-    return {
-        "position": record.position, "observatory": event.observatory, "kind": event.kind,
-        "context": event.context, "previous": event.previous,
-        "description": event.description, "actor": record.actor or "",
-        "recorded_at": record.recorded_at,
-    }
-
-
-CONTEXT_HISTORY = register_fold(Fold(
-    table="context_history",
-    columns={
-        "position": int, "observatory": str, "kind": str, "context": str, "previous": str,
-        "description": str, "actor": str, "recorded_at": str,
-    },
-    pk=("position",),
-    consumes=_names(ev.ContextSet),
-    keys=lambda record: [(record.position,)],
-    apply=_history_apply,
-))
-
-
-def _remote_apply(key: Key, row: Row | None, record: RecordedEvent) -> Row | None:
-    event = record.event
-    return {
-        "observatory": event.observatory, "pipeline": event.pipeline,
-        "context": event.context, "pushed_at": record.recorded_at,
-        "position": record.position,
-    }
-
-
-REMOTE_CONTEXTS = register_fold(Fold(
-    table="remote_contexts",
-    columns={"observatory": str, "pipeline": str, "context": str, "pushed_at": str,
-             "position": int},
-    pk=("observatory", "pipeline"),
-    consumes=_names(ev.RemoteContextPushed),
-    keys=lambda record: [(record.event.observatory, record.event.pipeline)],
-    apply=_remote_apply,
-))
+)

@@ -1,0 +1,338 @@
+"""Getting files in: import-cache, submit, submission show/confirm/force/cancel, mail.
+
+`submit` and `submission confirm|force|cancel` act on the local root, or with `--server` on a
+remote crds-events server through its API (the token names the user there).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from crds_events.cli.options import (
+    json_option,
+    open_log,
+    remote_options,
+    require_user,
+    root_option,
+    settings_for,
+    user_option,
+)
+from crds_events.client.submit import (
+    RemoteDecision,
+    RemoteSubmitError,
+    cancel_remote,
+    confirm_remote,
+    follow_remote,
+    force_remote,
+    submit_remote,
+)
+from crds_events.contexts.importcache import ImportCacheError, import_cache
+from crds_events.events import SubmissionReady, SubmissionRejected
+from crds_events.submissions import review
+from crds_events.submissions.dropbox import drop_submission
+
+_MAIL_STATES = ("queued", "retrying", "sent", "failed")
+
+
+@click.command("import-cache")
+@click.option("--mappings", "mappings_dir", required=True,
+              type=click.Path(file_okay=False, exists=True, path_type=Path),
+              help="Directory holding the context's mappings.")
+@click.option("--references", "references_dir", default=None,
+              type=click.Path(file_okay=False, exists=True, path_type=Path),
+              help="Directory holding (some of) its references.")
+@click.option("--context", required=True, help="The pipeline context (.pmap name) to import.")
+@click.option("--set", "pointers", default="latest,edit", show_default=True,
+              help="Context pointers to set to it (comma-separated; '' for none).")
+@user_option
+@root_option
+def import_cache_command(mappings_dir: Path, references_dir: Path | None, context: str,
+                         pointers: str, user: str | None, root: Path | None) -> None:
+    """Adopt an existing CRDS cache: catalog CONTEXT's files as archived history."""
+    # lazy: rich costs ~45 ms at every start-up; only the progress bars need it
+    from rich.console import Console
+    from rich.progress import Progress
+
+    settings = settings_for(root)
+    store = open_log(settings)
+    try:
+        with Progress(console=Console(stderr=True), transient=True) as progress:
+            tasks: dict[str, Any] = {}
+
+            def report(stage: str, done: int, total: int) -> None:
+                if stage not in tasks:
+                    tasks[stage] = progress.add_task(stage, total=total)
+                progress.update(tasks[stage], completed=done, total=total)
+
+            result = import_cache(settings, store, mappings_dir, references_dir,
+                                  context=Path(context).name,
+                                  set_pointers=pointers.split(","), actor=user,
+                                  progress=report)
+    except ImportCacheError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        store.close()
+    click.echo(result.summary())
+
+
+# --- the flow: submit, submission show|confirm|force|cancel ---
+
+
+@click.command()
+@click.argument("files", nargs=-1, required=True,
+                type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--instrument", required=True, help="Instrument of the files (e.g. MIRI).")
+@click.option("--description", required=True, help="What the delivery is and why.")
+@click.option("--change-level", type=click.Choice(["SEVERE", "MODERATE", "TRIVIAL"],
+              case_sensitive=False), default="SEVERE", show_default=True)
+@click.option("--derive-from", default="edit", show_default=True,
+              help="edit, latest or an explicit .pmap name.")
+@click.option("--kind", default="batch", show_default=True,
+              help="batch, references, mappings, delete or add_existing.")
+@click.option("--deliverer", default=None, help="Deliverer's name (default: the user).")
+@click.option("--other-email", "other_emails", multiple=True, help="Also notify (repeatable).")
+@click.option("--no-auto-rename", is_flag=True, help="Keep the files' names.")
+@click.option("--wait", is_flag=True, help="Return when the outcome is known (exit 0: READY).")
+@click.option("--monitor", is_flag=True, help="Print the progress lines live (implies --wait).")
+@click.option("--timeout", type=float, default=600.0, show_default=True,
+              help="Seconds to wait with --wait/--monitor.")
+@user_option
+@root_option
+@remote_options
+def submit(files: tuple[Path, ...], instrument: str, description: str, change_level: str,
+           derive_from: str, kind: str, deliverer: str | None, other_emails: tuple[str, ...],
+           no_auto_rename: bool, wait: bool, monitor: bool, timeout: float, user: str | None,
+           root: Path | None, server_url: str | None, api_token: str | None) -> None:
+    """Submit FILES through your ingest directory of a local server (or --server URL)."""
+    if server_url:  # remote: the token names the user; the server fills a missing deliverer
+        fields = {"instrument": instrument, "description": description,
+                  "change_level": change_level.upper(), "derive_from": derive_from,
+                  "kind": kind, "auto_rename": not no_auto_rename,
+                  "other_emails": list(other_emails)}
+        if deliverer or user:
+            fields["deliverer"] = deliverer or user
+        _remote_submit(server_url, api_token, files, fields, wait, monitor, timeout)
+        return
+    user = require_user(user)
+    settings = settings_for(root)
+    fields = {"deliverer": deliverer or user, "instrument": instrument,
+              "description": description, "change_level": change_level.upper(),
+              "derive_from": derive_from, "kind": kind, "auto_rename": not no_auto_rename,
+              "other_emails": list(other_emails)}
+    try:
+        sid = drop_submission(settings, user, list(files), fields)
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"submission {sid}: {len(files)} file(s) dropped in {settings.ingest / user}")
+    if not (wait or monitor):
+        return
+    store = open_log(settings)
+    try:
+        outcome = review.follow(store, sid, timeout=timeout,
+                                on_progress=(lambda line: click.echo(line)) if monitor else None)
+    finally:
+        store.close()
+    if outcome is None:
+        raise click.ClickException(
+            f"submission {sid}: no outcome after {timeout:g} s (is `crds-events serve` "
+            f"running for {settings.root}?)")
+    if isinstance(outcome, SubmissionReady):
+        click.echo(f"submission {sid}: READY (new context {outcome.new_context})")
+        return
+    if isinstance(outcome, SubmissionRejected):
+        click.echo(f"submission {sid}: BAD FILES: {outcome.reason}")
+    else:
+        click.echo(f"submission {sid}: FAILED: {outcome.error}")
+    raise click.exceptions.Exit(1)
+
+
+def _remote_submit(server_url: str, token: str | None, files: tuple[Path, ...],
+                   fields: dict[str, Any], wait: bool, monitor: bool, timeout: float) -> None:
+    """`crds-events submit --server`: upload, then optionally follow to the outcome."""
+    try:
+        result = submit_remote(server_url, token or "", list(files), fields)
+        click.echo(f"submission {result.submission_id}: {len(result.files)} file(s) "
+                   f"uploaded to {server_url}")
+        if not (wait or monitor):
+            return
+        follow_remote(server_url, result, timeout=timeout,
+                      monitor=(lambda line: click.echo(line)) if monitor else None)
+    except RemoteSubmitError as exc:
+        raise click.ClickException(str(exc)) from None
+    if result.state == "ready":
+        click.echo(f"submission {result.submission_id}: READY (new context "
+                   f"{result.new_context})")
+        return
+    if result.state == "timeout":
+        raise click.ClickException(f"submission {result.submission_id}: no outcome after "
+                                   f"{timeout:g} s")
+    label = {"rejected": "BAD FILES"}.get(result.state, result.state.upper())
+    click.echo(f"submission {result.submission_id}: {label}: {result.reason}")
+    raise click.exceptions.Exit(1)
+
+
+@click.group()
+def submission() -> None:
+    """Review a submission: show, confirm, force, cancel."""
+
+
+@submission.command("show")
+@click.argument("submission_id")
+@json_option("Everything, as JSON.")
+@root_option
+def submission_show(submission_id: str, as_json: bool, root: Path | None) -> None:
+    """Certify results per file, new mappings and diffs of a submission."""
+    settings = settings_for(root)
+    store = open_log(settings)
+    try:
+        info = review.show(settings, store, submission_id)
+    except review.ReviewError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        store.close()
+    if as_json:
+        click.echo(json.dumps(info, indent=2, default=str))
+        return
+    click.echo(f"submission {submission_id}: {info['state'].upper()} "
+               f"({info['instrument'].upper()}, by {info['submitter']})")
+    click.echo(f"description: {info['description']}")
+    if info["reason"]:
+        click.echo(f"reason: {info['reason']}")
+    for name, entry in info["files"].items():
+        label = f"{name} ({entry['original']})" if entry["original"] != name else name
+        click.echo(f"  {label}: {entry['status'].upper()}")
+        for line in entry["summary"].splitlines():
+            click.echo(f"      {line}")
+    if info["new_context"]:
+        click.echo(f"new context: {info['new_context']}")
+    for name, text in (info["result"].get("text_diffs") or {}).items():
+        click.echo(f"--- diff for {name}")
+        click.echo(text.rstrip())
+
+
+def _decide(decision: Callable[..., Any], submission_id: str, user: str | None,
+            root: Path | None, **kwargs: Any) -> None:
+    """`crds-events submission confirm|force|cancel` on the local root."""
+    user = require_user(user)
+    settings = settings_for(root)
+    store = open_log(settings)
+    try:
+        event = decision(settings, store, submission_id, user, **kwargs)
+    except review.ReviewError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        store.close()
+    context = getattr(event, "new_context", "")
+    click.echo(f"submission {submission_id}: {type(event).__name__.removeprefix('Submission')}"
+               f" by {user}" + (f"; edit context is now {context}" if context else ""))
+
+
+def _remote_decide(decision: Callable[..., RemoteDecision], server_url: str,
+                   token: str | None, submission_id: str, **kwargs: Any) -> None:
+    """`crds-events submission confirm|force|cancel --server`."""
+    try:
+        outcome = decision(server_url, token or "", submission_id, **kwargs)
+    except RemoteSubmitError as exc:
+        raise click.ClickException(str(exc)) from None
+    context = outcome.new_context
+    click.echo(f"submission {outcome.submission_id}: {outcome.state}"
+               + (f"; edit context is now {context}" if context else ""))
+
+
+@submission.command("confirm")
+@click.argument("submission_id")
+@user_option
+@root_option
+@remote_options
+def submission_confirm(submission_id: str, user: str | None, root: Path | None,
+                       server_url: str | None, api_token: str | None) -> None:
+    """Confirm your READY submission: files cataloged, new pmap becomes the edit context."""
+    if server_url:
+        return _remote_decide(confirm_remote, server_url, api_token, submission_id)
+    _decide(review.confirm, submission_id, user, root)
+
+
+@submission.command("force")
+@click.argument("submission_id")
+@user_option
+@root_option
+@remote_options
+def submission_force(submission_id: str, user: str | None, root: Path | None,
+                     server_url: str | None, api_token: str | None) -> None:
+    """Confirm another member's READY submission once their lock is gone."""
+    if server_url:
+        return _remote_decide(force_remote, server_url, api_token, submission_id)
+    _decide(review.force, submission_id, user, root)
+
+
+@submission.command("cancel")
+@click.argument("submission_id")
+@click.option("--reason", default="", help="Why (goes in the e-mail).")
+@user_option
+@root_option
+@remote_options
+def submission_cancel(submission_id: str, reason: str, user: str | None, root: Path | None,
+                      server_url: str | None, api_token: str | None) -> None:
+    """Cancel your READY submission: temporary copies discarded, uploads kept."""
+    if server_url:
+        return _remote_decide(cancel_remote, server_url, api_token, submission_id,
+                              reason=reason)
+    _decide(review.cancel, submission_id, user, root, reason=reason)
+
+
+# --- mail: the e-mail outbox ---
+
+
+@click.group("mail")
+def mail_group() -> None:
+    """The e-mail outbox: STARTED, READY, BAD FILES, ... e-mails and their delivery."""
+
+
+@mail_group.command("list")
+@root_option
+@click.option("--state", "states", multiple=True, type=click.Choice(_MAIL_STATES),
+              help="Only e-mails in this state (repeatable).")
+@json_option()
+def mail_list(root: Path | None, states: tuple[str, ...], as_json: bool) -> None:
+    """List e-mails, newest first, with their delivery state (read from the log)."""
+    # lazy: the outbox loads the SMTP client (aiosmtplib, asyncio), ~50 ms at every start-up
+    from crds_events.mail.outbox import outbox_rows
+
+    store = open_log(settings_for(root))
+    try:
+        rows = outbox_rows(store, states=states or None)
+    finally:
+        store.close()
+    for row in rows:
+        if as_json:
+            click.echo(json.dumps(row, ensure_ascii=False))
+            continue
+        line = (f"{row['email_id']:<16} {row['state']:<8} tries={row['attempts']} "
+                f"{row['kind']:<17} {row['subject']}")
+        if row["last_error"]:
+            line += f"\n{'':<17}last error: {row['last_error']}"
+        click.echo(line)
+
+
+@mail_group.command("send-due")
+@root_option
+def mail_send_due(root: Path | None) -> None:
+    """Attempt every queued or due e-mail once (SMTP, or the maildir without an SMTP host)."""
+    # lazy: the outbox loads the SMTP client (aiosmtplib, asyncio), ~50 ms at every start-up
+    from crds_events.mail.outbox import retry_due
+
+    settings = settings_for(root)
+    open_log(settings).close()  # a clear error when there is no log
+    outcomes = retry_due(settings)
+    for event in outcomes:
+        if event.type == "EmailSent":
+            click.echo(f"{event.email_id}: sent (attempt {event.attempt})")
+        else:
+            retry = f", retry at {event.retry_at}" if event.will_retry else ", given up"
+            click.echo(f"{event.email_id}: failed (attempt {event.attempt}{retry}): {event.error}")
+    click.echo(f"{len(outcomes)} e-mail(s) attempted")

@@ -1,0 +1,160 @@
+"""Event types: one frozen dataclass per fact, registered by a stable name.
+
+Every state change in crds-events is one of these facts, appended to the log by
+`crds_events.store`. An event class declares:
+
+* its stable ``type`` name (the class name; never reused for a different meaning),
+* its ``schema_version`` (bumped when the payload shape changes),
+* its ``stream`` (a property computed from its fields: ``submission:<id>``, ...).
+
+Payloads are small JSON objects (`encode` / `decode`). When a payload shape changes, the
+class gets the new shape, its ``schema_version`` goes up, and an *upcaster* registered with
+`upcaster(type, from_version)` turns an old payload into the next version's. Old rows are
+upgraded on read and never rewritten: the log stays exactly as it was recorded.
+
+Large results (certify reports, diffs, lists of dataset ids) never go in an event: they are
+content-addressed artifacts and the event carries their digest and a summary.
+
+Field types are restricted to JSON-friendly values: str, int, float, bool, None,
+``tuple[str, ...]`` (stored as a JSON list, read back as a tuple) and ``dict`` (small maps
+of plain values, such as the ReDCaT fields of a submission manifest).
+
+The package: `registry` (the `Event` base, `register`, `upcaster`, the codec), `streams`
+(stream names), and one module of event classes per area (`submissions`, `delivery`,
+`contexts`, `mail`, `accounts`). Importing the package registers every event class;
+callers use ``from crds_events import events as ev`` and ``ev.SubmissionStarted``.
+"""
+
+from __future__ import annotations
+
+from crds_events.events.accounts import (
+    LockAcquired,
+    LockExpired,
+    LockReleased,
+    LockRenewed,
+    UserAdded,
+    UserDisabled,
+    UserPasswordChanged,
+    UserTokenIssued,
+)
+from crds_events.events.contexts import (
+    AffectedDatasetsComputed,
+    ContextSet,
+    DatasetsImported,
+    RemoteContextPushed,
+    ReprocessingHeld,
+    ReprocessingOverdue,
+    ReprocessingReleased,
+    ReprocessingSkipped,
+)
+from crds_events.events.delivery import (
+    DeliveryArchived,
+    DeliveryArchiving,
+    DeliveryCreated,
+    DeliveryFailed,
+    DeliveryProblemFound,
+    DeliveryRequested,
+    FileCataloged,
+    FileMarkedBad,
+    FileMarkedOk,
+    FileReleased,
+)
+from crds_events.events.mail import (
+    EmailFailed,
+    EmailQueued,
+    EmailSent,
+)
+from crds_events.events.registry import (
+    Event,
+    EventSchemaError,
+    UnknownEventError,
+    decode,
+    encode,
+    event_class,
+    event_types,
+    register,
+    upcast,
+    upcaster,
+)
+from crds_events.events.streams import (
+    context_stream,
+    datasets_stream,
+    delivery_stream,
+    email_stream,
+    file_stream,
+    lock_stream,
+    reprocessing_stream,
+    submission_stream,
+    user_stream,
+)
+from crds_events.events.submissions import (
+    FileCertified,
+    SubmissionCancelled,
+    SubmissionConfirmed,
+    SubmissionFailed,
+    SubmissionForced,
+    SubmissionProgress,
+    SubmissionReady,
+    SubmissionRejected,
+    SubmissionStarted,
+)
+
+__all__ = [
+    "Event",
+    "EventSchemaError",
+    "UnknownEventError",
+    "decode",
+    "encode",
+    "event_class",
+    "event_types",
+    "register",
+    "upcast",
+    "upcaster",
+    "context_stream",
+    "datasets_stream",
+    "delivery_stream",
+    "email_stream",
+    "file_stream",
+    "lock_stream",
+    "reprocessing_stream",
+    "submission_stream",
+    "user_stream",
+    "SubmissionStarted",
+    "SubmissionProgress",
+    "FileCertified",
+    "SubmissionReady",
+    "SubmissionRejected",
+    "SubmissionFailed",
+    "SubmissionConfirmed",
+    "SubmissionForced",
+    "SubmissionCancelled",
+    "DeliveryCreated",
+    "FileCataloged",
+    "DeliveryArchiving",
+    "DeliveryFailed",
+    "DeliveryRequested",
+    "DeliveryProblemFound",
+    "DeliveryArchived",
+    "FileReleased",
+    "FileMarkedBad",
+    "FileMarkedOk",
+    "ContextSet",
+    "RemoteContextPushed",
+    "DatasetsImported",
+    "AffectedDatasetsComputed",
+    "ReprocessingHeld",
+    "ReprocessingSkipped",
+    "ReprocessingOverdue",
+    "ReprocessingReleased",
+    "EmailQueued",
+    "EmailSent",
+    "EmailFailed",
+    "LockAcquired",
+    "LockRenewed",
+    "LockReleased",
+    "LockExpired",
+    "UserAdded",
+    "UserPasswordChanged",
+    "UserTokenIssued",
+    "UserDisabled",
+]

@@ -1,0 +1,59 @@
+"""E-mail outbox events: an e-mail queued (with its body), sent, or failed with a retry time.
+"""
+
+from __future__ import annotations
+
+from crds_events.events.registry import Event, register
+from crds_events.events.streams import email_stream
+
+__all__ = [
+    "EmailQueued",
+    "EmailSent",
+    "EmailFailed",
+]
+
+
+@register()
+class EmailQueued(Event):
+    """An e-mail was composed; the sender delivers it at least once (same Message-ID)."""
+
+    email_id: str
+    kind: str  # STARTED, READY, BAD FILES, FAIL, CONFIRMED, ...
+    to: tuple[str, ...]
+    subject: str
+    message_id: str
+    body_digest: str
+    cc: tuple[str, ...] = ()
+    about: str = ""  # the stream it is about, e.g. "submission:42"
+    # The text body itself (a few KB at most: summaries and links, never whole reports), so
+    # the sender needs nothing but the log; body_digest is its sha256.
+    body: str = ""
+
+    @property
+    def stream(self) -> str:
+        return email_stream(self.email_id)
+
+
+@register()
+class EmailSent(Event):
+    email_id: str
+    message_id: str
+    attempt: int = 1
+    refused: tuple[str, ...] = ()  # recipients the server refused while accepting others
+
+    @property
+    def stream(self) -> str:
+        return email_stream(self.email_id)
+
+
+@register()
+class EmailFailed(Event):
+    email_id: str
+    attempt: int
+    error: str
+    will_retry: bool = True
+    retry_at: str = ""  # ISO 8601 UTC: when the next attempt is due (will_retry only)
+
+    @property
+    def stream(self) -> str:
+        return email_stream(self.email_id)
