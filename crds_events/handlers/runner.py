@@ -97,6 +97,8 @@ class HandlerRunner:
     def run_until_idle(self, max_steps: int = 1_000_000) -> int:
         """Step until every handler has reached the head (including events handlers
         appended along the way); total events handled."""
+        if not self._setup_done:
+            self.setup()
         total = 0
         for _ in range(max_steps):
             head = self.store.head()

@@ -84,6 +84,11 @@ class TableProjection(Handler):
 
     def setup(self, tx: SQLiteTransaction) -> None:
         table = tx.db[self.fold.table]
+        if table.exists() and set(table.columns_dict) != set(self.fold.columns):
+            # The fold's shape changed in a new release (a column added or removed): the
+            # table is derived data, so drop it and replay the log into the new shape.
+            table.drop()
+            set_checkpoint(tx, self.name, 0)
         if not table.exists():
             table.create(
                 {c: _SQL_TYPES[k] for c, k in self.fold.columns.items()},

@@ -161,3 +161,32 @@ def test_every_domain_read_model_is_rebuilt(tmp_path):
     tables = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     for table in ("users", "locks", "emails", "files", "context_pointers"):
         assert repr(table) in tables.stdout
+
+
+def test_a_fold_whose_columns_changed_is_dropped_and_replayed(tmp_path):
+    """A release that adds a column to a fold: the old table is rebuilt in the new shape."""
+    import dataclasses
+
+    from crds_events.store.folds import FILES
+    from crds_events.store.projections import TableProjection
+
+    store = SQLiteEventStore(tmp_path / "e.db")
+    try:
+        store.record(ev.FileCertified("9", "x_bia.fits", "bias.fits", "f00", 2880, "reference",
+                                      "acs", "biasfile", "2020-01-01 00:00:00"))
+        HandlerRunner(store, [TableProjection(FILES)]).run_until_idle()
+
+        def with_flag(key, row, record):
+            row = FILES.apply(key, row, record)
+            return None if row is None else {**row, "flagged": True}
+
+        grown = dataclasses.replace(FILES, columns={**FILES.columns, "flagged": bool},
+                                    apply=with_flag)
+        projection = TableProjection(grown)
+        HandlerRunner(store, [projection]).run_until_idle()
+        rows = read_table(store, projection)
+        assert get_checkpoint(store, projection.name) == store.head()
+    finally:
+        store.close()
+    assert rows[("x_bia.fits",)]["flagged"] is True
+    assert rows[("x_bia.fits",)]["size"] == 2880
