@@ -14,6 +14,13 @@
 2. ``get_best_references`` over one persistent HTTP connection, ``--calls`` calls with
    headers cycling over the synthetic context's selections (and, with the corpus, the
    ACS headers of the hst_0001 oracle): latency p50/p99 in ms, answers checked.
+3. ``push_remote_context`` latency at the 1st and at the ``--pipelines``-th registered
+   pipeline (each registered with `crds-events pipeline add`'s library call, each having
+   pushed once, so the remote-contexts and key projections hold that many rows): a push
+   reads one pipeline's rows, so the two should be within 2x. ``--push-only`` runs just
+   this part (a small root, no sync).
+
+    .venv/bin/python bench/rpc.py --push-only [--pipelines 10000]
 """
 
 from __future__ import annotations
@@ -114,6 +121,78 @@ def rpc_latency(url: str, cases: list[tuple[str, dict, list | None, dict]], call
     return times
 
 
+def _push_times(conn: http.client.HTTPConnection, key: str, contexts: list[str], calls: int
+                ) -> list[float]:
+    """``calls`` pushes by one pipeline alternating between two contexts (each recorded)."""
+    times = []
+    for n in range(calls):
+        body = json.dumps({"jsonrpc": "1.0", "method": "push_remote_context",
+                           "params": ["hst", "latest", key, contexts[n % 2]], "id": n})
+        started = time.perf_counter()
+        conn.request("POST", f"/json/push_remote_context/{n}/", body)
+        reply = json.loads(conn.getresponse().read())
+        times.append(time.perf_counter() - started)
+        if reply["error"] is not None:
+            raise SystemExit(f"push refused: {reply['error']}")
+    return times
+
+
+def _caught_up(settings, store) -> None:
+    """Wait until the server's projections of pipelines have folded the whole log."""
+    from crds_events.store.handler import get_checkpoint
+
+    while True:
+        head = store.head()
+        done = min(get_checkpoint(store, f"projection:{table}")
+                   for table in ("pipeline_keys", "remote_contexts", "pipelines"))
+        if done >= head:
+            return
+        time.sleep(0.05)
+
+
+def push_latency(settings, url: str, pipelines: int, calls: int = 200) -> None:
+    """Push latency at the 1st and the ``pipelines``-th registered pipeline (see 3.)."""
+    from crds_events.contexts.pipelines import add_pipeline
+    from crds_events.store.eventlog import SQLiteEventStore
+
+    host, port = url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port))
+    contexts = ["hst_9000.pmap", "hst_9001.pmap"]
+    with SQLiteEventStore(settings.db_path) as store:
+        first = add_pipeline(store, "pipeline-00001").key
+        _caught_up(settings, store)
+        _push_times(conn, first, contexts, 20)  # warm
+        at_first = _push_times(conn, first, contexts, calls)
+        started = time.perf_counter()
+        last = first
+        for n in range(2, pipelines + 1):
+            last = add_pipeline(store, f"pipeline-{n:05d}").key
+            _push_times(conn, last, contexts, 1)  # every pipeline has pushed once
+        print(f"registered and pushed once by {pipelines - 1} more pipelines in "
+              f"{time.perf_counter() - started:.0f} s")
+        _caught_up(settings, store)
+        at_last = _push_times(conn, last, contexts, calls)
+        again = _push_times(conn, first, contexts, calls)
+    conn.close()
+    p50 = [statistics.median(t) * 1000 for t in (at_first, at_last, again)]
+    print(f"push_remote_context p50: {p50[0]:.2f} ms at the 1st pipeline (1 registered), "
+          f"{p50[1]:.2f} ms at the {pipelines:,}th ({pipelines:,} registered, each pushed "
+          f"once), {p50[2]:.2f} ms at the 1st again; ratio {p50[1] / p50[0]:.2f}x "
+          f"(goal: within 2x); {calls} recorded pushes each")
+
+
+def _second_context(settings, work: Path) -> None:
+    """hst_9001.pmap, a copy of the synthetic context, so pushes can alternate."""
+    from fixtures.rpc import write_synthetic_context
+
+    from crds_events.contexts.importcache import import_cache
+    from crds_events.store.eventlog import SQLiteEventStore
+
+    mappings, references, pmap = write_synthetic_context(work / "synthetic-9001", 5, 9001)
+    with SQLiteEventStore(settings.db_path) as store:
+        import_cache(settings, store, mappings, references, pmap)
+
+
 def _same(got, expected) -> bool:
     def failure(v):
         return isinstance(v, str) and v.startswith("NOT FOUND") and v != "NOT FOUND n/a"
@@ -133,8 +212,17 @@ def main() -> None:
     parser.add_argument("--refs", type=int, default=10_000)
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--corpus", type=Path, default=REPO.parent / "shared" / "corpus")
+    parser.add_argument("--pipelines", type=int, default=10_000)
+    parser.add_argument("--push-only", action="store_true")
     args = parser.parse_args()
     corpus = args.corpus if (args.corpus / "README.md").is_file() else None
+    if args.push_only:
+        with tempfile.TemporaryDirectory(prefix="bench_push_") as tmp:
+            settings = make_root(Path(tmp) / "root", None, 5, Path(tmp))
+            _second_context(settings, Path(tmp))
+            with running_server(settings) as url:
+                push_latency(settings, url, args.pipelines)
+        return
 
     with tempfile.TemporaryDirectory(prefix="bench_rpc_") as tmp:
         work = Path(tmp)
@@ -185,6 +273,8 @@ def main() -> None:
             print(f"get_best_references over one connection: {args.calls} calls, p50 "
                   f"{statistics.median(ms):.2f} ms, p99 {percentile(ms, 0.99):.2f} ms "
                   f"({len(cases)} distinct headers{', ACS oracle included' if corpus else ''})")
+            _second_context(settings, work)
+            push_latency(settings, url, args.pipelines)
         digest = hashlib.sha1(b"".join(n.encode() for n in names)).hexdigest()[:8]
         print(f"(reference set {digest})")
 

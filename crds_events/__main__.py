@@ -2,4 +2,6 @@
 
 from crds_events.cli import main
 
-main()
+# Guarded: multiprocessing's fork server (certify children) imports the main module again.
+if __name__ == "__main__":
+    main()

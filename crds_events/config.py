@@ -73,7 +73,10 @@ class Settings:
     watcher_interval: float = 5.0  # seconds between polls (polling mode)
     lock_timeout: float = 4 * 3600.0  # seconds an instrument lock lasts without renewal
     substitutions: Path | None = None  # optional CRDS substitutions file
-    pipeline_key: str = "pipeline"  # whose pushed context releases held reprocessing
+    # the NAME of the registered pipeline (`crds-events pipeline add NAME`) whose pushed
+    # context releases held reprocessing; "" = ``pipeline_key``, its older name, still read
+    repro_pipeline: str = ""
+    pipeline_key: str = "pipeline"  # deprecated spelling of repro_pipeline (a name, not a key)
     # seconds held reprocessing may wait for that push before devs are e-mailed
     repro_hold_timeout: float = 24 * 3600.0
     log_format: str = "text"  # text | json (crds_events.server.logging_setup)
@@ -84,6 +87,12 @@ class Settings:
     @property
     def config_path(self) -> Path:
         return self.root / CONFIG_NAME
+
+    @property
+    def release_pipeline(self) -> str:
+        """The pipeline name whose push releases held reprocessing (``repro_pipeline``, or
+        ``pipeline_key`` in configurations written before pipelines had keys)."""
+        return self.repro_pipeline or self.pipeline_key
 
 
 _PATH_SETTINGS = ("db_path", "ingest", "delivery", "catalogs", "store", "maildir")
@@ -274,7 +283,7 @@ CONFIG_TEMPLATE = """\
 # variable (e.g. CRDS_EVENTS_SMTP_HOST), and most with a command-line option.
 observatory = "{observatory}"
 # lock_timeout = "4h"
-# pipeline_key = "pipeline"
+# repro_pipeline = "pipeline"   # the registered pipeline whose push releases reprocessing
 # repro_hold_timeout = "24h"
 # web_https = true        # the web UI is behind https: Secure session cookies
 # substitutions = "substitutions.json"

@@ -82,12 +82,38 @@ delivery = "out/delivery"
         ("[smtp]\nhots = 'x'", {}, {}, r"unknown setting 'smtp_hots'"),
         ("observatory = ", {}, {}, r"crds-events.toml: not valid TOML"),
         ("", {}, {"colour": "blue"}, r"unknown setting 'colour' from option"),
+        ("[stream]\nlimit = 0", {}, {}, r"'stream_limit' from .*toml: must be at least 1"),
+        ("", {"CRDS_EVENTS_STREAM_LIMIT_PER_USER": "-2"}, {},
+         r"'stream_limit_per_user' from \$CRDS_EVENTS_STREAM_LIMIT_PER_USER: must be at least 1"),
     ],
 )
 def test_errors_name_the_setting_and_source(tmp_path, toml, env, options, message):
     write_toml(tmp_path, toml)
     with pytest.raises(ConfigError, match=message):
         load_settings(tmp_path, options, environ=env)
+
+
+def test_the_stream_budget_settings(tmp_path):
+    root = tmp_path / "root"
+    root.mkdir()
+    defaults = load_settings(root, environ={})
+    assert (defaults.stream_limit, defaults.stream_limit_per_user) == (4, 2)
+    (root / "crds-events.toml").write_text("[stream]\nlimit = 10\nlimit_per_user = 3\n")
+    settings = load_settings(root, environ={"CRDS_EVENTS_STREAM_LIMIT": "6"})
+    assert (settings.stream_limit, settings.stream_limit_per_user) == (6, 3)
+
+
+def test_the_release_pipeline_is_named_by_repro_pipeline_or_the_older_pipeline_key(tmp_path):
+    root = tmp_path / "root"
+    root.mkdir()
+    assert load_settings(root, environ={}).release_pipeline == "pipeline"
+    (root / "crds-events.toml").write_text('pipeline_key = "ops-old"\n')
+    assert load_settings(root, environ={}).release_pipeline == "ops-old"  # still read
+    (root / "crds-events.toml").write_text('pipeline_key = "ops-old"\n[repro]\n'
+                                           'pipeline = "ops"\n')
+    assert load_settings(root, environ={}).release_pipeline == "ops"
+    env = {"CRDS_EVENTS_REPRO_PIPELINE": "ops-env"}
+    assert load_settings(root, environ=env).release_pipeline == "ops-env"
 
 
 def test_init_root_creates_layout_and_is_idempotent(tmp_path):

@@ -43,6 +43,10 @@ def _error_classes(classes: dict) -> dict[str, list[tuple[str, int, list[str]]]]
                 short = base.rsplit(".", 1)[-1]
                 if _builtin_error(short) and issubclass(getattr(builtins, short), Warning):
                     return False
+                if base == "BaseException":
+                    # a stop signal (like KeyboardInterrupt) that `except Exception` must
+                    # not catch: control flow, not an error of the domain
+                    return False
                 if base in _FOREIGN_ERRORS or _builtin_error(short):
                     return True
                 if short in classes and is_error(short, seen | {name}):

@@ -61,7 +61,7 @@ def test_round_trip_through_json(name):
     assert ev.decode(type_name, version, stored) == event
     assert event.stream.split(":", 1)[0] in {
         "submission", "delivery", "context", "file", "lock", "email", "datasets",
-        "reprocessing", "user"}
+        "reprocessing", "user", "pipeline", "delivery-directory"}
     with pytest.raises(dataclasses.FrozenInstanceError):
         event.__setattr__(dataclasses.fields(event)[0].name, "changed")
 

@@ -9,7 +9,7 @@ submit                        yes        yes       yes
 confirm / cancel (own)        yes        yes       yes
 confirm / cancel (another's)  no         no        yes
 force                         yes        yes       yes   (any team member)
-set_context                   no         yes       yes
+set_context, redeliver        no         yes       yes
 mark_bad, manage_users        no         no        yes
 release_lock (another's)      no         no        yes
 ============================  =========  ========  =====
@@ -17,7 +17,14 @@ release_lock (another's)      no         no        yes
 A disabled user may do nothing. Passwords are kept only as scrypt hashes in a
 self-describing string (``scrypt$n$r$p$salt$hash``, base64 parts), verified in constant
 time. API tokens are random (``ce_<id>_<secret>``); only their SHA-256 is recorded - a
-token has 256 bits of entropy, so a slow hash would add nothing.
+token has 256 bits of entropy, so a slow hash would add nothing. A token expires after
+``days`` (default `DEFAULT_TOKEN_DAYS`, recorded in its `UserTokenIssued`; tokens issued before
+expiry existed carry none and never expire) and can be revoked by its id (`revoke_token`);
+`check_token` says in one line why a token is refused.
+
+Web sessions carry the user's *session generation* (`User.session_generation`): logging out
+(`revoke_sessions`) and changing the password bump it, which ends every session signed in
+before (the web compares it on every request).
 
 State is read by folding the log (`get_user`, `list_users`), so a command sees its own
 writes at once; the ``users`` projection table is the same fold (`crds_events.store.folds.USERS`)
@@ -34,9 +41,11 @@ import hmac
 import re
 import secrets
 from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from crds_events import events as ev
+from crds_events.accounts.locks import format_time, parse_time
 from crds_events.errors import CrdsEventsError
 from crds_events.store.folds import USERS, Key, Row, replay
 from crds_events.store.interface import NO_STREAM, ConcurrencyError, EventReader, EventStore
@@ -63,6 +72,14 @@ __all__ = [
     "authenticate",
     "issue_token",
     "user_for_token",
+    "check_token",
+    "list_tokens",
+    "revoke_token",
+    "revoke_sessions",
+    "Token",
+    "TokenRefused",
+    "DEFAULT_TOKEN_DAYS",
+    "MAX_TOKEN_DAYS",
     "can",
 ]
 
@@ -78,8 +95,12 @@ _MIN_ROLE = {
     "acquire_lock": "submitter",
     "release_lock": "submitter",
     "set_context": "operator",
+    "redeliver": "operator",
     "mark_bad": "admin",
     "manage_users": "admin",
+    # personal data in events and pages (e-mail addresses, names, message bodies, submission
+    # manifests): every signed-in account, as the submission pages are; never anonymous
+    "view_personal": "submitter",
 }
 ACTIONS = tuple(_MIN_ROLE)
 # Acting on another user's confirm/cancel/lock needs admin.
@@ -96,6 +117,8 @@ MIN_PASSWORD = 8
 # scrypt cost: n=2**14, r=8 uses 16 MiB and ~50 ms here - the interactive-login setting.
 _SCRYPT_N, _SCRYPT_R, _SCRYPT_P, _DKLEN = 2**14, 8, 1, 32
 _TOKEN_PREFIX = "ce"
+DEFAULT_TOKEN_DAYS = 90
+MAX_TOKEN_DAYS = 3660  # ten years: longer is "never", which we do not issue any more
 
 
 class UserError(CrdsEventsError, ValueError):
@@ -110,6 +133,10 @@ class UnknownUserError(UserError, LookupError):
     pass
 
 
+class TokenRefused(UserError):
+    """An API token that does not authenticate; the message is the one-line reason."""
+
+
 @dataclasses.dataclass(frozen=True)
 class User:
     name: str
@@ -117,11 +144,14 @@ class User:
     role: str
     disabled: bool = False
     full_name: str = ""
+    # bumped by logout and password change: a session signed in at another generation is over
+    session_generation: int = 0
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> User:
         return cls(name=row["name"], email=row["email"], role=row["role"],
-                   disabled=bool(row["disabled"]), full_name=row.get("full_name", ""))
+                   disabled=bool(row["disabled"]), full_name=row.get("full_name", ""),
+                   session_generation=int(row.get("session_generation") or 0))
 
 
 # --- validation --------------------------------------------------------------------------------
@@ -292,32 +322,135 @@ def authenticate(store: EventReader, name: str, password: str) -> User | None:
     return User.from_row(row)
 
 
+def revoke_sessions(store: EventStore, name: str, reason: str = "logout", *,
+                    actor: str | None = None) -> None:
+    """End every web session of ``name`` signed in so far (bumps the session generation)."""
+    _existing(store, name)
+    # no expected version: two logouts at once both end the sessions, in either order
+    store.record(ev.UserSessionsRevoked(username=name, reason=reason[:200]), meta=_meta(actor))
+
+
 def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-def issue_token(store: EventStore, name: str, *, actor: str | None = None) -> str:
-    """A new API token for ``name`` (shown once; only its hash is recorded)."""
+def _utc_now(now: datetime | None) -> datetime:
+    return (now or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
+
+
+def issue_token(store: EventStore, name: str, *, days: int | None = DEFAULT_TOKEN_DAYS,
+                actor: str | None = None, now: datetime | None = None) -> str:
+    """A new API token for ``name``, valid for ``days`` (shown once; only its hash is
+    recorded). ``days=None`` is kept for callers of old; it issues a token that never expires.
+    """
+    if days is not None and (isinstance(days, bool) or not isinstance(days, int)
+                             or not 1 <= days <= MAX_TOKEN_DAYS):
+        raise UserError(f"days {days!r}: a token is valid for 1 to {MAX_TOKEN_DAYS} days")
     row, version = _existing(store, name)
     if row["disabled"]:
         raise UserError(f"user {name!r}: disabled; no tokens for disabled users")
     token_id = secrets.token_hex(4)
     token = f"{_TOKEN_PREFIX}_{token_id}_{secrets.token_urlsafe(32)}"
+    expires_at = format_time(_utc_now(now) + timedelta(days=days)) if days is not None else ""
     store.record(ev.UserTokenIssued(username=name, token_id=token_id,
-                                    token_hash=_token_hash(token)), version, meta=_meta(actor))
+                                    token_hash=_token_hash(token), expires_at=expires_at),
+                 version, meta=_meta(actor))
     return token
 
 
-def user_for_token(store: EventReader, token: str) -> User | None:
-    """The enabled user a token was issued to, else None."""
-    if not isinstance(token, str) or not token.startswith(_TOKEN_PREFIX + "_"):
-        return None
+@dataclasses.dataclass(frozen=True)
+class Token:
+    """One API token as listings show it: never the token nor its hash."""
+
+    token_id: str
+    issued_at: str
+    expires_at: str  # "" = never (issued before tokens expired)
+    revoked_at: str = ""
+    revoke_reason: str = ""
+
+    def state(self, now: datetime | None = None) -> str:
+        """``active``, ``revoked`` or ``expired``."""
+        if self.revoked_at:
+            return "revoked"
+        if self.expires_at and parse_time(self.expires_at) <= _utc_now(now):
+            return "expired"
+        return "active"
+
+
+def _tokens(records: list) -> dict[str, tuple[Token, str]]:
+    """token id -> (the token, its hash) from one user's stream."""
+    found: dict[str, tuple[Token, str]] = {}
+    for record in records:
+        event = record.event
+        if isinstance(event, ev.UserTokenIssued):
+            found[event.token_id] = (Token(event.token_id, record.recorded_at,
+                                           event.expires_at), event.token_hash)
+        elif isinstance(event, ev.UserTokenRevoked) and event.token_id in found:
+            token, digest = found[event.token_id]
+            found[event.token_id] = (dataclasses.replace(
+                token, revoked_at=record.recorded_at, revoke_reason=event.reason), digest)
+    return found
+
+
+def list_tokens(store: EventReader, name: str) -> list[Token]:
+    """``name``'s tokens, oldest first (`UnknownUserError` if there is no such user)."""
+    _existing(store, name)
+    records = store.read_all(0, streams=[ev.user_stream(name)])
+    return [token for token, _ in _tokens(records).values()]
+
+
+def revoke_token(store: EventStore, name: str, token_id: str, reason: str = "", *,
+                 actor: str | None = None) -> bool:
+    """Revoke ``name``'s token ``token_id``; False if it already was (nothing recorded)."""
+    _, version = _existing(store, name)
+    records = store.read_all(0, streams=[ev.user_stream(name)])
+    found = _tokens(records).get(token_id) if isinstance(token_id, str) else None
+    if found is None:
+        raise UserError(f"token {token_id!r}: user {name!r} has no such token "
+                        f"(`crds-events user tokens {name}` lists them)")
+    if found[0].revoked_at:
+        return False
+    try:
+        store.record(ev.UserTokenRevoked(username=name, token_id=token_id, reason=reason[:200]),
+                     version, meta=_meta(actor))
+    except ConcurrencyError:  # the stream moved since we read it: look again once
+        return revoke_token(store, name, token_id, reason, actor=actor)
+    return True
+
+
+def check_token(store: EventReader, token: str, *, now: datetime | None = None) -> User:
+    """The enabled user ``token`` authenticates, else `TokenRefused` saying why in one line
+    (unknown, revoked, expired, account disabled)."""
+    if not isinstance(token, str) or not token.startswith(_TOKEN_PREFIX + "_") \
+            or len(token) > 200:
+        raise TokenRefused("invalid token")
     wanted = _token_hash(token)
     for record in store.read_all(types=[ev.UserTokenIssued.type]):
-        if hmac.compare_digest(record.event.token_hash, wanted):
-            user = get_user(store, record.event.username)
-            return user if user is not None and not user.disabled else None
-    return None
+        if not hmac.compare_digest(record.event.token_hash, wanted):
+            continue
+        name, token_id = record.event.username, record.event.token_id
+        found = _tokens(store.read_all(0, streams=[ev.user_stream(name)])).get(token_id)
+        if found is None or found[1] != record.event.token_hash:
+            break  # a token id reused in the stream: only the latest issue counts
+        info = found[0]
+        if info.revoked_at:
+            raise TokenRefused(f"token {token_id} was revoked on {info.revoked_at[:10]}")
+        if info.state(now) == "expired":
+            raise TokenRefused(f"token {token_id} expired on {info.expires_at[:10]}; "
+                               f"ask for a new one (crds-events user token {name})")
+        user = get_user(store, name)
+        if user is None or user.disabled:
+            raise TokenRefused(f"token {token_id}: the account is disabled")
+        return user
+    raise TokenRefused("invalid token")
+
+
+def user_for_token(store: EventReader, token: str) -> User | None:
+    """The enabled user a valid (not expired, not revoked) token was issued to, else None."""
+    try:
+        return check_token(store, token)
+    except TokenRefused:
+        return None
 
 
 # --- policy ----------------------------------------------------------------------------------

@@ -8,7 +8,9 @@
 3. **duplicates**: a header key or selector key written twice (CRDS keeps the last one
    silently when it loads the file; certify names the key, lines and both values);
 4. **names**: the file name is a CRDS mapping name, agrees with the header's observatory,
-   instrument, filekind and mapping kind; the ``name`` header is the file name;
+   instrument, filekind and mapping kind; the ``name`` header is the file name; every file
+   the mapping names is a plain CRDS file name of the observatory's patterns (never a path:
+   a cache would open `<CRDS_PATH>/references/<obs>/../../x`), an error otherwise;
 5. **observatory/instrument/filekind** are ones the observatory has;
 6. **children** of a pmap/imap exist (in `mappings_dir`, the mapping's own directory or the
    `context`'s directory) and agree with their parent (kind, observatory, instrument, type);
@@ -37,8 +39,15 @@ from crds_events.files.reftypes import hst_types
 from crds_events.rules.checksum import verify_checksum
 from crds_events.rules.conditioning import condition_value, is_na_value, is_omit_value
 from crds_events.rules.document import MappingDocument, header_value, load_mapping_text
-from crds_events.rules.naming import NamingError, parse_mapping_name
-from crds_events.rules.parse import Call, MappingError, duplicate_keys, parse_mapping
+from crds_events.rules.naming import NamingError, parse_mapping_name, rules_name_problem
+from crds_events.rules.parse import (
+    Call,
+    MappingError,
+    UnsafeNameError,
+    duplicate_keys,
+    parse_mapping,
+)
+from crds_events.rules.parsed import named_files
 
 OBSERVATORY_INSTRUMENTS = {
     "jwst": ("fgs", "miri", "nircam", "niriss", "nirspec", "system"),
@@ -87,6 +96,10 @@ def check_mapping(
     except MappingError as load_error:
         try:  # which stage failed: the text itself, or what its header says?
             parsed = parse_mapping(text, name)
+        except UnsafeNameError as exc:
+            for line, reason in exc.problems:
+                result.add("error", "name", f"line {line}: {reason}" if line else reason)
+            return result
         except MappingError as exc:
             result.add("error", "syntax", str(exc))
             return result
@@ -104,6 +117,7 @@ def check_mapping(
     _check_duplicates(parsed.header, parsed.header_duplicates, parsed.selector, result)
     applied.append("names: file name, 'name' header, observatory/instrument/filekind agree")
     _check_names(name, document, result)
+    _check_named_files(document, result)
     _check_known(document, result)
 
     if document.kind in _CHILD_KIND:
@@ -192,6 +206,31 @@ def _check_names(name: str, document: MappingDocument, result: FileResult) -> No
             and not parts.filekind.startswith(f"{filekind}_"):
         result.add("warning", "filekind", f"file name says filekind {parts.filekind!r} but "
                                         f"the header says {str(header.get('filekind'))!r}")
+
+
+def _check_named_files(document: MappingDocument, result: FileResult) -> None:
+    """Every file the selector names is a CRDS file name of this observatory (the parser
+    already refused paths): a mapping name of the right kind in a pmap/imap, a reference
+    name in an rmap."""
+    observatory = document.observatory
+    wanted = {"pipeline": ".imap", "instrument": ".rmap"}.get(document.kind)
+    seen: set = set()
+    for line, value in named_files(document.selector):
+        if not isinstance(value, str) or value in seen or is_na_value(value) \
+                or is_omit_value(value):
+            continue
+        seen.add(value)
+        at = f"line {line}: " if line else ""
+        reason = rules_name_problem(value, observatory)
+        if reason is None:
+            extension = os.path.splitext(value)[1]
+            if wanted is not None and extension != wanted:
+                reason = f"{value!r} is not a {wanted} name (a {document.kind} mapping names " \
+                         f"{wanted} files)"
+            elif wanted is None and extension in (".pmap", ".imap", ".rmap"):
+                reason = f"{value!r} is a mapping name; an rmap names reference files"
+        if reason is not None:
+            result.add("error", "name", at + reason)
 
 
 def _check_known(document: MappingDocument, result: FileResult) -> None:

@@ -13,7 +13,7 @@ other exception is reported in one line too, with the traceback only under `--de
 * `lifecycle`    - deliveries, delivery, set-context, contexts, mark-bad, mark-ok,
                    bad-files, remote-context
 * `reprocessing` - datasets, repro
-* `pipelines`    - sync
+* `pipelines`    - sync, pipeline (add, rotate, revoke, list)
 * `demo`         - generate, demo
 """
 

@@ -1,4 +1,5 @@
-"""Accounts: `user` (add, list, disable, token) and `lock` (acquire, release, list)."""
+"""Accounts: `user` (add, list, disable, password, token [revoke], tokens) and `lock`
+(acquire, release, list)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from crds_events.accounts.locks import (
     release_lock,
 )
 from crds_events.accounts.users import (
+    DEFAULT_TOKEN_DAYS,
+    MAX_TOKEN_DAYS,
     User,
     UserError,
     add_user,
@@ -22,7 +25,10 @@ from crds_events.accounts.users import (
     disable_user,
     get_user,
     issue_token,
+    list_tokens,
     list_users,
+    revoke_token,
+    set_password,
     validate_email,
     validate_name,
 )
@@ -116,20 +122,98 @@ def user_disable(name: str, reason: str, user: str | None, root: Path | None) ->
     click.echo(f"disabled {name}" if changed else f"{name} was already disabled")
 
 
-@user_group.command("token")
+@user_group.command("password")
 @click.argument("name")
+@click.option("--password-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Read the new password from this file's first line (default: prompt).")
 @user_option
 @root_option
-def user_token(name: str, user: str | None, root: Path | None) -> None:
+def user_password(name: str, password_file: Path | None, user: str | None,
+                  root: Path | None) -> None:
+    """Set NAME's password; every web session NAME has open ends."""
+    password = _read_password(password_file)
+    store = open_log(settings_for(root))
+    try:
+        set_password(store, name, password, actor=user)
+    except UserError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        store.close()
+    click.echo(f"password of {name} changed; its web sessions are logged out")
+
+
+class _TokenGroup(click.Group):
+    """`user token NAME` issues a token (the default sub-command); `user token revoke NAME
+    TOKEN_ID` revokes one."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
+            args = ["issue", *args]
+        return super().parse_args(ctx, args)
+
+
+@user_group.group("token", cls=_TokenGroup)
+def user_token() -> None:
+    """API tokens: `token NAME [--days N]` issues one, `token revoke NAME TOKEN_ID` revokes."""
+
+
+@user_token.command("issue")
+@click.argument("name")
+@click.option("--days", type=click.IntRange(1, MAX_TOKEN_DAYS), default=DEFAULT_TOKEN_DAYS,
+              show_default=True, help="Days until the token expires.")
+@user_option
+@root_option
+def user_token_issue(name: str, days: int, user: str | None, root: Path | None) -> None:
     """Issue a new API token for NAME and print it (it is shown only once)."""
     store = open_log(settings_for(root))
     try:
-        token = issue_token(store, name, actor=user)
+        token = issue_token(store, name, days=days, actor=user)
     except UserError as exc:
         raise click.ClickException(str(exc)) from None
     finally:
         store.close()
     click.echo(token)
+
+
+@user_token.command("revoke")
+@click.argument("name")
+@click.argument("token_id")
+@click.option("--reason", default="", help="Why (recorded in the log).")
+@user_option
+@root_option
+def user_token_revoke(name: str, token_id: str, reason: str, user: str | None,
+                      root: Path | None) -> None:
+    """Revoke NAME's token TOKEN_ID (the id `user tokens NAME` lists): it is refused from now
+    on."""
+    store = open_log(settings_for(root))
+    try:
+        changed = revoke_token(store, name, token_id, reason, actor=user)
+    except UserError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        store.close()
+    click.echo(f"revoked token {token_id} of {name}" if changed
+               else f"token {token_id} of {name} was already revoked")
+
+
+@user_group.command("tokens")
+@click.argument("name")
+@root_option
+def user_tokens(name: str, root: Path | None) -> None:
+    """List NAME's API tokens: id, issued, expires, state (never the token itself)."""
+    store = open_log(settings_for(root))
+    try:
+        tokens = list_tokens(store, name)
+    except UserError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        store.close()
+    if not tokens:
+        click.echo(f"{name} has no API tokens")
+    for token in tokens:
+        expires = token.expires_at or "never"
+        click.echo(f"{token.token_id:<10} issued {token.issued_at[:19]:<20} "
+                   f"expires {expires:<20} {token.state()}")
 
 
 @click.group("lock")

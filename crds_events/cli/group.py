@@ -59,7 +59,7 @@ COMMANDS: tuple[click.Command, ...] = (
     # reprocessing
     reprocessing.datasets_group, reprocessing.repro_group,
     # pipelines
-    pipelines.sync_command,
+    pipelines.sync_command, pipelines.pipeline_group,
     # generated data
     demo.generate_command, demo.demo_command,
 )

@@ -1,4 +1,4 @@
-"""After confirm: deliveries, delivery reconcile, set-context, contexts, mark-bad, mark-ok,
+"""After confirm: deliveries, delivery reconcile and redeliver, set-context, contexts, mark-bad, mark-ok,
 bad-files, remote-context."""
 
 from __future__ import annotations
@@ -27,8 +27,9 @@ from crds_events.contexts.remote import (
     push_remote_context,
     remote_contexts,
 )
-from crds_events.delivery.publish import list_deliveries
+from crds_events.delivery.publish import DeliveryError, list_deliveries
 from crds_events.delivery.reconcile import reconcile
+from crds_events.delivery.redeliver import redeliver
 
 
 @click.command("deliveries")
@@ -51,6 +52,10 @@ def deliveries_command(root: Path | None, as_json: bool) -> None:
                    f"{len(info.files):>3} files  {times}")
         if info.reason:
             click.echo(f"{'':<12} reason: {info.reason}")
+        if info.redelivered_as:
+            click.echo(f"{'':<12} redelivered as {info.redelivered_as}")
+        if info.redelivery_of:
+            click.echo(f"{'':<12} redelivery of {info.redelivery_of}")
         for problem in info.problems:
             click.echo(f"{'':<12} problem: {problem}")
 
@@ -78,6 +83,29 @@ def delivery_reconcile(root: Path | None) -> None:
         click.echo(f"ignored: {note}", err=True)
     click.echo(f"{report.examined} deliveries examined, {len(report.recorded)} facts "
                f"recorded, {len(report.problems)} problems")
+
+
+@delivery_group.command("redeliver")
+@click.argument("name")
+@click.option("--reason", default="", help="Why (optional; printable text, no < > &).")
+@user_option
+@root_option
+def delivery_redeliver(name: str, reason: str, user: str | None, root: Path | None) -> None:
+    """Deliver failed delivery NAME (.cat_err) again under a new name (operators).
+
+    The running server's delivery worker writes the new .cat; the archive takes it from
+    there like any other.
+    """
+    settings = settings_for(root)
+    store = open_log(settings)
+    try:
+        done = redeliver(settings, store, name, user, reason)
+    except DeliveryError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        store.close()
+    click.echo(f"{done.delivery} redelivered as {done.redelivery} (event {done.position}); "
+               f"the server's delivery worker writes {done.redelivery}.cat")
 
 
 @click.command("set-context")
@@ -213,7 +241,8 @@ def bad_files_command(as_json: bool, root: Path | None) -> None:
 @root_option
 @click.pass_context
 def remote_context_group(ctx: click.Context, root: Path | None) -> None:
-    """Commanded (latest) vs actual contexts of pipelines; `push KEY PMAP` records one."""
+    """Commanded (latest) vs actual contexts of pipelines (by name); `push KEY PMAP` records
+    one with a registered pipeline's key (`crds-events pipeline add NAME`)."""
     ctx.ensure_object(dict)
     ctx.obj["ctx_root"] = root
     if ctx.invoked_subcommand is not None:
@@ -228,7 +257,7 @@ def remote_context_group(ctx: click.Context, root: Path | None) -> None:
         click.echo("no pipeline has pushed a context yet")
     for row in rows:
         state = "in sync" if row["in_sync"] else "BEHIND/DIFFERENT"
-        click.echo(f"{row['key']:<20} actual {row['actual']:<24} commanded "
+        click.echo(f"{row['pipeline']:<20} actual {row['actual']:<24} commanded "
                    f"{row['commanded'] or '(none)':<24} {state}  (pushed {row['pushed_at']})")
 
 
@@ -240,7 +269,7 @@ def remote_context_group(ctx: click.Context, root: Path | None) -> None:
 @click.pass_context
 def remote_context_push(ctx: click.Context, key: str, pmap: str, user: str | None,
                         root: Path | None) -> None:
-    """Record that pipeline KEY now holds PMAP."""
+    """Record that the pipeline whose key is KEY now holds PMAP."""
     settings = settings_for(root or ctx.obj.get("ctx_root"))
     store = open_log(settings)
     try:
@@ -250,4 +279,4 @@ def remote_context_push(ctx: click.Context, key: str, pmap: str, user: str | Non
     finally:
         store.close()
     news = "recorded" if row["recorded"] else "unchanged, not recorded again"
-    click.echo(f"{key}: {row['actual']} ({news}); commanded {row['commanded'] or '(none)'}")
+    click.echo(f"{row['pipeline']}: {row['actual']} ({news}); commanded {row['commanded'] or '(none)'}")

@@ -17,6 +17,7 @@ from crds_events.cli.options import (
 )
 from crds_events.config import ConfigError
 from crds_events.events import event_types
+from crds_events.events.visibility import redact
 from crds_events.server.logging_setup import configure_logging
 from crds_events.store.backup import BackupError, backup, restore
 from crds_events.store.projections import default_projections
@@ -61,10 +62,13 @@ def events(root: Path | None, streams: tuple[str, ...], types: tuple[str, ...], 
     finally:
         store.close()
     for record in records:
+        # the operator's view: complete, personal data included, but secrets (password and
+        # token hashes, keys) are never printed: terminals are logged and pasted
+        data = redact(record.type, record.data, personal=True)
         if as_json:
-            click.echo(json.dumps(record.to_json(), ensure_ascii=False))
+            click.echo(json.dumps({**record.to_json(), "data": data}, ensure_ascii=False))
             continue
-        fields = " ".join(f"{k}={v!r}" for k, v in record.data.items())
+        fields = " ".join(f"{k}={v!r}" for k, v in data.items())
         if len(fields) > 160:
             fields = fields[:157] + "..."
         actor = f" by {record.actor}" if record.actor else ""

@@ -1,14 +1,31 @@
-"""Pipelines: `sync`, a CRDS cache that the crds client can use, filled from a server."""
+"""Pipelines: `sync`, a CRDS cache that the crds client can use, filled from a server; and
+`pipeline add|rotate|revoke|list`, the operators' register of pipelines and their keys.
+
+A key is printed once, alone on stdout (``KEY=$(crds-events pipeline add ops)``), with the
+explanation on stderr; the server keeps only its hash.
+"""
 
 from __future__ import annotations
 
+import json
 import sys
+from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
+from typing import Any
 
 import click
 
+from crds_events.cli.options import json_option, open_log, root_option, settings_for, user_option
 from crds_events.client.sync import RichSyncProgress, SyncError, sync
+from crds_events.contexts.pipelines import (
+    IssuedKey,
+    PipelineError,
+    add_pipeline,
+    list_pipelines,
+    revoke_pipeline,
+    rotate_pipeline,
+)
 
 
 def _contexts(values: tuple[str, ...]) -> list[str]:
@@ -26,7 +43,8 @@ def _contexts(values: tuple[str, ...]) -> list[str]:
 @click.option("--check-files", is_flag=True,
               help="Verify the sha1 of files already cached; replace those that differ.")
 @click.option("--push-context", "push_key", default=None, metavar="KEY",
-              help="Tell the server this pipeline (KEY) now uses the cache's default context.")
+              help="Tell the server this pipeline now uses the cache's default context; KEY "
+                   "is the key `crds-events pipeline add NAME` issued it.")
 @click.option("--cache", "cache_dir", envvar="CRDS_PATH", required=True,
               type=click.Path(file_okay=False, path_type=Path),
               help="The CRDS cache directory (default $CRDS_PATH).")
@@ -60,4 +78,81 @@ def sync_command(server_url: str, contexts: tuple[str, ...], fetch_references: b
     if result.default_context:
         click.echo(f"default context: {result.default_context}")
     if result.pushed_context:
-        click.echo(f"pushed context {result.pushed_context} for pipeline {push_key}")
+        # not the key: it is the pipeline's secret and terminals are logged
+        click.echo(f"pushed context {result.pushed_context}")
+
+
+# --- the register of pipelines (operators, on the server's root) ---------------------------
+
+
+@click.group("pipeline")
+def pipeline_group() -> None:
+    """Register pipelines and issue, rotate or revoke the keys they push contexts with."""
+
+
+def _change(root: Path | None, action: Callable[..., Any], name: str, user: str | None
+            ) -> Any:
+    settings = settings_for(root)
+    store = open_log(settings)
+    try:
+        return action(store, name, actor=user)
+    except PipelineError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        store.close()
+
+
+def _show_key(issued: IssuedKey, what: str) -> None:
+    click.echo(f"pipeline {issued.name}: {what}. Its key, shown this once and not stored "
+               "(give it to the pipeline as a secret: crds sync --push-context KEY):", err=True)
+    click.echo(issued.key)
+
+
+@pipeline_group.command("add")
+@click.argument("name")
+@user_option
+@root_option
+def pipeline_add(name: str, user: str | None, root: Path | None) -> None:
+    """Register pipeline NAME and print its key (once)."""
+    _show_key(_change(root, add_pipeline, name, user), "registered")
+
+
+@pipeline_group.command("rotate")
+@click.argument("name")
+@user_option
+@root_option
+def pipeline_rotate(name: str, user: str | None, root: Path | None) -> None:
+    """Issue NAME a new key (printed once); its old key is refused from now on."""
+    _show_key(_change(root, rotate_pipeline, name, user), "new key; the old one is refused")
+
+
+@pipeline_group.command("revoke")
+@click.argument("name")
+@user_option
+@root_option
+def pipeline_revoke(name: str, user: str | None, root: Path | None) -> None:
+    """Refuse NAME's key from now on (`pipeline add NAME` registers it again)."""
+    _change(root, revoke_pipeline, name, user)
+    click.echo(f"pipeline {name}: revoked; its key is refused")
+
+
+@pipeline_group.command("list")
+@json_option("A JSON list.")
+@root_option
+def pipeline_list(as_json: bool, root: Path | None) -> None:
+    """Registered pipelines: state and last push (never their keys)."""
+    settings = settings_for(root)
+    store = open_log(settings)
+    try:
+        rows = list_pipelines(store, settings.observatory)
+    finally:
+        store.close()
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo("no pipeline registered (crds-events pipeline add NAME)")
+    for row in rows:
+        pushed = (f"last pushed {row['last_context']} at {row['last_pushed_at']}"
+                  if row["last_context"] else "never pushed")
+        click.echo(f"{row['name']:<20} {row['state']:<8} {pushed}")

@@ -85,7 +85,7 @@ def import_cache_command(mappings_dir: Path, references_dir: Path | None, contex
 
 @click.command()
 @click.argument("files", nargs=-1, required=True,
-                type=click.Path(exists=True, dir_okay=False, path_type=Path))
+                type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--instrument", required=True, help="Instrument of the files (e.g. MIRI).")
 @click.option("--description", required=True, help="What the delivery is and why.")
 @click.option("--change-level", type=click.Choice(["SEVERE", "MODERATE", "TRIVIAL"],
@@ -108,7 +108,23 @@ def submit(files: tuple[Path, ...], instrument: str, description: str, change_le
            derive_from: str, kind: str, deliverer: str | None, other_emails: tuple[str, ...],
            no_auto_rename: bool, wait: bool, monitor: bool, timeout: float, user: str | None,
            root: Path | None, server_url: str | None, api_token: str | None) -> None:
-    """Submit FILES through your ingest directory of a local server (or --server URL)."""
+    """Submit FILES through your ingest directory of a local server (or --server URL).
+
+    With --kind delete, FILES are the names of the references to take out of the rules
+    (nothing is uploaded)."""
+    deleting = kind.strip().lower() == "delete"
+    if deleting:
+        if server_url:
+            raise click.UsageError("--kind delete: submit it on the server's root or with "
+                                   "the web form (the upload API takes files only)")
+        for name in files:
+            if name.name != str(name):
+                raise click.BadParameter(f"{str(name)!r}: name a reference in the rules "
+                                         f"(a plain file name), not a path", param_hint="FILES")
+    else:
+        for path in files:
+            if not path.is_file():
+                raise click.BadParameter(f"{str(path)!r}: no such file", param_hint="FILES")
     if server_url:  # remote: the token names the user; the server fills a missing deliverer
         fields = {"instrument": instrument, "description": description,
                   "change_level": change_level.upper(), "derive_from": derive_from,
@@ -124,11 +140,14 @@ def submit(files: tuple[Path, ...], instrument: str, description: str, change_le
               "description": description, "change_level": change_level.upper(),
               "derive_from": derive_from, "kind": kind, "auto_rename": not no_auto_rename,
               "other_emails": list(other_emails)}
+    if deleting:  # the manifest names the references; no file is dropped
+        fields["files"] = [str(name) for name in files]
     try:
-        sid = drop_submission(settings, user, list(files), fields)
+        sid = drop_submission(settings, user, [] if deleting else list(files), fields)
     except (OSError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"submission {sid}: {len(files)} file(s) dropped in {settings.ingest / user}")
+    what = "reference(s) to delete named" if deleting else "file(s) dropped"
+    click.echo(f"submission {sid}: {len(files)} {what} in {settings.ingest / user}")
     if not (wait or monitor):
         return
     store = open_log(settings)

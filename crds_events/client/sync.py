@@ -465,7 +465,8 @@ def _write_config(paths: _Paths, info: dict[str, Any], server_url: str) -> None:
 
 def push_context(client: RpcClient, observatory: str, info: dict[str, Any], key: str) -> str:
     """Tell the server which context this cache now defaults to, as `crds sync
-    --push-context KEY` does ("latest", or "operational" for servers predating it)."""
+    --push-context KEY` does ("latest", or "operational" for servers predating it). KEY
+    is the pipeline's secret (issued by `crds-events pipeline add`): never echoed."""
     kind = "latest" if info.get("latest_context") else "operational"
     context = str(info.get(f"{kind}_context") or "")
     if not context:
@@ -473,6 +474,6 @@ def push_context(client: RpcClient, observatory: str, info: dict[str, Any], key:
     try:
         client.call("push_remote_context", observatory, kind, key, context)
     except RpcClientError as exc:
-        raise SyncError(f"--push-context {key}: the server refused: {exc.message}") from None
+        raise SyncError(f"--push-context: the server refused: {exc.message}") from None
     return context
 

@@ -42,6 +42,7 @@ from typing import Any
 
 from crds_events import events as ev
 from crds_events.config import Settings
+from crds_events.delivery.directory import check_directory, directory_state
 from crds_events.errors import CrdsEventsError
 from crds_events.files.checksums import sha1_file
 from crds_events.store.filestore import FileStore, fsync_path
@@ -69,6 +70,7 @@ _MANIFEST_RE = re.compile(r"^(?P<name>[^./][^/]*?)\.cat(?P<state>_proc|_err)?$")
 _DELIVERY_TYPES = frozenset({
     ev.DeliveryRequested.type, ev.DeliveryCreated.type, ev.DeliveryArchiving.type,
     ev.DeliveryFailed.type, ev.DeliveryArchived.type, ev.DeliveryProblemFound.type,
+    ev.DeliveryRedelivered.type,
 })
 _STATE_OF = {
     ev.DeliveryRequested.type: "requested",
@@ -184,6 +186,8 @@ class DeliveryInfo:
     problems: list[str] = dataclasses.field(default_factory=list)
     times: dict[str, str] = dataclasses.field(default_factory=dict)  # state -> recorded_at
     version: int = 0
+    redelivery_of: str = ""  # the failed delivery this one delivers again
+    redelivered_as: str = ""  # the delivery that delivers this failed one again
 
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -197,6 +201,10 @@ def _fold(info: DeliveryInfo, type_name: str, data: Mapping[str, Any], recorded_
     if type_name == ev.DeliveryProblemFound.type:
         info.problems.append(data.get("problem", ""))
         return
+    if type_name == ev.DeliveryRedelivered.type:  # the state stays "failed"
+        info.redelivered_as = data.get("redelivery", "")
+        info.times.setdefault("redelivered", recorded_at)
+        return
     state = _STATE_OF.get(type_name)
     if state is None:
         return
@@ -207,6 +215,7 @@ def _fold(info: DeliveryInfo, type_name: str, data: Mapping[str, Any], recorded_
         info.submission_id = data.get("submission_id", info.submission_id)
         info.files = tuple(data.get("files", info.files))
         info.catalog = data.get("catalog", info.catalog)
+        info.redelivery_of = data.get("redelivery_of", info.redelivery_of)
     elif type_name == ev.DeliveryFailed.type:
         info.reason = data.get("reason", "")
 
@@ -269,6 +278,8 @@ def read_manifest(path: Path) -> list[str]:
 
 def _same_content(a: Path, b: Path) -> bool:
     with contextlib.suppress(OSError):
+        if not stat.S_ISREG(os.lstat(b).st_mode):
+            return False  # a FIFO (or anything but a file) is never read: it could block
         if os.path.samefile(a, b):
             return True
         return a.stat().st_size == b.stat().st_size and sha1_file(a) == sha1_file(b)
@@ -377,6 +388,13 @@ def _plan(settings: Settings, store: EventStore, name: str
     return _Plan(name, request, sources, Paths.of(settings, name), meta)
 
 
+def _directory_unavailable(settings: Settings, store: EventStore) -> str:
+    """Why the delivery directory is not to be written now ('' : it is ours, or no marker
+    was recorded yet, before the watcher's first start)."""
+    marker = directory_state(store, settings.observatory).marker
+    return check_directory(Path(settings.delivery), marker) if marker else ""
+
+
 def publish_many(settings: Settings, store: EventStore, names: Sequence[str]
                  ) -> dict[str, ev.DeliveryCreated | DeliveryError | None]:
     """Publish several deliveries with one fsync round per step and one transaction.
@@ -396,6 +414,14 @@ def publish_many(settings: Settings, store: EventStore, names: Sequence[str]
     if not plans:
         return results
     delivery_dir, catalogs = Path(settings.delivery), Path(settings.catalogs)
+    unavailable = _directory_unavailable(settings, store)
+    if unavailable:
+        # A .cat written into the wrong directory (an empty mount point) would never reach
+        # the archive, and would seem archived once the real one is back: wait for it.
+        for plan in plans:
+            results[plan.name] = DeliveryError(f"delivery {plan.name}: not published: "
+                                               f"{unavailable}")
+        return results
     delivery_dir.mkdir(parents=True, exist_ok=True)
     catalogs.mkdir(parents=True, exist_ok=True)
     to_write: list[_Plan] = []

@@ -5,7 +5,7 @@ The truth is on disk. For a delivery the log says is published (`DeliveryCreated
 =================  ===========================================================
 ``<name>.cat``     created (the archive has not taken it yet)
 ``<name>.cat_proc``  `DeliveryArchiving`
-``<name>.cat_err``   `DeliveryFailed` (the e-mail to devs is the composer's job)
+``<name>.cat_err``   `DeliveryFailed` with the archive's words, if any (e-mail: the composer)
 no manifest        `DeliveryArchived`, then `FileReleased` for each file
 =================  ===========================================================
 
@@ -22,6 +22,17 @@ archive has the files, the file store keeps ours): the delivery directory holds 
 the archive still has to take. A failed delivery keeps its links and ``.cat_err`` for the
 operators.
 
+Nothing is concluded from absence unless the directory is verifiably ours
+(`crds_events.delivery.directory`: it holds the marker recorded in the log): a missing,
+replaced or empty directory (an unmounted share) records `DeliveryDirectoryUnavailable`
+once per outage, and nothing else, until the marker is back (`DeliveryDirectoryRestored`).
+
+Disk first, then the log: every look at the directory (which may be a hung NFS mount, or
+hold a FIFO named like a manifest) happens before the write transaction opens, and only
+regular files are read, never blocking. The transaction then re-reads each delivery's
+state; one that changed since the look (e.g. `DeliveryCreated` recorded meanwhile) is left
+for the next round (``report.retry``) rather than judged on a look older than its state.
+
 `reconcile` is safe to run at any time and from any process; the delivery watcher
 (`crds_events.watch.delivery`) runs a `Reconciler` for the deliveries it sees change and a
 full reconciliation at start-up and on a schedule.
@@ -33,16 +44,22 @@ import dataclasses
 import hashlib
 import logging
 import os
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 
 from crds_events import events as ev
 from crds_events.config import Settings
+from crds_events.delivery.directory import (
+    check_directory,
+    directory_state,
+    ensure_marker,
+    read_regular,
+)
 from crds_events.delivery.publish import (
     DeliveryInfo,
     delivery_states,
     manifest_name_of,
-    read_manifest,
 )
 from crds_events.files.checksums import sha1_file
 from crds_events.store.filestore import FileStore
@@ -56,7 +73,8 @@ BATCH = 200  # deliveries reconciled per write transaction
 
 
 def disk_state(directory: Path, name: str) -> str:
-    """``cat``, ``proc``, ``err`` or ``gone``: the furthest manifest state on disk.
+    """``cat``, ``proc``, ``err`` or ``gone``: the furthest manifest state on disk; ``odd``
+    when that name is not a regular file (a FIFO, a directory, a link: never read).
 
     The names are looked at in the order the archive moves a manifest (``.cat``, then
     ``.cat_proc``, then ``.cat_err``): a rename happening between two looks is then seen at
@@ -65,9 +83,24 @@ def disk_state(directory: Path, name: str) -> str:
     """
     found = "gone"
     for suffix, state in ((".cat", "cat"), (".cat_proc", "proc"), (".cat_err", "err")):
-        if os.path.lexists(directory / f"{name}{suffix}"):
-            found = state
+        try:
+            info = os.lstat(directory / f"{name}{suffix}")
+        except FileNotFoundError:
+            continue
+        except OSError:
+            found = "odd"  # there, but not even its type can be known: conclude nothing
+            continue
+        found = state if stat.S_ISREG(info.st_mode) else "odd"
     return found
+
+
+@dataclasses.dataclass(frozen=True)
+class _Look:
+    """What the disk showed of one delivery, gathered before the write transaction."""
+
+    state: str  # as `disk_state`
+    missing: list[str] | None = None  # files the manifest names that are absent
+    reason: str = ""  # a .cat_err's own words
 
 
 @dataclasses.dataclass
@@ -78,12 +111,18 @@ class ReconcileReport:
     recorded: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # (name, type)
     problems: list[str] = dataclasses.field(default_factory=list)
     ignored: list[str] = dataclasses.field(default_factory=list)
+    retry: list[str] = dataclasses.field(default_factory=list)  # changed during the look
+    unavailable: str = ""  # why the directory was not trusted ('' : it was)
+    restored: bool = False  # the directory came back in this run
 
     def merge(self, other: ReconcileReport) -> None:
         self.examined += other.examined
         self.recorded += other.recorded
         self.problems += other.problems
         self.ignored += other.ignored
+        self.retry += other.retry
+        self.unavailable = other.unavailable or self.unavailable
+        self.restored = self.restored or other.restored
 
 
 def _manifests_on_disk(directory: Path) -> set[str]:
@@ -99,13 +138,42 @@ def _manifests_on_disk(directory: Path) -> set[str]:
     return names
 
 
+def _manifest_names(text: str) -> list[str]:
+    """The file names a manifest lists (first column; blank lines ignored)."""
+    return [line.split()[0] for line in text.splitlines() if line.strip()]
+
+
 def _missing_files(directory: Path, manifest: Path) -> list[str] | None:
-    """Files a manifest names that are not in ``directory`` (None: manifest unreadable)."""
+    """Files a manifest names that are not in ``directory`` (None: manifest unreadable,
+    or not a regular file)."""
     try:
-        names = read_manifest(manifest)
+        names = _manifest_names(read_regular(manifest))
     except OSError:
         return None
     return [n for n in names if "/" in n or not (directory / n).is_file()]
+
+
+MAX_REASON = 2000  # characters of a .cat_err's own text kept in DeliveryFailed
+
+
+def _err_reason(directory: Path, name: str, files: Iterable[str]) -> str:
+    """Why the archive failed ``name``: its ``.cat_err``'s lines that are not just the
+    manifest's file names (the archive may append its error), else the rename itself."""
+    base = f"the archive renamed {name}.cat to {name}.cat_err"
+    try:
+        text = read_regular(directory / f"{name}.cat_err", 64 * 1024)
+    except OSError:
+        return base
+    listed = set(files)
+    # A line that is only a file name is the manifest itself; a name with words is kept.
+    extra = [line.strip() for line in text.splitlines()
+             if line.strip() and line.strip() not in listed]
+    if not extra:
+        return base
+    words = " ".join(extra)
+    if len(words) > MAX_REASON:
+        words = words[:MAX_REASON] + " ..."
+    return f"{base}: {words}"
 
 
 def _key(name: str, what: str) -> str:
@@ -123,6 +191,8 @@ class Reconciler:
 
     def run(self, names: Iterable[str] | None) -> ReconcileReport:
         report = ReconcileReport()
+        if not self._directory_trusted(report):
+            return report  # absence proves nothing now; the outage is recorded
         if names is None:
             on_disk = _manifests_on_disk(self.directory)
             infos = delivery_states(self.store)
@@ -133,42 +203,103 @@ class Reconciler:
         ordered = sorted(wanted)
         for start in range(0, len(ordered), BATCH):
             chunk = ordered[start:start + BATCH]
+            # Disk first, outside any transaction: a hung read or a FIFO must not hold the
+            # write lock that every other writer waits for.
+            before = delivery_states(self.store, chunk)
+            looks = {name: self._look(name, before.get(name)) for name in chunk}
+            if not self._directory_trusted(report):
+                return report  # it went away during the looks: they prove nothing
             archived: list[DeliveryInfo] = []
             with self.store.transaction() as tx:
                 # States read under the write lock: another reconciler cannot interleave.
                 infos = delivery_states(tx, chunk)
                 for name in chunk:
+                    info, seen = infos.get(name), before.get(name)
+                    if (info.version if info else 0) != (seen.version if seen else 0):
+                        report.retry.append(name)  # newer than our look: look again
+                        continue
                     report.examined += 1
-                    info = infos.get(name)
-                    if self._one(tx, name, info, report):
+                    if self._one(tx, name, info, looks[name], report):
                         archived.append(info)  # type: ignore[arg-type]
             for info in archived:
                 self._remove_links(info)  # after the commit; idempotent
         return report
 
-    def _one(self, tx: Transaction, name: str, info: DeliveryInfo | None,
-             report: ReconcileReport) -> bool:
-        """Reconcile one delivery inside ``tx``; True when it is archived (now or before)
-        and its manifest is gone: its leftover links may go."""
+    # --- the directory ---------------------------------------------------------------------
+
+    def _directory_trusted(self, report: ReconcileReport) -> bool:
+        """Check the directory (disk first), then record an outage or its end (once)."""
+        observatory = self.settings.observatory
+        state = directory_state(self.store, observatory)
+        marker = state.marker or ensure_marker(self.settings, self.store)
+        reason = check_directory(self.directory, marker)
+        if not reason and not state.unavailable:
+            return True
+        meta = {"actor": "server"}
+        key = f"delivery-directory:{observatory}"
+        with self.store.transaction() as tx:
+            now = directory_state(tx, observatory)
+            if reason:
+                if not now.unavailable:  # once per outage: the key names where it began
+                    self._record(tx, ev.DeliveryDirectoryUnavailable(
+                        observatory=observatory, directory=str(self.directory),
+                        reason=reason), f"{key}:unavailable:{now.version}", meta, report)
+                    log.error("delivery directory unavailable: %s", reason)
+                report.unavailable = reason
+                return False
+            if now.unavailable and now.version == state.version:
+                self._record(tx, ev.DeliveryDirectoryRestored(
+                    observatory=observatory, directory=str(self.directory)),
+                    f"{key}:restored:{now.version}", meta, report)
+                log.warning("delivery directory %s is back; reconciling", self.directory)
+                report.restored = True
+            elif now.unavailable:  # someone recorded a new outage since our check
+                report.unavailable = now.reason
+                return False
+        return True
+
+    # --- one delivery ----------------------------------------------------------------------
+
+    def _look(self, name: str, info: DeliveryInfo | None) -> _Look:
+        """What the disk shows of ``name`` (no transaction open; never blocks on a read)."""
         state = disk_state(self.directory, name)
+        missing = None
+        if state == "cat" and (info is None or info.state == "created"):
+            missing = _missing_files(self.directory, self.directory / f"{name}.cat")
+            # Looked again after reading: the archive takes the manifest before its files.
+            state = disk_state(self.directory, name)
+        elif state in ("proc", "err") and info is None:
+            missing = _missing_files(self.directory, self.directory / f"{name}.{_suffix(state)}")
+        reason = ""
+        if state == "err" and info is not None and info.state in ("created", "archiving"):
+            reason = _err_reason(self.directory, name, info.files)
+        return _Look(state, missing, reason)
+
+    def _one(self, tx: Transaction, name: str, info: DeliveryInfo | None, look: _Look,
+             report: ReconcileReport) -> bool:
+        """Reconcile one delivery inside ``tx`` from ``look``; True when it is archived (now
+        or before) and its manifest is gone: its leftover links may go."""
+        state = look.state
+        if state == "odd":
+            self._note(name, f"{self.directory / name}.cat*: a manifest name that is not a "
+                             f"regular file (a FIFO, directory or link); ignored, nothing "
+                             f"recorded", report)
+            return False
         if info is None or info.state == "requested":
             if state != "gone" and info is None:
-                self._unknown(name, state, report)
+                self._unknown(name, state, look.missing, report)
             return False  # requested: the delivery worker records DeliveryCreated first
         meta = {"actor": "archive"}
         if info.state == "created" and state == "cat":
-            missing = _missing_files(self.directory, self.directory / f"{name}.cat")
-            state = disk_state(self.directory, name)
-            if state == "cat":  # still there: the archive takes the manifest before files
-                if missing:
-                    self._problem(tx, name, missing, report)
-                return False
+            if look.missing:
+                self._problem(tx, name, look.missing, report)
+            return False
         if info.state == "created" and state == "proc":
             self._record(tx, ev.DeliveryArchiving(delivery=name), _key(name, "archiving"),
                          meta, report)
             return False
         if info.state in ("created", "archiving") and state == "err":
-            reason = f"the archive renamed {name}.cat to {name}.cat_err"
+            reason = look.reason or f"the archive renamed {name}.cat to {name}.cat_err"
             self._record(tx, ev.DeliveryFailed(delivery=name, reason=reason),
                          _key(name, "failed"), meta, report)
             return False
@@ -184,13 +315,15 @@ class Reconciler:
         if (info.state, state) in (("archiving", "proc"), ("failed", "err")):
             return False  # nothing new
         seen = "no manifest" if state == "gone" else f"{name}.{_suffix(state)}"
-        note = (f"delivery {name}: {info.state} in the log but {seen} on disk; "
-                f"states never go backwards, nothing recorded")
+        self._note(name, f"delivery {name}: {info.state} in the log but {seen} on disk; "
+                         f"states never go backwards, nothing recorded", report)
+        return False
+
+    def _note(self, name: str, note: str, report: ReconcileReport) -> None:
         if (name, note) not in self._unknown_logged:
             self._unknown_logged.add((name, note))
             log.warning(note)
         report.ignored.append(note)
-        return False
 
     def _record(self, tx: Transaction, event: ev.Event, key: str, meta: dict,
                 report: ReconcileReport) -> None:
@@ -211,9 +344,9 @@ class Reconciler:
             log.error(problem)
         report.problems.append(problem)
 
-    def _unknown(self, name: str, state: str, report: ReconcileReport) -> None:
+    def _unknown(self, name: str, state: str, missing: list[str] | None,
+                 report: ReconcileReport) -> None:
         manifest = self.directory / f"{name}.{_suffix(state)}"
-        missing = _missing_files(self.directory, manifest)
         if missing:
             problem = (f"{manifest}: not a delivery of this server, and it names "
                        f"{len(missing)} file(s) that do not exist in {self.directory}: "

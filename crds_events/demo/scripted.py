@@ -9,8 +9,9 @@
 3. **Drive one lifecycle through the real interfaces**, printing each step as the log
    records it: a drop-directory submission -> READY -> confirm -> the ``.cat`` manifest ->
    ``.cat_proc`` -> archived -> set ``latest`` -> affected datasets computed (held) ->
-   the pipeline's ``crds-events sync`` pushes its context -> the DPAS e-mail released and
-   delivered (maildir, or SMTP if configured).
+   the pipeline (registered by the operator, who issues its key: `pipeline add`, or
+   `pipeline rotate` on a reused root) runs ``crds-events sync`` and pushes its context
+   with that key -> the DPAS e-mail released and delivered (maildir, or SMTP if configured).
 4. Print the URL and what to look at; serve until Ctrl-C (or stop, with
    ``exit_after_script``: exit status 0 only if every step succeeded).
 
@@ -54,7 +55,7 @@ DEMO_CONFIG = """\
 # production configuration with every setting explained).
 observatory = "jwst"
 watcher_mode = "native"
-pipeline_key = "pipeline"
+repro_pipeline = "pipeline"
 lock_timeout = "4h"
 repro_hold_timeout = "1h"
 
@@ -270,6 +271,7 @@ class Script:
 
     def _lifecycle(self) -> None:
         from crds_events.client.sync import sync
+        from crds_events.contexts.pipelines import PipelineError, add_pipeline, rotate_pipeline
         from crds_events.contexts.pointers import get_context, set_context
         from crds_events.delivery import publish as deliveries
         from crds_events.submissions import review
@@ -338,15 +340,21 @@ class Script:
             self.facts["affected"] = count
             step.detail = (f"{count} of {computed.data.get('candidates', '?')} datasets "
                            f"affected {computed.data.get('by_instrument', {})}; held until "
-                           f"pipeline '{self.settings.pipeline_key}' runs {new_pmap}")
+                           f"pipeline '{self.settings.release_pipeline}' runs {new_pmap}")
         with self.step("pipeline: crds-events sync, pushing its context") as step:
+            pipeline = self.settings.release_pipeline
+            # the operator issues the pipeline's key; a reused root registered it already,
+            # and the key was shown only then, so it gets a new one
+            try:
+                issued = add_pipeline(store, pipeline, actor=OPERATOR)
+            except PipelineError:
+                issued = rotate_pipeline(store, pipeline, actor=OPERATOR)
             cache = self.settings.root / "pipeline-cache"
-            result = sync(self.url, [new_pmap], cache,
-                          push_context_key=self.settings.pipeline_key)
+            result = sync(self.url, [new_pmap], cache, push_context_key=issued.key)
             synced = getattr(result, "downloaded", None)
             step.detail = (f"cache {cache} holds {new_pmap}"
                            + (f" ({len(synced)} files fetched)" if isinstance(synced, list | tuple)
-                              else "") + f"; pushed as '{self.settings.pipeline_key}'")
+                              else "") + f"; pushed as '{pipeline}' with its key")
         with self.step("DPAS e-mail released and delivered") as step:
             follow.wait("ReprocessingReleased", follow.of_type(ev.ReprocessingReleased,
                                                                new_context=new_pmap))

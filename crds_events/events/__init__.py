@@ -21,17 +21,27 @@ of plain values, such as the ReDCaT fields of a submission manifest).
 
 The package: `registry` (the `Event` base, `register`, `upcaster`, the codec), `streams`
 (stream names), and one module of event classes per area (`submissions`, `delivery`,
-`contexts`, `mail`, `accounts`). Importing the package registers every event class;
+`contexts`, `mail`, `accounts`, `pipelines`). Importing the package registers every event class;
 callers use ``from crds_events import events as ev`` and ``ev.SubmissionStarted``.
 """
 
 from __future__ import annotations
 
-from crds_events.events import accounts, contexts, delivery, mail, registry, streams, submissions
+from crds_events.events import (
+    accounts,
+    contexts,
+    delivery,
+    mail,
+    pipelines,
+    registry,
+    streams,
+    submissions,
+)
 from crds_events.events.accounts import *  # noqa: F403 - the package is the one public name space
 from crds_events.events.contexts import *  # noqa: F403 - the package is the one public name space
 from crds_events.events.delivery import *  # noqa: F403 - the package is the one public name space
 from crds_events.events.mail import *  # noqa: F403 - the package is the one public name space
+from crds_events.events.pipelines import *  # noqa: F403 - the package is the one public name space
 from crds_events.events.registry import *  # noqa: F403 - the package is the one public name space
 from crds_events.events.streams import *  # noqa: F403 - the package is the one public name space
 from crds_events.events.submissions import *  # noqa: F403 - the package is the one public name space
@@ -44,4 +54,5 @@ __all__ = [
     *contexts.__all__,
     *mail.__all__,
     *accounts.__all__,
+    *pipelines.__all__,
 ]

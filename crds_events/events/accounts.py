@@ -15,6 +15,8 @@ __all__ = [
     "UserAdded",
     "UserPasswordChanged",
     "UserTokenIssued",
+    "UserTokenRevoked",
+    "UserSessionsRevoked",
     "UserDisabled",
 ]
 
@@ -71,6 +73,9 @@ class LockExpired(Event):
 
 @register()
 class UserAdded(Event):
+    secret_fields = ("password_hash",)
+    personal_fields = ("email", "full_name")
+
     username: str
     email: str
     full_name: str = ""
@@ -87,6 +92,8 @@ class UserAdded(Event):
 
 @register()
 class UserPasswordChanged(Event):
+    secret_fields = ("password_hash",)
+
     username: str
     password_hash: str  # self-describing scrypt hash, never the password
 
@@ -99,9 +106,39 @@ class UserPasswordChanged(Event):
 class UserTokenIssued(Event):
     """An API token was issued; only its SHA-256 is recorded (the token is shown once)."""
 
+    secret_fields = ("token_hash",)
+
     username: str
     token_id: str  # the token's public prefix, to name it in listings
     token_hash: str  # sha256 hex of the whole token
+    # ISO 8601 UTC; "" = never expires (every token issued before expiry existed)
+    expires_at: str = ""
+
+    @property
+    def stream(self) -> str:
+        return user_stream(self.username)
+
+
+@register()
+class UserTokenRevoked(Event):
+    """An API token was revoked: from now on it is refused."""
+
+    username: str
+    token_id: str
+    reason: str = ""
+
+    @property
+    def stream(self) -> str:
+        return user_stream(self.username)
+
+
+@register()
+class UserSessionsRevoked(Event):
+    """Every web session of the user so far ends (logout; the password change bumps the
+    same session generation without this event)."""
+
+    username: str
+    reason: str = ""  # "logout", "admin", ...
 
     @property
     def stream(self) -> str:
@@ -110,6 +147,8 @@ class UserTokenIssued(Event):
 
 @register()
 class UserDisabled(Event):
+    personal_fields = ("reason",)
+
     username: str
     reason: str = ""
 

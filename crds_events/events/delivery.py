@@ -5,7 +5,7 @@ as the archive's poller sees it, files released for download, and files marked b
 from __future__ import annotations
 
 from crds_events.events.registry import Event, register
-from crds_events.events.streams import delivery_stream, file_stream
+from crds_events.events.streams import delivery_directory_stream, delivery_stream, file_stream
 
 __all__ = [
     "DeliveryCreated",
@@ -18,6 +18,10 @@ __all__ = [
     "FileReleased",
     "FileMarkedBad",
     "FileMarkedOk",
+    "DeliveryRedelivered",
+    "DeliveryDirectoryMarked",
+    "DeliveryDirectoryUnavailable",
+    "DeliveryDirectoryRestored",
 ]
 
 
@@ -89,6 +93,7 @@ class DeliveryRequested(Event):
     submission_id: str
     files: tuple[str, ...]
     serial: int
+    redelivery_of: str = ""  # the failed delivery this one delivers again (redeliver)
 
     @property
     def stream(self) -> str:
@@ -156,3 +161,59 @@ class FileMarkedOk(Event):
     @property
     def stream(self) -> str:
         return file_stream(self.name)
+
+
+@register()
+class DeliveryRedelivered(Event):
+    """An operator delivered a failed delivery's files again under a new name
+    (``redelivery``, whose `DeliveryRequested` names this one in ``redelivery_of``)."""
+
+    delivery: str  # the failed one
+    redelivery: str  # the new delivery's name
+    by: str
+    reason: str = ""
+
+    @property
+    def stream(self) -> str:
+        return delivery_stream(self.delivery)
+
+
+@register()
+class DeliveryDirectoryMarked(Event):
+    """The server wrote its marker (a random id) into the delivery directory: from now on
+    the directory is trusted only while it holds that marker."""
+
+    observatory: str
+    directory: str
+    marker: str
+
+    @property
+    def stream(self) -> str:
+        return delivery_directory_stream(self.observatory)
+
+
+@register()
+class DeliveryDirectoryUnavailable(Event):
+    """The delivery directory is missing, not a directory, unreadable or not ours (no
+    marker, or another one: e.g. an unmounted share). Nothing is concluded from what is
+    absent in it until `DeliveryDirectoryRestored`. Recorded once per outage."""
+
+    observatory: str
+    directory: str
+    reason: str
+
+    @property
+    def stream(self) -> str:
+        return delivery_directory_stream(self.observatory)
+
+
+@register()
+class DeliveryDirectoryRestored(Event):
+    """The delivery directory holds our marker again: reconciliation resumes."""
+
+    observatory: str
+    directory: str
+
+    @property
+    def stream(self) -> str:
+        return delivery_directory_stream(self.observatory)

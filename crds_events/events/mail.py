@@ -17,6 +17,9 @@ __all__ = [
 class EmailQueued(Event):
     """An e-mail was composed; the sender delivers it at least once (same Message-ID)."""
 
+    # Message-IDs look like addresses (<id@host>); the digest would confirm a guessed body.
+    personal_fields = ("to", "cc", "subject", "message_id", "body_digest", "body")
+
     email_id: str
     kind: str  # STARTED, READY, BAD FILES, FAIL, CONFIRMED, ...
     to: tuple[str, ...]
@@ -36,6 +39,8 @@ class EmailQueued(Event):
 
 @register()
 class EmailSent(Event):
+    personal_fields = ("message_id", "refused")
+
     email_id: str
     message_id: str
     attempt: int = 1
@@ -48,6 +53,8 @@ class EmailSent(Event):
 
 @register()
 class EmailFailed(Event):
+    personal_fields = ("error",)  # the SMTP server's answer names the recipients
+
     email_id: str
     attempt: int
     error: str

@@ -43,6 +43,12 @@ class Event:
 
     type: ClassVar[str]
     schema_version: ClassVar[int] = 1
+    # Who may see which field (`crds_events.events.visibility`): secret fields (password and
+    # token hashes, keys) never leave the server; personal fields (e-mail addresses, names,
+    # message bodies, submission content) only reach viewers allowed to see personal data.
+    # Every other field is public. `register` checks that each name is a real field.
+    secret_fields: ClassVar[tuple[str, ...]] = ()
+    personal_fields: ClassVar[tuple[str, ...]] = ()
     # field name -> converter applied on decode (lists back to tuples, ...); set by register()
     _decoders: ClassVar[dict[str, Callable[[Any], Any]]]
     _field_names: ClassVar[tuple[str, ...]]
@@ -106,6 +112,15 @@ def register(*, version: int = 1) -> Callable[[E], E]:
         hints = typing.get_type_hints(cls)
         fields = dataclasses.fields(cls)
         cls._field_names = tuple(f.name for f in fields)
+        for kind in ("secret_fields", "personal_fields"):
+            unknown = sorted(set(getattr(cls, kind)) - set(cls._field_names))
+            if unknown:
+                raise ValueError(f"event type {name}: {kind} names no field: "
+                                 f"{', '.join(unknown)}")
+        both = set(cls.secret_fields) & set(cls.personal_fields)
+        if both:
+            raise ValueError(f"event type {name}: {', '.join(sorted(both))} both secret "
+                             f"and personal")
         decoders = {}
         for f in fields:
             decoder = _decoder_for(hints[f.name])

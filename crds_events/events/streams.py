@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = [
     "submission_stream",
     "delivery_stream",
+    "delivery_directory_stream",
     "context_stream",
     "file_stream",
     "lock_stream",
@@ -12,6 +13,7 @@ __all__ = [
     "datasets_stream",
     "reprocessing_stream",
     "user_stream",
+    "pipeline_stream",
 ]
 
 
@@ -21,6 +23,12 @@ def submission_stream(submission_id: str) -> str:
 
 def delivery_stream(delivery: str) -> str:
     return f"delivery:{delivery}"
+
+
+def delivery_directory_stream(observatory: str) -> str:
+    """The delivery directory's own facts (its marker, outages); not a ``delivery:`` stream,
+    so listing deliveries by that prefix never meets it."""
+    return f"delivery-directory:{observatory}"
 
 
 def context_stream(observatory: str) -> str:
@@ -49,3 +57,7 @@ def reprocessing_stream(observatory: str) -> str:
 
 def user_stream(username: str) -> str:
     return f"user:{username}"
+
+
+def pipeline_stream(name: str) -> str:
+    return f"pipeline:{name}"

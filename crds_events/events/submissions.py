@@ -26,6 +26,9 @@ __all__ = [
 class SubmissionStarted(Event):
     """Files landed in an ingest directory with a manifest; processing will begin."""
 
+    # the manifest is the submitter's: only viewers allowed personal data see it
+    personal_fields = ("deliverer", "description", "files", "other_emails", "redcat")
+
     submission_id: str
     observatory: str
     deliverer: str
@@ -53,6 +56,8 @@ class SubmissionStarted(Event):
 class SubmissionProgress(Event):
     """A progress message for the submitter (step name, free text, optional fraction)."""
 
+    personal_fields = ("message",)
+
     submission_id: str
     message: str
     step: str = ""
@@ -67,6 +72,8 @@ class SubmissionProgress(Event):
 class FileCertified(Event):
     """One submitted file was certified (and given its official name)."""
 
+    personal_fields = ("original_name", "summary")
+
     submission_id: str
     name: str  # official name
     original_name: str
@@ -79,6 +86,9 @@ class FileCertified(Event):
     status: str = "ok"  # "ok" | "warning" | "error"
     summary: str = ""
     report_digest: str = ""  # content-addressed certify report
+    # sha1 of the bytes uploaded, when the official file differs from them (HST names
+    # rewrite FILENAME/ROOTNAME/HISTORY): duplicate detection refuses both digests.
+    original_sha1: str = ""
 
     @property
     def stream(self) -> str:
@@ -94,6 +104,9 @@ class SubmissionReady(Event):
     new_context: str
     generated: tuple[str, ...] = ()  # generated mappings (subset of files)
     result_digest: str = ""
+    # set when a confirm found the edit context moved on and the rules were made again on
+    # it: the context this result is now built on (the submitter must review it again)
+    rebased_onto: str = ""
 
     @property
     def stream(self) -> str:
@@ -103,6 +116,8 @@ class SubmissionReady(Event):
 @register()
 class SubmissionRejected(Event):
     """Certification found bad or duplicate files; nothing will be delivered."""
+
+    personal_fields = ("reason",)
 
     submission_id: str
     reason: str
@@ -119,6 +134,8 @@ class SubmissionRejected(Event):
 @register()
 class SubmissionFailed(Event):
     """Processing crashed or could not complete (an error, not a bad file)."""
+
+    personal_fields = ("error",)
 
     submission_id: str
     error: str
@@ -161,6 +178,8 @@ class SubmissionForced(Event):
 
 @register()
 class SubmissionCancelled(Event):
+    personal_fields = ("reason",)
+
     submission_id: str
     by: str
     files: tuple[str, ...] = ()

@@ -23,6 +23,7 @@ import numpy as np
 
 from crds_events.files.errors import ReferenceFileError
 from crds_events.files.formats import detect_format
+from crds_events.files.safeyaml import check_asdf_tree
 
 _BITPIX = {8: "uint8", 16: "int16", 32: "int32", 64: "int64", -32: "float32", -64: "float64"}
 # Signed/unsigned FITS conventions: BZERO offsets that make an integer column unsigned.
@@ -135,6 +136,7 @@ def _asdf_array(path: str, name: str) -> ArrayInfo | None:
 
     parts = [part.lower() for part in str(name).split(".")]
     try:
+        check_asdf_tree(path)  # before asdf builds (and expands) the tree
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with asdf.open(path, lazy_load=True, memmap=False) as handle:

@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import yaml
 
 from crds_events.files.errors import ReferenceFileError
 from crds_events.files.formats import detect_format
+from crds_events.files.safeyaml import check_asdf_tree, safe_load_limited
 
 SAME, DIFFERENT, ERROR = 0, 1, 2
 #: Keywords that differ between any two writes of a file and say nothing about its content.
@@ -148,9 +148,10 @@ def _load_tree(path: str, fmt: str) -> Any:
                 return json.load(handle)
         if fmt == "yaml":
             with open(path, encoding="utf-8") as handle:
-                return yaml.safe_load(handle)
+                return safe_load_limited(handle.read())  # alias bombs refused
         import asdf
 
+        check_asdf_tree(path)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with asdf.open(path, lazy_load=False, memmap=False) as handle:

@@ -15,6 +15,7 @@ from typing import Literal
 import yaml
 
 from crds_events.files.errors import ReferenceFileError
+from crds_events.files.safeyaml import safe_load_limited
 
 Format = Literal["fits", "geis", "asdf", "json", "yaml"]
 
@@ -87,7 +88,7 @@ def _sniff(path: str) -> Format:
             except ValueError:
                 pass
             try:
-                if isinstance(yaml.safe_load(text), dict):
+                if isinstance(safe_load_limited(text), dict):  # bombs refused
                     return "yaml"
             except yaml.YAMLError:
                 pass

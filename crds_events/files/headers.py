@@ -28,6 +28,7 @@ import yaml
 
 from crds_events.files.errors import ReferenceFileError
 from crds_events.files.formats import Format, detect_format, geis_header_path
+from crds_events.files.safeyaml import YamlLimitError, check_asdf_tree, safe_load_limited
 
 #: Keywords that may repeat in a FITS/GEIS header; these are joined rather than dropped.
 APPEND_KEYS = ("COMMENT", "HISTORY")
@@ -161,6 +162,10 @@ def _geis_items(path: str) -> Iterator[tuple[str, str]]:
 def _asdf_items(path: str) -> Iterator[tuple[str, Any]]:
     import asdf
 
+    try:  # the tree's aliases and size first: asdf would expand an alias bomb
+        check_asdf_tree(path)
+    except (OSError, YamlLimitError) as exc:
+        raise ReferenceFileError(path, f"not a readable ASDF file: {_reason(exc)}") from exc
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # unknown tags: the tree is still readable
@@ -199,7 +204,7 @@ def _json_items(path: str) -> Iterator[tuple[str, Any]]:
 def _yaml_items(path: str) -> Iterator[tuple[str, Any]]:
     try:
         with open(path, encoding="utf-8") as handle:
-            tree = yaml.safe_load(handle)
+            tree = safe_load_limited(handle.read())  # aliases, depth and size bounded
     except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError, ValueError) as exc:
         raise ReferenceFileError(path, f"not a readable YAML file: {_reason(exc)}") from exc
     return iter(_tree_or_error(path, tree, "YAML").items())

@@ -5,6 +5,8 @@
   normally allocated it in the confirm's own transaction, so this only finds it again;
   a confirm recorded without one, e.g. by older code, gets it here) and hands the name to
   the worker. Nothing slow happens in the transaction.
+  A redelivery (`DeliveryRedelivered`, `crds_events.delivery.redeliver`) is requested in
+  its own transaction; the handler only hands its new name to the worker.
 * `DeliveryWorker` (its own thread and connection) publishes each delivery
   (`crds_events.delivery.publish.publish`: links, ``.cat`` written last, `DeliveryCreated`) and then
   asks the watcher to look at it. On start, and every ``resume_interval`` seconds, it
@@ -134,7 +136,8 @@ class DeliveryRequestHandler(Handler):
     """Allocates (or finds) the delivery of each confirmed or forced submission."""
 
     name = "delivery:request"
-    consumes = frozenset({ev.SubmissionConfirmed.type, ev.SubmissionForced.type})
+    consumes = frozenset({ev.SubmissionConfirmed.type, ev.SubmissionForced.type,
+                          ev.DeliveryRedelivered.type})
 
     def __init__(self, settings: Settings, worker: DeliveryWorker | None = None):
         self.settings = settings
@@ -142,6 +145,11 @@ class DeliveryRequestHandler(Handler):
 
     def handle(self, tx: Transaction, record: RecordedEvent) -> None:
         event = record.event
+        if isinstance(event, ev.DeliveryRedelivered):
+            # Requested in the redeliver's own transaction: only the publishing is left.
+            if self.worker is not None:
+                self.worker.enqueue(event.redelivery, tx.head())
+            return
         if not event.files:
             return
         name = allocate(tx, self.settings, event.submission_id, event.files,

@@ -10,9 +10,9 @@ The flow::
     ReprocessingService worker (own thread, OUTSIDE any write transaction):
         affected_datasets over the catalog -> artifacts + repro_results rows +
         AffectedDatasetsComputed + ReprocessingHeld, one transaction, idempotency keys
-    ReprocessingHeld      --handler--> released at once if the pipeline key already pushed
+    ReprocessingHeld      --handler--> released at once if the pipeline already pushed
                                        the new context, else remembered in ``repro_held``
-    RemoteContextPushed(pipeline=settings.pipeline_key, context=new)
+    RemoteContextPushed(pipeline=settings.release_pipeline, context=new)
                           --handler--> ReprocessingReleased -> the e-mail composer mails
                                        DPAS the summary and ids
     check_held(now) (the scheduler's job): held longer than settings.repro_hold_timeout
@@ -271,7 +271,7 @@ class ReprocessingService(QueueWorker):
                 store.record(skipped, meta=meta, idempotency_key=f"repro-failed:{cause}")
                 return skipped
             repro_results.record_result(self.settings, store, result, cause=cause,
-                                        hold_for=self.settings.pipeline_key, meta=meta)
+                                        hold_for=self.settings.release_pipeline, meta=meta)
             log.info("affected datasets %s -> %s: %d of %d in %.1f s", old, new, result.count,
                      result.candidates, result.seconds)
             return store.read_stream(ev.reprocessing_stream(self.settings.observatory))[-1].event

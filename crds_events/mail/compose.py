@@ -66,6 +66,8 @@ _SUBMISSION_KINDS: dict[type[ev.Event], str] = {
 _OTHER_KINDS: dict[type[ev.Event], str] = {
     ev.ContextSet: "SET CONTEXT",
     ev.DeliveryFailed: "DELIVERY FAILED",
+    ev.DeliveryDirectoryUnavailable: "DELIVERY DIRECTORY UNAVAILABLE",
+    ev.DeliveryDirectoryRestored: "DELIVERY DIRECTORY RESTORED",
     ev.ReprocessingReleased: "AFFECTED DATASETS",
     ev.ReprocessingOverdue: "REPROCESSING OVERDUE",
 }
@@ -124,9 +126,19 @@ def learn(facts: Facts, record: RecordedEvent) -> None:
     event = record.event
     if isinstance(event, ev.UserAdded):
         facts.put(f"user:{event.username}", {"email": event.email, "disabled": False})
+        # Operators (and admins) are mailed about the delivery directory and failures.
+        operators = facts.get("operators")
+        if event.role in ("operator", "admin"):
+            operators[event.username] = event.email
+        else:
+            operators.pop(event.username, None)
+        facts.put("operators", operators)
     elif isinstance(event, ev.UserDisabled):
         user = facts.get(f"user:{event.username}")
         facts.put(f"user:{event.username}", {**user, "disabled": True})
+        operators = facts.get("operators")
+        if operators.pop(event.username, None) is not None:
+            facts.put("operators", operators)
     elif isinstance(event, ev.SubmissionStarted):
         facts.put(f"submission:{event.submission_id}", {
             "observatory": event.observatory, "instrument": event.instrument,
@@ -265,7 +277,13 @@ def _compose_submission(record: RecordedEvent, facts: Facts, opts: ComposeOption
         lines += _file_list("Files", event.files)
         lines += ["", "Processing has started; you will get READY, BAD FILES or FAIL next."]
     elif isinstance(event, ev.SubmissionReady):
+        if event.rebased_onto:  # a confirm found the edit context moved on
+            lines += ["", f">> Rebased onto {event.rebased_onto}: the edit context changed "
+                          f"since the last result; the rules were made again on it. Nothing "
+                          f"was confirmed: review this result and confirm again."]
         lines += ["", f"New context: {event.new_context}"]
+        if info.get("kind") == "delete":  # its files are the references taken out
+            lines += _file_list("References deleted from the rules", info.get("uploaded", ()))
         generated = set(event.generated)
         lines += _file_list("Generated rules", event.generated)
         submitted = [name for name in event.files if name not in generated]
@@ -323,6 +341,34 @@ def _compose_context(record: RecordedEvent, facts: Facts, opts: ComposeOptions) 
                     ev.context_stream(event.observatory))
 
 
+def _operators(facts: Facts, opts: ComposeOptions) -> tuple[str, ...]:
+    """Operator and admin users' addresses, then the configured ``devs``."""
+    return _unique([*sorted(facts.get("operators").values()), *opts.devs])
+
+
+def _compose_delivery_directory(record: RecordedEvent, facts: Facts,
+                                opts: ComposeOptions) -> Composed:
+    event = record.event
+    link = f"{opts.base_url}/operate/deliveries"
+    obs = event.observatory.upper()
+    if isinstance(event, ev.DeliveryDirectoryUnavailable):
+        kind = "DELIVERY DIRECTORY UNAVAILABLE"
+        subject = f"CRDS {obs} delivery directory UNAVAILABLE: nothing is being archived"
+        lines = [f"The delivery directory {event.directory} is not the one this server "
+                 f"delivers to:", f"  {event.reason}", "",
+                 "Until it is back (mounted again, with its marker file), no delivery is "
+                 "published, and none is taken for archived because its manifest is "
+                 "absent. Reconciliation resumes by itself when the directory returns."]
+    else:
+        kind = "DELIVERY DIRECTORY RESTORED"
+        subject = f"CRDS {obs} delivery directory restored"
+        lines = [f"The delivery directory {event.directory} holds this server's marker "
+                 f"again; deliveries are published and reconciled again."]
+    lines += ["", f"Deliveries page: {link}"]
+    return Composed(kind, subject, _finish(lines, link), _operators(facts, opts), (),
+                    ev.delivery_directory_stream(event.observatory))
+
+
 def _compose_delivery_failed(record: RecordedEvent, facts: Facts,
                              opts: ComposeOptions) -> Composed:
     event = record.event
@@ -339,8 +385,11 @@ def _compose_delivery_failed(record: RecordedEvent, facts: Facts,
     if info.get("catalog"):
         lines.append(f"Catalog: {info['catalog']}")
     lines += _file_list("Files", info.get("files", ()))
-    lines += ["", f"Delivery page: {link}"]
-    return Composed("DELIVERY FAILED", subject, _finish(lines, link), _unique(opts.devs), (),
+    lines += ["", "An operator can deliver the files again under a new name (Redeliver on "
+                  f"the delivery page, or crds-events delivery redeliver {event.delivery}).",
+              "", f"Delivery page: {link}"]
+    return Composed("DELIVERY FAILED", subject, _finish(lines, link),
+                    _unique([*opts.redcat, *_operators(facts, opts)]), (),
                     ev.delivery_stream(event.delivery))
 
 
@@ -420,6 +469,8 @@ def compose(record: RecordedEvent, facts: Facts, opts: ComposeOptions) -> Compos
         composed = _compose_context(record, facts, opts)
     elif event_type is ev.DeliveryFailed:
         composed = _compose_delivery_failed(record, facts, opts)
+    elif event_type in (ev.DeliveryDirectoryUnavailable, ev.DeliveryDirectoryRestored):
+        composed = _compose_delivery_directory(record, facts, opts)
     elif event_type is ev.ReprocessingReleased:
         composed = _compose_reprocessing(record, facts, opts)
     elif event_type is ev.ReprocessingOverdue:

@@ -17,7 +17,15 @@ import math
 import re
 
 from crds_events.errors import CrdsEventsError
-from crds_events.rules.parsed import SELECTOR_NAMES, TOP_LEVEL_NAMES, Call, ParsedMapping
+from crds_events.rules.parsed import (
+    SELECTOR_NAMES,
+    TOP_LEVEL_NAMES,
+    Call,
+    ParsedMapping,
+    UnsafeNameError,
+    check_named_files,
+    crds_test_data_names_allowed,
+)
 
 __all__ = ["fast_parse"]
 
@@ -374,10 +382,16 @@ def _has_indented_statement(text: str) -> bool:
 
 
 def fast_parse(text: str, filename: str) -> ParsedMapping | None:
-    """The mapping, or None where the fast path does not apply (the ast path decides)."""
+    """The mapping, or None where the fast path does not apply (the ast path decides):
+    also where it names a file that is not a plain CRDS file name (`check_named_files`)."""
     if "\r" in text or "\\" in text or "\f" in text or _has_indented_statement(text):
         return None
     try:
-        return _FastParser(text).mapping(filename)
+        parsed = _FastParser(text).mapping(filename)
     except (_GiveUp, ValueError, IndexError, RecursionError):
         return None
+    try:
+        check_named_files(parsed, compat=crds_test_data_names_allowed())
+    except UnsafeNameError:
+        return None  # refused: the ast path raises it, with the same names and lines
+    return parsed

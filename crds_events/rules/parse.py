@@ -33,6 +33,10 @@ from crds_events.rules.parsed import (
     MappingError,
     MappingFormatError,
     ParsedMapping,
+    UnsafeNameError,
+    check_named_files,
+    crds_test_data_names,
+    crds_test_data_names_allowed,
     duplicate_keys,
 )
 
@@ -48,6 +52,8 @@ __all__ = [
     "MappingError",
     "MappingFormatError",
     "ParsedMapping",
+    "UnsafeNameError",
+    "crds_test_data_names",
     "duplicate_keys",
     "parse_mapping",
 ]
@@ -258,9 +264,20 @@ def parse_mapping(text: str, filename: str = "<string>", *, fast: bool = True) -
     """Parse CRDS mapping `text` (never executing it); `filename` names it in errors.
 
     Raises MappingFormatError for anything but `header = {dict}`, optional
-    `comment = 'string'` and `selector = Selector({...}) or {dict}` made of literals.
+    `comment = 'string'` and `selector = Selector({...}) or {dict}` made of literals, and
+    UnsafeNameError (a MappingFormatError) when a value names anything but a plain CRDS
+    file name (a path, '..', a leading dot; see `check_named_files`).
     `fast=False` skips the fast path for literal-only text (tests compare the two paths).
     """
+    parsed, checked = _parse_literals(text, filename, fast)
+    if not checked:
+        check_named_files(parsed, compat=crds_test_data_names_allowed())
+    return parsed
+
+
+def _parse_literals(text: str, filename: str, fast: bool) -> tuple[ParsedMapping, bool]:
+    """The mapping's literal structure, and whether its names are checked (the fast path
+    checks them; it gives up on bad ones, so that the ast path names them)."""
     if isinstance(text, bytes):
         try:
             text = text.decode("utf-8")
@@ -279,7 +296,7 @@ def parse_mapping(text: str, filename: str = "<string>", *, fast: bool = True) -
     if fast:
         parsed = fast_parse(text, filename)
         if parsed is not None:
-            return parsed
+            return parsed, True
     tree = _parse_tree(text, filename)
     conv = _Converter(filename)
     sections: dict[str, ast.AST] = {}
@@ -333,4 +350,4 @@ def parse_mapping(text: str, filename: str = "<string>", *, fast: bool = True) -
         comment=comment,
         text=text,
         header_duplicates=_header_duplicates(header_node),
-    )
+    ), False

@@ -8,10 +8,14 @@ derives from `MappingError`.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from crds_events.errors import CrdsEventsError
+from crds_events.rules.naming import plain_name_problem
 
 __all__ = [
     "SELECTOR_NAMES",
@@ -22,7 +26,12 @@ __all__ = [
     "MappingError",
     "MappingFormatError",
     "ParsedMapping",
+    "UnsafeNameError",
+    "check_named_files",
+    "crds_test_data_names",
     "duplicate_keys",
+    "named_files",
+    "crds_test_data_names_allowed",
 ]
 
 #: The selector names a mapping may call (crds.core.selectors.SELECTORS).
@@ -86,6 +95,25 @@ class ChecksumError(MappingError):
     """The mapping's `sha1sum` header is missing or does not match its text."""
 
     crds_class = "ChecksumError"
+
+
+class UnsafeNameError(MappingFormatError):
+    """The mapping names a file that is not a plain CRDS file name (a path, '..', ...).
+
+    `problems` lists (line, reason) for every such name, the message the first few.
+    """
+
+    def __init__(self, problems: list[tuple[int | None, str]], *, filename: str) -> None:
+        self.problems = problems
+        shown = "; ".join(
+            (f"line {line}: {reason}" if line else reason) for line, reason in problems[:3]
+        )
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        super().__init__(
+            f"names files that are not plain CRDS file names: {shown}{more}",
+            filename=filename, line=problems[0][0] if problems else None,
+            construct="file name",
+        )
 
 
 class DuplicateKeyWarning(UserWarning):
@@ -158,3 +186,72 @@ class ParsedMapping:
     text: str = field(default="", compare=False, repr=False)
     # Header keys written more than once (CRDS keeps the last); for certify.
     header_duplicates: tuple[str, ...] = field(default=(), compare=False, repr=False)
+
+
+def named_files(selector: Call):
+    """Yield (line, value) for every file name the selector gives (its non-selector values;
+    a tuple or list of names, as CRDS merges equal matches, yields each)."""
+    for call in selector.walk():
+        lines = call.lines
+        for index, (_, value) in enumerate(call.entries):
+            if isinstance(value, Call):
+                continue
+            line = lines[index] if index < len(lines) else call.lineno
+            if isinstance(value, (tuple, list)):
+                for item in value:
+                    yield line, item
+            else:
+                yield line, value
+
+
+def check_named_files(parsed: ParsedMapping, *, compat: bool = False) -> None:
+    """Raise UnsafeNameError when the mapping names anything but plain CRDS file names.
+
+    A rules file's values become paths in every cache that syncs it (`crds.getreferences`
+    opens `<CRDS_PATH>/references/<obs>/<value>`), so `../` in one is a way out of the
+    cache. `compat` accepts the crds repository's `test/data/<obs>/<name>` children (see
+    `crds_events.rules.naming.plain_name_problem`).
+    """
+    # Only what makes a name safe as a path component is checked here; the naming patterns
+    # of the observatory are certify's (`rules_name_problem`), so hand-written test rules
+    # with ad hoc names still load.
+    problems: list[tuple[int | None, str]] = []
+    seen: set = set()
+    for line, value in named_files(parsed.selector):
+        if isinstance(value, str) and value in seen:
+            continue
+        reason = plain_name_problem(value, compat=compat)
+        if reason is not None:
+            problems.append((line, reason))
+            if isinstance(value, str):
+                seen.add(value)
+    if problems:
+        raise UnsafeNameError(problems, filename=parsed.filename)
+
+
+# Whether file names of the crds repository's test data form (`test/data/hst/x.imap`) are
+# accepted. Off unless a caller opts in with `crds_test_data_names()`; a context variable
+# so it reaches every load under that call (load_context, MappingStore, ...) without a
+# parameter through each, and so no other thread (a server worker) ever inherits it.
+_TEST_DATA_NAMES: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "crds_test_data_names", default=False)
+
+
+@contextlib.contextmanager
+def crds_test_data_names(allowed: bool = True) -> Iterator[None]:
+    """Within this block mappings may name children `test/data/<obs>/<name>` (or, with
+    `allowed=False`, may not, whatever an enclosing block said).
+
+    Only for comparing with the crds repository's own test mappings, which name some
+    children so (and which crds loads). Never used by the server, certify or the store.
+    """
+    token = _TEST_DATA_NAMES.set(allowed)
+    try:
+        yield
+    finally:
+        _TEST_DATA_NAMES.reset(token)
+
+
+def crds_test_data_names_allowed() -> bool:
+    """Whether the caller is inside `crds_test_data_names()`."""
+    return _TEST_DATA_NAMES.get()

@@ -26,8 +26,10 @@ from crds_events.handlers.runner import HandlerRunner
 from crds_events.server.parts import PARTS, Component, Job, PartContext, PartFactory
 from crds_events.server.wsgi import WebServer
 from crds_events.store.eventlog import SQLiteEventStore
+from crds_events.store.filerepair import FileStoreRepair, repair_file_store
 from crds_events.store.handler import Handler
 from crds_events.store.projections import default_projections
+from crds_events.submissions.review import finish_decisions
 from crds_events.web.pages.health import ServerStatus
 
 __all__ = ["Server", "ServerError", "build_server", "default_handlers"]
@@ -77,6 +79,7 @@ class Server:
         self._runner_store = SQLiteEventStore(settings.db_path)
         self._started: list[Component] = []
         self._stopping = threading.Event()
+        self.file_repair = FileStoreRepair()  # what the last start's repair found
         try:
             wired, components = self._wire(
                 default_handlers() if handlers is None else list(handlers), parts)
@@ -148,10 +151,20 @@ class Server:
     # --- life cycle ---------------------------------------------------------------------------
 
     def start(self) -> None:
+        self._repair()
         for component in self._components:
             log.info("starting %s", component.name)
             component.start()
             self._started.append(component)
+
+    def _repair(self) -> None:
+        """Before anything runs: tidy what a crash or a lost race left in the file store
+        (`crds_events.store.filerepair`) and finish interrupted review clean-ups."""
+        try:
+            self.file_repair = repair_file_store(self.settings, self.store)
+            finish_decisions(self.settings, self.store)
+        except Exception:  # noqa: BLE001 - tidying must not keep the server from starting
+            log.exception("start-up repair failed; starting anyway")
 
     def stop(self) -> None:
         """Stop started components in reverse order, then close the log. Idempotent."""

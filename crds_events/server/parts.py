@@ -39,6 +39,7 @@ from crds_events.store.eventlog import SQLiteEventStore
 from crds_events.store.folds import EMAILS
 from crds_events.store.handler import Handler
 from crds_events.store.projections import TableProjection
+from crds_events.submissions.contained import CertifyLimits
 from crds_events.watch.delivery import DeliveryWatcher
 from crds_events.watch.ingest import IngestWatcher
 from crds_events.web import create_app
@@ -161,10 +162,12 @@ def mail(settings: Settings, ctx: PartContext, *, base_url: str | None = None,
 
 
 def submissions(settings: Settings, ctx: PartContext, *, settle: float = 0.5,
-                scan_interval: float = 60.0, threads: int = 1) -> Part:
+                scan_interval: float = 60.0, threads: int = 4,
+                certify_limits: CertifyLimits | None = None) -> Part:
     """Submissions: the started-submission handler joins the runner; the processing worker
-    (``threads`` threads) and the ingest watcher are components."""
-    worker = SubmissionWorker(settings, threads=threads)
+    (``threads`` threads: instruments in parallel) and the ingest watcher are components.
+    ``certify_limits``: time and memory for certifying one upload (default 60 s, 2 GiB)."""
+    worker = SubmissionWorker(settings, threads=threads, certify_limits=certify_limits)
     watcher = IngestWatcher(settings, settle=settle, scan_interval=scan_interval)
     return Part("submissions", handlers=_new((SubmissionStartedHandler(worker),), ctx),
                 components=(Component.of("submission-worker", worker),

@@ -106,14 +106,17 @@ def files_as_of(conn: sqlite3.Connection, names: list[str], position: int) -> di
     return {n: state[(n,)] for n in names if (n,) in state}
 
 
-def last_outcomes(conn: sqlite3.Connection, position: int) -> dict[str, tuple[int, str]]:
-    """name -> (position, state) of the last submission outcome naming it, up to N."""
+def last_outcomes(conn: sqlite3.Connection, position: int
+                  ) -> dict[str, dict[str, tuple[int, str]]]:
+    """name -> submission id -> (position, state) of that submission's last outcome naming
+    the file, up to N (an outcome changes a row only when its submission owns the row)."""
     outcomes = [t for t in _LISTING if t in _STATE_OF]
-    last: dict[str, tuple[int, str]] = {}
+    last: dict[str, dict[str, tuple[int, str]]] = {}
     for record in _records(conn, f"type IN ({_in(outcomes)}) AND position <= ?",
                            [*outcomes, position]):
+        submission = record.data.get("submission_id", "")
         for (name,) in folds.FILES.keys(record):
-            last[name] = (record.position, _STATE_OF[record.type])
+            last.setdefault(name, {})[submission] = (record.position, _STATE_OF[record.type])
     return last
 
 
@@ -126,14 +129,25 @@ def file_states(conn: sqlite3.Connection, position: int, after: str = "", limit:
     state_types = [t for t in _NAMED if t in _STATE_OF]
     rows = _execute(
         conn,
-        f"SELECT {_NAME}, type, max(position) FROM events {{hint}} "
-        f"WHERE {FILE_NAME_INDEX_WHERE} AND type IN ({_in(state_types)}) "
+        f"SELECT {_NAME}, type, max(position), sum(type = 'FileCertified'), "
+        f"group_concat(DISTINCT CASE WHEN type IN ({_in(_CREATING)}) "
+        f"THEN json_extract(data, '$.submission_id') END) FROM events "
+        f"{{hint}} WHERE {FILE_NAME_INDEX_WHERE} AND type IN ({_in(state_types)}) "
         f"AND {_NAME} > ? AND position <= ? GROUP BY {_NAME} "
         f"HAVING sum(type IN ({_in(_CREATING)})) > 0 ORDER BY {_NAME} LIMIT ?",
-        [*state_types, after, position, *_CREATING, limit])
+        [*state_types, *_CREATING, after, position, *_CREATING, limit])
     found = []
-    for name, type_, at in rows:
-        outcome = outcomes.get(name)
+    # A name certified by more than one submission (a refused duplicate under a stored
+    # name, a resubmission) takes its state from whose submission owns the row, which the
+    # last event alone does not tell: those few names are folded exactly.
+    # (Only max() may pick the bare ``type``: the other aggregates are sum/group_concat.)
+    folded = files_as_of(conn, [name for name, _, _, certified, owners in rows
+                                if certified > 1 or "," in (owners or "")], position)
+    for name, type_, at, _, owner in rows:
+        if name in folded:
+            found.append((name, folded[name]["state"]))
+            continue
+        outcome = outcomes.get(name, {}).get(owner or "")
         found.append((name, outcome[1] if outcome and outcome[0] > at else _STATE_OF[type_]))
     return found
 

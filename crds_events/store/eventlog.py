@@ -30,10 +30,12 @@ import sqlite_utils
 from crds_events.events import Event
 from crds_events.store.interface import (
     ANY,
+    MAX_EVENT_BYTES,
     NO_STREAM,
     Appendable,
     AppendResult,
     ConcurrencyError,
+    PayloadTooLargeError,
     RawEvent,
     RecordedEvent,
     StoreError,
@@ -314,6 +316,11 @@ class SQLiteEventStore:
                 data_json = dumps(data)
             except (TypeError, ValueError) as exc:
                 raise StoreError(f"{type_name}: payload is not JSON: {exc}") from None
+            # Characters first (cheap); UTF-8 is at most 4 bytes each, so only a payload
+            # near the bound needs encoding to measure.
+            if len(data_json) > MAX_EVENT_BYTES // 4 and \
+                    len(data_json.encode("utf-8")) > MAX_EVENT_BYTES:
+                raise PayloadTooLargeError(type_name, len(data_json.encode("utf-8")))
             rows.append((stream, current + offset + 1, type_name, schema, data_json, meta_json,
                          now, idempotency_key if offset == 0 else None))
         try:

@@ -28,6 +28,8 @@ __all__ = [
     "ANY",
     "NO_STREAM",
     "ConcurrencyError",
+    "MAX_EVENT_BYTES",
+    "PayloadTooLargeError",
     "StoreError",
     "RawEvent",
     "RecordedEvent",
@@ -59,6 +61,23 @@ class ConcurrencyError(StoreError):
         self.actual = actual
         wanted = "no stream" if expected == NO_STREAM else f"version {expected}"
         super().__init__(f"stream {stream!r}: expected {wanted}, found version {actual}")
+
+
+MAX_EVENT_BYTES: int = 64 * 1024
+"""The largest event payload (its JSON ``data``, in UTF-8 bytes) an append accepts. Events
+stay small so the log replays fast; large results go to the artifact store, the event
+carries their digest (a 352 MB error message once made every read of the log crawl)."""
+
+
+class PayloadTooLargeError(StoreError, ValueError):
+    """An event's payload is larger than `MAX_EVENT_BYTES`; nothing was appended."""
+
+    def __init__(self, event_type: str, size: int):
+        self.event_type = event_type
+        self.size = size
+        super().__init__(f"{event_type}: payload of {size} bytes is larger than the "
+                         f"{MAX_EVENT_BYTES} bytes an event may hold (store large results "
+                         "as an artifact and record its digest)")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,7 +9,8 @@ transaction: readers keep seeing the old tables until the new ones are complete,
 mid-rebuild leaves the old ones in place.
 
 `current_rows` is a fold's state as of the head for a reader that must see its own writes:
-the table (which may lag) plus the events after its checkpoint.
+the table (which may lag) plus the events after its checkpoint; `current_row` is one row of
+it, read by primary key, at a cost that does not grow with the table.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from crds_events.store.folds import Fold, Key, Row, all_folds, replay
 from crds_events.store.handler import Handler, get_checkpoint, set_checkpoint
 from crds_events.store.interface import EventStore, RecordedEvent, Transaction
 
-__all__ = ["TableProjection", "default_projections", "rebuild", "read_table", "current_rows"]
+__all__ = ["TableProjection", "default_projections", "rebuild", "read_table", "current_rows",
+           "current_row"]
 
 _SQL_TYPES = {str: str, int: int, bool: int, tuple: str, float: float}
 
@@ -137,6 +139,8 @@ def read_table(store: EventStore | Transaction, projection: TableProjection) -> 
 
 
 def _table_exists(tx: Transaction, table: str) -> bool:
+    if not hasattr(tx, "execute"):  # a bare EventReader (the web's LogReader): fold the log
+        return False
     return tx.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
                       (table,)).fetchone() is not None
 
@@ -164,6 +168,31 @@ def _current_rows(tx: Transaction, fold: Fold) -> dict[Key, Row]:
         if after:
             state = read_table(tx, projection)
     return replay(fold, tx.read_all(after, types=fold.consumes), state)
+
+
+def current_row(store: EventStore | Transaction, fold: Fold, key: Key) -> Row | None:
+    """The row ``key`` of ``fold`` as of the log's head (None: absent), like `current_rows`
+    but loading only that row from the table, so a lookup (a pipeline's key, one file)
+    costs the same however many rows the table holds."""
+    if hasattr(store, "transaction"):
+        with store.transaction() as tx:
+            return _current_row(tx, fold, key)
+    return _current_row(store, fold, key)
+
+
+def _current_row(tx: Transaction, fold: Fold, key: Key) -> Row | None:
+    projection = TableProjection(fold)
+    row: Row | None = None
+    after = 0
+    if _table_exists(tx, fold.table):
+        after = get_checkpoint(tx, projection.name)
+        if after:
+            values = tx.execute(projection._select, tuple(key)).fetchone()
+            row = projection.decode_row(values) if values is not None else None
+    for record in tx.read_all(after, types=fold.consumes):
+        if key in fold.keys(record):
+            row = fold.apply(key, row, record)
+    return row
 
 
 def rebuild(

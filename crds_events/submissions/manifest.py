@@ -17,6 +17,18 @@ renamed into place)::
     modes_affected: MIRIFULONG
     ...
 
+A ``kind: delete`` submission (CRDS's "delete references") uploads nothing: its ``files``
+list (required) names the references to take out of the rules of the derive-from context,
+as CRDS gives them in the submission's file list::
+
+    kind: delete
+    instrument: NIRCAM
+    description: Withdraw the bad flat
+    files: [jwst_nircam_flat_0042.fits]
+
+The names are checked as plain file names but not looked for in the drop directory;
+processing refuses (BAD FILES) a name that no rmap of the context holds.
+
 `load_manifest` parses it with ``yaml.safe_load`` and checks everything the server relies
 on before a single byte is copied: every problem names its field and reason
 (`ManifestError.problems`). File names must be plain names inside the ingest directory:
@@ -26,11 +38,13 @@ refused, as are empty files and files over the size limit.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import os
 import re
 import stat
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -38,7 +52,9 @@ from typing import Any
 import yaml
 
 from crds_events.errors import CrdsEventsError
+from crds_events.events.limits import truncate_text
 from crds_events.files.reftypes import hst_types
+from crds_events.files.safeyaml import YamlLimitError, safe_load_limited
 
 __all__ = [
     "MANIFEST_NAME",
@@ -50,6 +66,7 @@ __all__ = [
     "ManifestError",
     "instruments_for",
     "load_manifest",
+    "read_manifest",
     "parse_manifest",
     "write_manifest",
 ]
@@ -58,6 +75,7 @@ MANIFEST_NAME = "submission.yaml"
 CHANGE_LEVELS = ("SEVERE", "MODERATE", "TRIVIAL")
 KINDS = ("batch", "references", "mappings", "delete", "add_existing")
 DEFAULT_MAX_FILE_SIZE = 4 * 1024**3  # 4 GiB: larger than any CRDS reference delivered so far
+MAX_MANIFEST_SIZE = 1024 * 1024
 
 # The ReDCaT checklist of the CRDS batch submission form (all optional, free text or yes/no).
 REDCAT_FIELDS = (
@@ -105,7 +123,8 @@ class ManifestError(CrdsEventsError, ValueError):
 
     def __init__(self, path: str | os.PathLike, problems: Sequence[tuple[str, str]]):
         self.path = str(path)
-        self.problems = list(problems)
+        # Each reason bounded: they quote the user's values, and end up in events and mail.
+        self.problems = [(field, truncate_text(reason, 500)) for field, reason in problems]
         lines = "; ".join(f"field {field!r}: {reason}" for field, reason in self.problems)
         super().__init__(f"{self.path}: {lines}")
 
@@ -140,6 +159,12 @@ class Manifest:
     @property
     def paths(self) -> list[Path]:
         return [self.directory / name for name in self.files]
+
+    @property
+    def uploads(self) -> tuple[str, ...]:
+        """The files to take from the drop directory: none for a delete submission, whose
+        ``files`` name references in the rules."""
+        return () if self.kind == "delete" else self.files
 
     def to_yaml_dict(self) -> dict[str, Any]:
         """The manifest as `write_manifest` would write it (no directory/sizes/sha1)."""
@@ -192,7 +217,7 @@ def _check_file(field: str, name: str, directory: Path, max_size: int,
     try:
         info = path.lstat()
     except FileNotFoundError:
-        problems.append((field, f"{name!r}: no such file in {directory}"))
+        problems.append((field, f"{name!r}: no such file in the drop directory"))
         return None
     except OSError as exc:
         problems.append((field, f"{name!r}: cannot read: {exc.strerror}"))
@@ -201,8 +226,8 @@ def _check_file(field: str, name: str, directory: Path, max_size: int,
         real = Path(os.path.realpath(path))
         root = Path(os.path.realpath(directory))
         if real.parent != root and root not in real.parents:
-            problems.append((field, f"{name!r}: symlink leads out of the ingest directory "
-                                    f"(to {real})"))
+            # the target is not named: it is a server path
+            problems.append((field, f"{name!r}: symlink leads out of the ingest directory"))
             return None
         try:
             info = path.stat()
@@ -239,12 +264,21 @@ def _text(data: Mapping, field: str, problems: list, *, required: bool,
 
 
 def default_files(directory: Path) -> list[str]:
-    """Every regular, non-hidden entry of ``directory`` except the manifest (sorted)."""
+    """Every regular, non-hidden entry of ``directory`` except the manifest (sorted).
+
+    Directories (per-submission drop directories beside a flat drop), FIFOs, sockets and
+    devices are not candidates: only regular files and symlinks (which `_check_file` then
+    judges) are listed."""
     names = []
-    for entry in sorted(os.listdir(directory)):
-        if entry == MANIFEST_NAME or _is_hidden(entry):
+    for entry in sorted(os.scandir(directory), key=lambda e: e.name):
+        if entry.name == MANIFEST_NAME or _is_hidden(entry.name):
             continue
-        names.append(entry)
+        try:
+            mode = entry.stat(follow_symlinks=False).st_mode
+        except OSError:
+            continue  # vanished since the listing
+        if stat.S_ISREG(mode) or stat.S_ISLNK(mode):
+            names.append(entry.name)
     return names
 
 
@@ -266,7 +300,11 @@ def parse_manifest(
     source = source if source is not None else directory / MANIFEST_NAME
     problems: list[tuple[str, str]] = []
     try:
-        data = yaml.safe_load(text)
+        # No aliases at all (a manifest has no use for them; a 461-byte alias bomb once
+        # became a 352 MB rejection message), and bounded depth and size.
+        data = safe_load_limited(text, max_aliases=0, max_depth=16, max_nodes=100_000)
+    except YamlLimitError as exc:
+        raise ManifestError(source, [("manifest", str(exc))]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -361,23 +399,27 @@ def parse_manifest(
             else:
                 names.append(name)
         explicit = True
+    elif kind == "delete":
+        explicit = False
+        problems.append(("files", "a delete submission must list the references to delete "
+                                  "(their names in the rules)"))
     else:
         explicit = False
         if check_files:
             try:
                 names = default_files(directory)
             except OSError as exc:
-                problems.append(("files", f"cannot list {directory}: {exc.strerror}"))
+                problems.append(("files", f"cannot list the drop directory: {exc.strerror}"))
 
     sizes: dict[str, int] = {}
-    if check_files:
+    if check_files and kind != "delete":  # a delete names references, it uploads nothing
         for i, name in enumerate(names):
             field = f"files[{i}]" if explicit else "files"
             size = _check_file(field, name, directory, max_file_size, problems)
             if size is not None:
                 sizes[name] = size
     if not names and not any(f.startswith("files") for f, _ in problems):
-        problems.append(("files", f"no files to submit in {directory}"))
+        problems.append(("files", "no files to submit in the drop directory"))
     if problems:
         raise ManifestError(source, problems)
     raw = text.encode() if isinstance(text, str) else text
@@ -389,27 +431,51 @@ def parse_manifest(
     )
 
 
+def read_manifest(path: str | os.PathLike) -> bytes:
+    """The bytes of the manifest at ``path``, read without ever blocking.
+
+    Only a regular file is read: a symlink, FIFO, socket or device named ``submission.yaml``
+    is refused (`ManifestError`, field ``manifest``). The file is opened with ``O_NOFOLLOW``
+    and ``O_NONBLOCK`` and checked with ``fstat`` on the open descriptor, so a FIFO swapped
+    in after any earlier look cannot hang the (single) ingest worker on ``open`` or
+    ``read``. At most `MAX_MANIFEST_SIZE` + 1 bytes are read.
+    """
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        raise ManifestError(path, [("manifest", "no submission.yaml here")]) from None
+    except OSError as exc:
+        reason = ("the manifest must be a regular file, not a symlink"
+                  if os.path.islink(path) else f"cannot read: {exc.strerror}")
+        raise ManifestError(path, [("manifest", reason)]) from None
+    with open(fd, "rb") as stream:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ManifestError(path, [("manifest", "the manifest must be a regular file "
+                                                    "(not a FIFO, socket or device)")])
+        try:
+            return stream.read(MAX_MANIFEST_SIZE + 1)
+        except OSError as exc:
+            raise ManifestError(path, [("manifest", f"cannot read: {exc.strerror}")]) from None
+
+
 def load_manifest(
     directory: str | os.PathLike,
     *,
     observatory: str,
     max_file_size: int = DEFAULT_MAX_FILE_SIZE,
     check_files: bool = True,
+    raw: bytes | None = None,
 ) -> Manifest:
-    """Read and validate ``<directory>/submission.yaml`` (see `parse_manifest`)."""
+    """Read and validate ``<directory>/submission.yaml`` (see `parse_manifest`); ``raw``:
+    its bytes, already read (`read_manifest`), so what is validated is what was hashed."""
     directory = Path(directory)
     path = directory / MANIFEST_NAME
-    if os.path.islink(path):
-        raise ManifestError(path, [("manifest", "the manifest must be a regular file, not a "
-                                                "symlink")])
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise ManifestError(path, [("manifest", "no submission.yaml here")]) from None
-    except OSError as exc:
-        raise ManifestError(path, [("manifest", f"cannot read: {exc.strerror}")]) from None
-    if len(raw) > 1024 * 1024:
-        raise ManifestError(path, [("manifest", f"{len(raw)} bytes: too large for a manifest")])
+    if raw is None:
+        raw = read_manifest(path)
+    if len(raw) > MAX_MANIFEST_SIZE:
+        raise ManifestError(path, [("manifest", f"over {MAX_MANIFEST_SIZE} bytes: too large "
+                                                f"for a manifest")])
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -425,11 +491,17 @@ def write_manifest(directory: str | os.PathLike, fields: Mapping[str, Any]) -> P
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     final = directory / MANIFEST_NAME
-    temp = directory / f".{MANIFEST_NAME}.{os.getpid()}.tmp"
     text = yaml.safe_dump(dict(fields), sort_keys=False, allow_unicode=True)
-    with open(temp, "w", encoding="utf-8") as stream:
-        stream.write(text)
-        stream.flush()
-        os.fsync(stream.fileno())
-    os.replace(temp, final)
+    # A unique temporary name: two writers (threads or processes) never share one.
+    fd, temp = tempfile.mkstemp(prefix=f".{MANIFEST_NAME}.", suffix=".tmp", dir=directory)
+    try:
+        with open(fd, "w", encoding="utf-8") as stream:
+            stream.write(text)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temp, final)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
     return final

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import shutil
+import threading
 import traceback
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -28,16 +29,26 @@ from crds_events import events as ev
 from crds_events.config import Settings
 from crds_events.contexts.pointers import context_pointers
 from crds_events.errors import CrdsEventsError
+from crds_events.events.limits import truncate_text
 from crds_events.files.checksums import sha1_file
 from crds_events.store.artifacts import ArtifactStore
-from crds_events.store.filestore import FileStore
-from crds_events.store.interface import EventReader, EventStore
+from crds_events.store.filestore import KINDS, FileStore
+from crds_events.store.folds import FILE_DIGESTS
+from crds_events.store.interface import EventReader, EventStore, Transaction
+from crds_events.store.projections import current_rows
+from crds_events.submissions.collisions import collision_hook
+from crds_events.submissions.contained import CertifyInterrupted, CertifyLimits
 from crds_events.submissions.dropbox import uploads_dir, work_dir
-from crds_events.submissions.processing import ProcessingRequest, process_submission
+from crds_events.submissions.processing import (
+    ProcessingRequest,
+    SubmissionKind,
+    process_submission,
+)
 
 __all__ = [
     "OUTCOMES",
     "FINAL",
+    "MAX_CRASHED_ATTEMPTS",
     "SubmissionError",
     "known_files",
     "outcome_events",
@@ -54,8 +65,21 @@ _FINAL_TYPES = frozenset(cls.type for cls in FINAL)
 _CERTIFY_STATUS = {"OK": "ok", "WARNINGS": "warning", "ERRORS": "error"}
 
 
+#: Runs that may end without an outcome (the worker died) before the submission is failed.
+MAX_CRASHED_ATTEMPTS = 2
+
+# Processing again when another submission recorded one of the same files meanwhile (two
+# workers, or a confirm, between our read of the known files and our outcome); the last
+# attempt appends without the check, so a submission always gets an outcome.
+_ATTEMPTS = 4
+
+
 class SubmissionError(CrdsEventsError, RuntimeError):
     """A submission cannot be processed (e.g. its derive-from context is unknown)."""
+
+
+class _DuplicateRace(CrdsEventsError):
+    """A file of this submission was recorded by another one while it was processed."""
 
 
 def pending_submissions(store: EventReader) -> list[str]:
@@ -87,37 +111,52 @@ def resolve_context(store: EventReader, observatory: str, derive_from: str,
     return pmap
 
 
-def known_files(store: EventReader) -> tuple[dict[str, str], set[str]]:
-    """``(sha1 -> name, names)`` of every file cataloged or certified in a submission that
-    is still alive (not rejected, failed or cancelled)."""
-    dead: set[str] = set()
-    certified: list[ev.FileCertified] = []
+def known_files(store: EventReader, *, exclude: str = "") -> tuple[dict[str, str], set[str]]:
+    """``(sha1 -> name, names)`` of every file a new submission may not bring again: the
+    stored (cataloged) files, the original uploads of those whose stored bytes differ
+    (HST renames rewrite the header), and the files of other pending submissions (certified
+    without errors, not rejected, failed or cancelled). ``exclude``: a submission whose own
+    files do not count (it is being processed again).
+
+    Read from the ``file_digests`` projection (`crds_events.store.folds.FILE_DIGESTS`),
+    not by replaying the log."""
     sha1s: dict[str, str] = {}
     names: set[str] = set()
-    types = [ev.FileCataloged.type, ev.FileCertified.type, ev.SubmissionRejected.type,
-             ev.SubmissionFailed.type, ev.SubmissionCancelled.type]
-    for record in store.iter_all(types=types):
-        event = record.event
-        if isinstance(event, ev.FileCataloged):
-            sha1s.setdefault(event.sha1, event.name)
-            names.add(event.name)
-        elif isinstance(event, ev.FileCertified):
-            certified.append(event)
-        else:
-            dead.add(event.submission_id)
-    for event in certified:
-        if event.submission_id not in dead and event.status != "error":
-            sha1s.setdefault(event.sha1, event.name)
-            names.add(event.name)
+    rows = sorted(current_rows(store, FILE_DIGESTS).values(),  # type: ignore[arg-type]
+                  key=lambda row: row["position"])  # the earliest file names a digest
+    for row in rows:
+        if exclude and row["submission_id"] == exclude:
+            continue
+        names.add(row["name"])
+        for digest in (row["sha1"], row["original_sha1"]):
+            if digest:
+                sha1s.setdefault(digest, row["name"])
     return sha1s, names
+
+
+def taken_names(settings: Settings, names: set[str]) -> frozenset[str]:
+    """``names`` (from `known_files`) and every name in the file store: a file put there
+    for a decision that then lost its race is named by no event, yet its name stays taken
+    (the store never replaces a file), so no later submission is given it."""
+    store = FileStore.from_settings(settings)
+    return frozenset(names).union(*(store.names(kind) for kind in KINDS))
 
 
 # --- one submission ------------------------------------------------------------------------
 
 
-def process(store: EventStore, settings: Settings, submission_id: str) -> ev.Event | None:
+def process(store: EventStore, settings: Settings, submission_id: str, *,
+            limits: CertifyLimits | None = None,
+            cancel: threading.Event | None = None) -> ev.Event | None:
     """Process one submission unless it already has an outcome; the outcome event (None:
-    no such submission, or decided before)."""
+    no such submission, or decided before).
+
+    Each run is first recorded (a ``SubmissionProgress`` of step ``attempt``), so a
+    submission whose processing killed its worker (the server died mid-run) twice is
+    failed instead of being retried at every start (`MAX_CRASHED_ATTEMPTS`). ``limits``:
+    for certifying each upload; ``cancel``: set when the server stops, which interrupts
+    the run (`CertifyInterrupted` propagates; the run is recorded as interrupted, not
+    crashed, and resumes at the next start)."""
     records = store.read_stream(ev.submission_stream(submission_id))
     started = next((r for r in records if r.type == ev.SubmissionStarted.type), None)
     if started is None:
@@ -133,49 +172,103 @@ def process(store: EventStore, settings: Settings, submission_id: str) -> ev.Eve
     def progress(message: str, *_: Any, **__: Any) -> None:
         n = next(counter)
         digest = hashlib.sha1(message.encode()).hexdigest()[:12]
+        message = truncate_text(message)  # a progress line may quote a whole file
         store.record(ev.SubmissionProgress(submission_id=submission_id, message=message),
                      meta=meta, idempotency_key=f"{submission_id}:progress:{n}:{digest}")
 
     artifacts = ArtifactStore.for_root(settings.root)
-    try:
-        result = _run_processing(store, settings, event, progress)
-    except Exception as exc:  # noqa: BLE001 - recorded as FAIL, with the traceback
-        if isinstance(exc, SubmissionError):  # a known cause: one line says it all
-            log.warning("submission %s failed: %s", submission_id, exc)
-        else:
-            log.exception("submission %s failed", submission_id)
-        error = f"{type(exc).__name__}: {exc}"
-        detail = {"status": "FAILED", "errors": [error], "traceback": traceback.format_exc()}
-        digest = artifacts.put_json(detail)
+    runs, crashed = _runs(records)
+    if crashed >= MAX_CRASHED_ATTEMPTS:
+        error = f"the submission crashed its worker {_times(crashed)} (it is not retried)"
+        log.error("submission %s: %s", submission_id, error)
+        digest = artifacts.put_json({"status": "FAILED", "errors": [error]})
         failed = ev.SubmissionFailed(submission_id=submission_id, error=error,
                                      files=event.files, result_digest=digest)
         _append_outcome(store, submission_id, [], failed, meta)
         return failed
-    digest = artifacts.put_json(result.to_dict())
-    certified, outcome = outcome_events(event, result, digest)
-    _append_outcome(store, submission_id, certified, outcome, meta)
-    return outcome
+    run = runs + 1
+    # Durable before any work: if this run kills the process, the next start counts it.
+    store.record(ev.SubmissionProgress(submission_id=submission_id, step="attempt",
+                                       message=f">> processing (run {run})"),
+                 meta=meta, idempotency_key=f"{submission_id}:attempt:{run}")
+    try:
+        return _attempts(store, settings, event, progress, artifacts, meta, limits, cancel)
+    except CertifyInterrupted:
+        store.record(ev.SubmissionProgress(
+            submission_id=submission_id, step="interrupted",
+            message=">> interrupted: the server is stopping; processing resumes at its "
+                    "next start"), meta=meta, idempotency_key=f"{submission_id}:interrupted:{run}")
+        raise
+
+
+def _times(count: int) -> str:
+    return {1: "once", 2: "twice"}.get(count, f"{count} times")
+
+
+def _runs(records: Iterable[Any]) -> tuple[int, int]:
+    """(runs started, runs that ended without an outcome and without an interruption)."""
+    steps = [r.data.get("step") for r in records if r.type == ev.SubmissionProgress.type]
+    runs = steps.count("attempt")
+    return runs, runs - steps.count("interrupted")
+
+
+def _attempts(store: EventStore, settings: Settings, event: ev.SubmissionStarted,
+              progress: Callable[..., None], artifacts: ArtifactStore, meta: dict,
+              limits: CertifyLimits | None, cancel: threading.Event | None) -> ev.Event:
+    submission_id = event.submission_id
+    for attempt in range(1, _ATTEMPTS + 1):
+        try:
+            snapshot = store.head()  # the known files are read as of this position or later
+            result = _run_processing(store, settings, event, progress, limits, cancel)
+            digest = artifacts.put_json(result.to_dict())
+            certified, outcome = outcome_events(event, result, digest)
+            _append_outcome(store, submission_id, certified, outcome, meta,
+                            recheck_after=snapshot if attempt < _ATTEMPTS else None)
+            return outcome
+        except _DuplicateRace as race:
+            progress(f">> {race}; checking again")
+        except Exception as exc:  # noqa: BLE001 - recorded as FAIL, with the traceback
+            if isinstance(exc, SubmissionError):  # a known cause: one line says it all
+                log.warning("submission %s failed: %s", submission_id, exc)
+            else:
+                log.exception("submission %s failed", submission_id)
+            error = truncate_text(f"{type(exc).__name__}: {exc}")  # full text: artifact
+            detail = {"status": "FAILED", "errors": [error], "traceback": traceback.format_exc()}
+            digest = artifacts.put_json(detail)
+            failed = ev.SubmissionFailed(submission_id=submission_id, error=error,
+                                         files=event.files, result_digest=digest)
+            _append_outcome(store, submission_id, [], failed, meta)
+            return failed
+    raise AssertionError("unreachable: the last attempt does not recheck")
 
 
 def _run_processing(store: EventStore, settings: Settings, event: ev.SubmissionStarted,
-                    progress: Callable[..., None]) -> Any:
+                    progress: Callable[..., None], limits: CertifyLimits | None = None,
+                    cancel: threading.Event | None = None) -> Any:
     sid = event.submission_id
     mappings_dir = FileStore.from_settings(settings).directory_for("mapping")
     derive_from = resolve_context(store, event.observatory, event.derive_from, mappings_dir)
     uploads = uploads_dir(settings, sid)
     output = work_dir(settings, sid) / "processing"
     shutil.rmtree(output, ignore_errors=True)  # a resumed run starts clean
-    sha1s, names = known_files(store)
-    files = tuple(uploads / name for name in event.files)
+    sha1s, names = known_files(store, exclude=sid)
+    deleting = SubmissionKind.parse(event.kind) is SubmissionKind.DELETE
+    # A delete submission's files are the names of the references to take out of the
+    # rules (CRDS's "delete references"): nothing was uploaded.
+    files = () if deleting else tuple(uploads / name for name in event.files)
     missing = [p.name for p in files if not p.is_file()]
     if missing:
-        raise SubmissionError(f"uploaded copies missing from {uploads}: {missing}")
+        raise SubmissionError(f"uploaded copies missing from the submission's work "
+                              f"directory: {missing}")
     request = ProcessingRequest(
         observatory=event.observatory, instrument=event.instrument, kind=event.kind,
         files=files, derive_from=derive_from, mappings_dir=mappings_dir,
-        work_dir=output, known_sha1s=sha1s, known_names=frozenset(names),
+        work_dir=output, known_sha1s=sha1s, known_names=taken_names(settings, names),
         auto_rename=event.auto_rename, change_level=event.change_level,
         description=event.description, substitutions=settings.substitutions,
+        delete_references=tuple(event.files) if deleting else (),
+        collisions=collision_hook(store, settings, sid),  # CRDS's collision warning
+        certify_limits=limits, cancel=cancel,
     )
     return process_submission(request, progress)
 
@@ -203,6 +296,11 @@ def outcome_events(event: ev.SubmissionStarted, result: Any, digest: str
     sid = event.submission_id
     certified: list[ev.FileCertified] = []
     for outcome in result.files:
+        if outcome.kind == "deleted":
+            # A delete submission names stored references it takes out of the rules: they
+            # are not files of this submission (the catalog keeps them as they are); the
+            # result artifact lists them.
+            continue
         name = outcome.official_name or outcome.original_name
         certified.append(ev.FileCertified(
             submission_id=sid, name=name, original_name=outcome.original_name,
@@ -210,7 +308,9 @@ def outcome_events(event: ev.SubmissionStarted, result: Any, digest: str
             instrument=outcome.instrument or event.instrument, filekind=outcome.filekind,
             useafter=outcome.useafter,
             status=_CERTIFY_STATUS.get(outcome.status, outcome.status.lower()),
-            summary=_summary(outcome), report_digest=digest,
+            summary=truncate_text(_summary(outcome)), report_digest=digest,
+            original_sha1=outcome.original_sha1 if outcome.original_sha1 != outcome.sha1
+            else "",
         ))
     generated = tuple(result.generated_mappings)
     for name in generated:
@@ -225,7 +325,7 @@ def outcome_events(event: ev.SubmissionStarted, result: Any, digest: str
             submission_id=sid, name=name, original_name=name, sha1=sha1, size=size,
             kind="mapping", instrument="" if name.endswith(".pmap") else event.instrument,
             filekind=_filekind_of(name), status=_CERTIFY_STATUS.get(status, "ok"),
-            summary="\n".join(notes), report_digest=digest,
+            summary=truncate_text("\n".join(notes)), report_digest=digest,
         ))
     names = tuple(c.name for c in certified)
     if result.status == "READY":
@@ -237,21 +337,46 @@ def outcome_events(event: ev.SubmissionStarted, result: Any, digest: str
                     if o.status == "ERRORS")
         duplicates = tuple(o.official_name or o.original_name for o in result.files
                            if o.duplicate_of)
-        reason = "; ".join(result.errors) or result.summary
+        reason = truncate_text("; ".join(result.errors) or result.summary)  # all: artifact
         outcome_event = ev.SubmissionRejected(
             submission_id=sid, reason=reason, files=names, bad_files=bad,
             duplicates=duplicates, result_digest=digest)
     else:
-        error = "; ".join(result.errors) or "processing failed"
+        error = truncate_text("; ".join(result.errors) or "processing failed")
         outcome_event = ev.SubmissionFailed(submission_id=sid, error=error, files=names,
                                             result_digest=digest)
     return certified, outcome_event
 
 
 def _append_outcome(store: EventStore, sid: str, certified: Iterable[ev.FileCertified],
-                    outcome: ev.Event, meta: dict) -> None:
+                    outcome: ev.Event, meta: dict, *, recheck_after: int | None = None) -> None:
+    """Append the certified files and the outcome in one transaction. With
+    ``recheck_after`` (the log position the known files were read at), a READY outcome is
+    refused (`_DuplicateRace`) if another submission recorded one of its files since."""
+    certified = list(certified)
     with store.transaction() as tx:
+        if recheck_after is not None and isinstance(outcome, ev.SubmissionReady):
+            _recheck_duplicates(tx, sid, certified, recheck_after)
         for event in certified:
             tx.record(event, meta=meta,
                       idempotency_key=f"{sid}:certified:{event.original_name}:{event.name}")
         tx.record(outcome, meta=meta, idempotency_key=f"{sid}:outcome")
+
+
+def _recheck_duplicates(tx: Transaction, sid: str, certified: list[ev.FileCertified],
+                        after: int) -> None:
+    """In the outcome's transaction (so no other writer can slip in between): the files
+    recorded by other submissions after ``after`` (an indexed read of a few events), checked
+    against this submission's digests."""
+    ours = {digest: event.original_name for event in certified if event.kind != "mapping"
+            for digest in (event.sha1, event.original_sha1) if digest}
+    if not ours:
+        return
+    for record in tx.read_all(after, types=[ev.FileCertified.type, ev.FileCataloged.type]):
+        other = record.event
+        if (other.submission_id or "") == sid or getattr(other, "status", "") == "error":
+            continue
+        for digest in (other.sha1, getattr(other, "original_sha1", "")):
+            if digest in ours:
+                raise _DuplicateRace(f"{ours[digest]} is bit-identical to {other.name}, "
+                                     f"recorded meanwhile")

@@ -19,8 +19,8 @@ The steps, each announced through `progress(">> ...")`:
    each written under the next rmap name; hand-edited rmaps are used as they are;
 5. **new context**: new imaps and a new pmap (`rules.newcontext`);
 6. **certify the new rules** against the derive-from context;
-7. **collisions**: other submissions derived from a replaced rmap since (warnings, from the
-   caller's `collisions` hook);
+7. **collisions**: other pending submissions derived from a replaced mapping (rmap, imap or
+   pmap; warnings, from the caller's `collisions` hook);
 8. **differences**: logical (`crds diff` tuples) and text (context diff) of old vs new.
 
 Outcome: READY, BAD FILES (duplicates, certify errors, files the context has no rules for)
@@ -57,6 +57,7 @@ from crds_events.rules.index import ReferenceIndex
 from crds_events.rules.naming import NamingError, parse_mapping_name
 from crds_events.rules.parse import parse_mapping
 from crds_events.rules.substitutions import Substitutions, load_substitutions
+from crds_events.submissions.contained import certify_contained
 from crds_events.submissions.official_names import NameBook
 from crds_events.submissions.results import (
     BAD_FILES,
@@ -171,6 +172,10 @@ class _Run:
         if self.kind is SubmissionKind.REFERENCES:
             self.finish()
             return
+        self.make_rules()
+
+    def make_rules(self) -> None:
+        """The rules steps, from the files' rmaps to READY (a rebase runs them again)."""
         updates: list[Path] = []
         self.step("generating rules", lambda: updates.extend(self.new_rmaps()))
         self.stop_if_bad()
@@ -247,10 +252,14 @@ class _Run:
         for path, outcome in pending:
             self.say(f"Certifying {outcome.original_name}"
                      + (f" against {context.name}" if context else ""))
-            [found] = certify_files([path], context=context, comparison_context=context,
-                                    mappings_dir=self.mappings_dir,
-                                    substitutions=_path_or_none(request.substitutions),
-                                    tpn_dir=request.tpn_dir)
+            # In a child process under time and memory limits: an upload is untrusted.
+            found = certify_contained(path, request.certify_limits,
+                                      name=outcome.original_name, cancel=request.cancel,
+                                      context=context,
+                                      comparison_context=context,
+                                      mappings_dir=self.mappings_dir,
+                                      substitutions=_path_or_none(request.substitutions),
+                                      tpn_dir=request.tpn_dir)
             outcome.certify = found.to_dict()
             outcome.certify["file"] = outcome.original_name
             outcome.status = found.status
@@ -260,6 +269,8 @@ class _Run:
             for message in found.warnings:
                 self.result.warnings.append(f"{outcome.original_name}: {message.reason}")
             self.say(f"{outcome.original_name}: {found.status}")
+            if any(message.keyword == "limits" for message in found.errors):
+                continue  # past a limit: reading it again here would cost the same
             self.classify(path, outcome)
 
     def classify(self, path: Path, outcome: FileOutcome) -> None:
@@ -521,14 +532,22 @@ class _Run:
         hook = self.request.collisions
         if hook is None:
             return
-        for old, new in sorted(self.result.replaced.items()):
-            if not old.endswith(".rmap"):
-                continue
+        # As CRDS's collision check: every replaced mapping (rmap, imap, pmap) another
+        # pending submission also derives from; one warning per other submission, at the
+        # most specific mapping they share (sharing an rmap implies its imap and pmap).
+        warned: set[str] = set()
+        order = {".rmap": 0, ".imap": 1, ".pmap": 2}
+        for old, new in sorted(self.result.replaced.items(),
+                               key=lambda item: (order.get(Path(item[0]).suffix, 3), item)):
             others = list(hook(old))
             if others:
                 self.result.collisions[old] = others
-                warning = (f"{old} was also the base of submission(s) {', '.join(others)}; "
-                           f"{new} does not include their changes")
+            fresh = [other for other in others if other not in warned]
+            if fresh:
+                warned.update(fresh)
+                warning = (f"{old} was also the base of submission(s) {', '.join(fresh)}; "
+                           f"{new} does not include their changes (whichever is confirmed "
+                           f"later is rebased onto the other)")
                 self.result.warnings.append(warning)
                 self.say(f"WARNING: {warning}")
 

@@ -9,11 +9,13 @@ from __future__ import annotations
 import dataclasses
 import enum
 import os
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from crds_events.rules.substitutions import Substitutions
+from crds_events.submissions.contained import CertifyLimits
 
 __all__ = [
     "BAD_FILES", "FAILED", "READY", "FileOutcome", "ProcessingRequest", "ProcessingResult",
@@ -85,6 +87,11 @@ class ProcessingRequest:
     delete_references: tuple[str, ...] = ()
     collisions: Callable[[str], list[str]] | None = None
     clock: Callable[[], Any] | None = None
+    # Time and memory for certifying one uploaded file (in a child process; default
+    # `crds_events.submissions.contained.CertifyLimits()`).
+    certify_limits: CertifyLimits | None = None
+    # Set when the server stops: a running certify child is killed (CertifyInterrupted).
+    cancel: threading.Event | None = None
 
 
 @dataclass
@@ -162,6 +169,8 @@ class ProcessingResult:
         """One line for an event or an e-mail subject."""
         if self.status == READY:
             made = f", new context {self.new_context}" if self.new_context else ""
+            if self.kind == SubmissionKind.DELETE.value:
+                return f"{len(self.files)} reference(s) deleted from the rules{made}"
             return f"{len(self.files)} file(s) certified{made}"
         if self.status == BAD_FILES:
             return f"{len(self.bad_files)} bad file(s): " + "; ".join(self.errors[:3])

@@ -6,6 +6,12 @@ queue and reconciles those deliveries in batches (one write transaction per batc
 full `DeliveryWatcher.reconcile` at start-up and every ``scan_interval`` seconds (inotify
 drops events under bursts; the scan is the truth). What a reconciliation records is
 `crds_events.delivery.reconcile`'s business.
+
+The directory is the one the server marked (`crds_events.delivery.directory`): on first
+start the marker is written and recorded; afterwards a missing directory is not created
+again (that would make an empty mount point look like ours), the observer simply waits,
+and it is started afresh on the directory that comes back (an inotify watch would still
+be on the old one).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from crds_events.config import Settings
+from crds_events.delivery.directory import ensure_marker
 from crds_events.delivery.publish import manifest_name_of
 from crds_events.delivery.reconcile import Reconciler, ReconcileReport
 from crds_events.handlers.worker import STOP, QueueWorker
@@ -56,21 +63,45 @@ class DeliveryWatcher(QueueWorker):
         self._observer = None
         self._lock = threading.Lock()  # one reconciliation at a time
         self._reconciler: Reconciler | None = None
+        self._started = False
         self.reports: list[ReconcileReport] = []  # the last few, for tests and the CLI
 
     # --- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> None:
         """Start the observer, then the worker (whose first act is a full reconciliation)."""
-        self.directory.mkdir(parents=True, exist_ok=True)
+        ensure_marker(self.settings, self.store)  # first start: the directory and its marker
         self._reconciler = Reconciler(self.settings, self.store)
-        self._observer = start_observer(
-            self.directory, _delivery_of, self.put, self.settings, recursive=False,
-            name="crds-events-delivery-observer")
+        self._started = True
+        self._start_observer()
         super().start()
+
+    def _start_observer(self) -> None:
+        if not self.directory.is_dir():
+            # Not even tried: a failed watchdog start leaves its inotify threads behind.
+            log.error("delivery directory %s not watched: not a directory (yet)",
+                      self.directory)
+            self._observer = None
+            return
+        try:
+            self._observer = start_observer(
+                self.directory, _delivery_of, self.put, self.settings, recursive=False,
+                name="crds-events-delivery-observer")
+        except OSError as exc:  # gone (an outage): the scans record it and retry
+            log.error("delivery directory %s not watched: %s", self.directory, exc)
+            self._observer = None
+
+    def _restart_observer(self) -> None:
+        """Watch the directory that came back (called under ``self._lock``)."""
+        if not self._started:
+            return
+        stop_observer(self._observer)
+        self._observer = None
+        self._start_observer()
 
     def stop(self) -> None:
         """Stop the observer first (nothing more is queued), then the worker."""
+        self._started = False
         stop_observer(self._observer)
         self._observer = None
         super().stop()
@@ -92,6 +123,11 @@ class DeliveryWatcher(QueueWorker):
             else:  # not started (or stopped): a connection for this run only
                 with SQLiteEventStore(self.settings.db_path) as store:
                     report = Reconciler(self.settings, store).run(names)
+            if report.restored or (self._started and self._observer is None
+                                   and not report.unavailable):
+                self._restart_observer()
+        for name in report.retry:  # changed while we looked: look again
+            self.put(name)
         if report.recorded or report.problems:
             log.info("delivery reconcile: %d recorded, %d problems", len(report.recorded),
                      len(report.problems))

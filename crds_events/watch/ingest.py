@@ -1,15 +1,27 @@
-"""The drop directories: ``ingest/<user>/`` + ``submission.yaml`` -> ``SubmissionStarted``.
+"""The drop directories: ``submission.yaml`` + files -> ``SubmissionStarted``.
+
+A *drop* is a directory holding a manifest: a per-submission directory
+``ingest/<user>/<submission-id>/`` (what uploads and ``crds-events submit`` make; any
+non-hidden subdirectory with a manifest counts) or the classic flat ``ingest/<user>/``
+itself (people dropping by hand). Each is settled and taken on its own, so drops close
+together never hide each other.
 
 Threads and their roles (watchdog style: one role per thread, a queue between them):
 
 * the watchdog observer (inotify, or polling per ``settings.watcher_mode``) only puts the
-  user directory of whatever changed on a queue;
-* one worker takes directories off the queue and *reconciles* each: it looks at the
-  directory twice, ``settle`` seconds apart, and acts only when the manifest and every file
-  are unchanged between the looks (so files still being written are not taken);
+  user directory of whatever changed on a queue (changes inside hidden entries, such as a
+  drop's staging directory, are skipped: their rename into place is the event);
+* one worker takes user directories off the queue and *reconciles* each of their drops: it
+  looks at a drop twice, ``settle`` seconds apart, and acts only when the manifest and
+  every file are unchanged between the looks (so files still being written are not taken);
 * the same worker runs `IngestWatcher.scan` at start-up and every ``scan_interval`` seconds:
   inotify can drop events under bursts, so the scan is the truth and events only make the
   reaction quicker.
+
+Hostile entries never block the single worker: only ``lstat`` is used to look (never
+``open``), a manifest counts only if it is a regular file (a FIFO, socket, device or
+symlink named ``submission.yaml`` is ignored), symlinked user or drop directories are not
+followed, and the drop box reads with ``O_NONBLOCK`` after checking again on the open file.
 
 Acting on a stable manifest is the drop box's job
 (`crds_events.submissions.dropbox.take_manifest`): validate, copy the uploads, lock, append
@@ -23,6 +35,7 @@ import collections
 import logging
 import os
 import queue
+import stat
 import threading
 import time
 from pathlib import Path
@@ -30,7 +43,11 @@ from pathlib import Path
 from crds_events.config import Settings
 from crds_events.handlers.worker import STOP, QueueWorker
 from crds_events.store.eventlog import SQLiteEventStore
-from crds_events.submissions.dropbox import IngestOutcome, take_manifest
+from crds_events.submissions.dropbox import (
+    IngestOutcome,
+    remove_stale_staging,
+    take_manifest,
+)
 from crds_events.submissions.manifest import DEFAULT_MAX_FILE_SIZE, MANIFEST_NAME
 from crds_events.watch.observer import start_observer, stop_observer
 
@@ -39,8 +56,30 @@ __all__ = ["IngestWatcher"]
 log = logging.getLogger(__name__)
 
 
+Drop = tuple[str, str]
+"""A drop: (user, subdirectory name; "" for the flat ``ingest/<user>/`` itself)."""
+
+
+def _is_dir(path: Path) -> bool:
+    """A real directory (a symlink to one is not followed)."""
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _has_manifest(directory: Path) -> bool:
+    """Whether ``directory`` holds a manifest that is a regular file (lstat only)."""
+    try:
+        return stat.S_ISREG(os.lstat(directory / MANIFEST_NAME).st_mode)
+    except OSError:
+        return False
+
+
 def _snapshot(directory: Path) -> tuple | None:
-    """Sizes and mtimes of the manifest and every visible entry (None: no manifest)."""
+    """Type, size and mtime of every visible non-directory entry (None: no regular manifest).
+
+    Subdirectories are left out: in the flat layout they are other drops."""
     try:
         entries = sorted(os.scandir(directory), key=lambda e: e.name)
     except OSError:
@@ -54,8 +93,10 @@ def _snapshot(directory: Path) -> tuple | None:
             info = entry.stat(follow_symlinks=False)
         except OSError:
             continue  # vanished between listing and stat: the next look decides
-        has_manifest |= entry.name == MANIFEST_NAME
-        seen.append((entry.name, info.st_size, info.st_mtime_ns))
+        if stat.S_ISDIR(info.st_mode):
+            continue
+        has_manifest |= entry.name == MANIFEST_NAME and stat.S_ISREG(info.st_mode)
+        seen.append((entry.name, stat.S_IFMT(info.st_mode), info.st_size, info.st_mtime_ns))
     return tuple(seen) if has_manifest else None
 
 
@@ -87,7 +128,7 @@ class IngestWatcher(QueueWorker):
         self.scan_interval = scan_interval
         self.max_file_size = max_file_size or getattr(
             settings, "max_file_size", DEFAULT_MAX_FILE_SIZE)
-        self._looks: dict[str, tuple[tuple, float]] = {}  # user -> (snapshot, first seen)
+        self._looks: dict[Drop, tuple[tuple, float]] = {}  # drop -> (snapshot, first seen)
         self._due: dict[str, float] = {}  # user -> when to look again
         self._observer = None
         self._lock = threading.Lock()  # one reconcile at a time (worker vs. explicit scan)
@@ -111,13 +152,17 @@ class IngestWatcher(QueueWorker):
         super().stop()
 
     def _user_of(self, path: str) -> str | None:
-        """The user directory ``path`` is in (None: the root itself, or a hidden entry)."""
+        """The user directory ``path`` is in (None: the root itself, or inside a hidden
+        entry: a staging directory's writes matter only once it is renamed into place,
+        and that rename's destination is visible)."""
         try:
             relative = Path(path).relative_to(self.root)
         except ValueError:
             return None
         parts = relative.parts
         if not parts or parts[0].startswith("."):
+            return None
+        if len(parts) > 2 and parts[1].startswith("."):
             return None
         return parts[0]
 
@@ -128,8 +173,9 @@ class IngestWatcher(QueueWorker):
         while True:
             now = time.monotonic()
             if now >= next_scan:
-                for user in self._users_with_manifest():
+                for user in {user for user, _ in self._drops()}:
                     self._due.setdefault(user, now)
+                self._remove_stale_staging()
                 next_scan = now + self.scan_interval
             wake = min([next_scan, *self._due.values()])
             try:
@@ -145,35 +191,61 @@ class IngestWatcher(QueueWorker):
             for user in [u for u, due in self._due.items() if due <= now]:
                 del self._due[user]
                 try:
-                    outcome = self.reconcile(user)
+                    outcomes = self.reconcile(user)
                 except Exception:  # noqa: BLE001 - keep watching; the next scan retries
                     log.exception("ingest: reconciling %s failed", user)
                     self._due[user] = time.monotonic() + max(self.settle, 1.0)
                     continue
-                if outcome.state == "unsettled":
+                if any(outcome.state == "unsettled" for outcome in outcomes):
                     self._due[user] = time.monotonic() + self.settle
 
-    def _users_with_manifest(self) -> list[str]:
+    def _users(self) -> list[str]:
+        """The user directories (real directories, not hidden, not symlinks)."""
         try:
             entries = sorted(os.scandir(self.root), key=lambda e: e.name)
         except OSError:
             return []
-        return [e.name for e in entries if not e.name.startswith(".") and e.is_dir()
-                and (Path(e.path) / MANIFEST_NAME).exists()]
+        return [e.name for e in entries
+                if not e.name.startswith(".") and e.is_dir(follow_symlinks=False)]
+
+    def _drops_of(self, user: str) -> list[Drop]:
+        """``user``'s drops holding a regular manifest: the flat directory first, then
+        each per-submission directory in name (time) order."""
+        directory = self.root / user
+        if not _is_dir(directory):
+            return []
+        drops: list[Drop] = [(user, "")] if _has_manifest(directory) else []
+        try:
+            entries = sorted(os.scandir(directory), key=lambda e: e.name)
+        except OSError:
+            return drops
+        for entry in entries:
+            if not entry.name.startswith(".") and entry.is_dir(follow_symlinks=False) \
+                    and _has_manifest(Path(entry.path)):
+                drops.append((user, entry.name))
+        return drops
+
+    def _drops(self) -> list[Drop]:
+        return [drop for user in self._users() for drop in self._drops_of(user)]
+
+    def _remove_stale_staging(self) -> None:
+        for user in self._users():
+            for name in remove_stale_staging(self.root / user):
+                log.warning("ingest %s: removed %s, left by an interrupted drop", user, name)
 
     def scan(self, *, wait: bool = True, timeout: float = 60.0) -> list[IngestOutcome]:
-        """Reconcile every user directory holding a manifest. With ``wait``, directories
-        that are still changing are looked at again until they settle (or vanish), for at
-        most ``timeout`` seconds (then they are reported ``unsettled``)."""
+        """Reconcile every drop holding a manifest. With ``wait``, drops that are still
+        changing are looked at again until they settle (or vanish), for at most
+        ``timeout`` seconds (then they are reported ``unsettled``)."""
         outcomes = []
         deadline = time.monotonic() + timeout
-        pending = self._users_with_manifest()
+        pending = self._drops()
         while pending:
             again = []
-            for user in pending:
-                outcome = self.reconcile(user)
+            for drop in pending:
+                outcome = self.reconcile_drop(drop)
                 if outcome.state == "unsettled" and wait and time.monotonic() < deadline:
-                    again.append(user)
+                    again.append(drop)
                 else:
                     outcomes.append(outcome)
             if again:
@@ -181,32 +253,46 @@ class IngestWatcher(QueueWorker):
             pending = again
         return outcomes
 
-    # --- reconciling one directory --------------------------------------------------------
+    # --- reconciling drops ----------------------------------------------------------------
 
-    def reconcile(self, user: str) -> IngestOutcome:
-        """Look at ``ingest/<user>/``; act if its manifest and files are stable."""
+    def reconcile(self, user: str) -> list[IngestOutcome]:
+        """Look at each of ``user``'s drops; act on those whose manifest and files are
+        stable. One outcome per drop (none: nothing to take)."""
+        outcomes = []
+        for drop in self._drops_of(user):
+            outcomes.append(self.reconcile_drop(drop))
+        # forget the looks of drops that are gone (taken elsewhere, removed)
+        current = set(self._drops_of(user))
+        for drop in [d for d in self._looks if d[0] == user and d not in current]:
+            self._looks.pop(drop, None)
+        return outcomes
+
+    def reconcile_drop(self, drop: Drop) -> IngestOutcome:
+        """Look at one drop; act if its manifest and files are stable."""
+        user = drop[0]
         with self._lock:
-            outcome = self._reconcile(user)
+            outcome = self._reconcile(drop)
         if outcome.state not in ("unsettled", "empty"):
             self.outcomes.append(outcome)
             log.info("ingest %s: %s %s %s", user, outcome.state, outcome.submission_id,
                      outcome.reason)
         return outcome
 
-    def _reconcile(self, user: str) -> IngestOutcome:
-        directory = self.root / user
+    def _reconcile(self, drop: Drop) -> IngestOutcome:
+        user, name = drop
+        directory = self.root / user / name if name else self.root / user
         snapshot = _snapshot(directory)
         if snapshot is None:
-            self._looks.pop(user, None)
+            self._looks.pop(drop, None)
             return IngestOutcome(user, "empty")
         now = time.monotonic()
-        earlier = self._looks.get(user)
+        earlier = self._looks.get(drop)
         if earlier is None or earlier[0] != snapshot:
-            self._looks[user] = (snapshot, now)
+            self._looks[drop] = (snapshot, now)
             return IngestOutcome(user, "unsettled")
         if now - earlier[1] < self.settle:
             return IngestOutcome(user, "unsettled")
-        del self._looks[user]
+        del self._looks[drop]
         return self._take(user, directory)
 
     def _take(self, user: str, directory: Path) -> IngestOutcome:

@@ -113,7 +113,7 @@ def create_app(settings: Settings, store: EventStore | None = None,
 
     ``config``: extra Flask configuration (e.g. ``MAX_CONTENT_LENGTH``, ``TESTING``).
     """
-    from crds_events.web import downloads, rpc, upload
+    from crds_events.web import converters, downloads, internal_errors, rpc, upload
 
     if not settings.db_path.is_file():
         raise FileNotFoundError(
@@ -130,6 +130,8 @@ def create_app(settings: Settings, store: EventStore | None = None,
         app.config.update(config)
     app.extensions["crds_events"] = WebState(settings, store)
     app.teardown_appcontext(_release_db)
+    converters.install(app)  # before the blueprints: their <int:...> rules are bound now
+    internal_errors.install(app)
     app.register_blueprint(rpc.bp)
     app.register_blueprint(downloads.bp)
     app.register_blueprint(upload.bp)

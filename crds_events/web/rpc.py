@@ -28,6 +28,7 @@ from flask import Blueprint, Flask, Response, current_app, request
 from werkzeug.exceptions import HTTPException
 
 from crds_events.errors import CrdsEventsError
+from crds_events.web.jsoninput import JsonInputError, loads_bounded
 
 __all__ = ["bp", "RpcError", "rpc_method", "METHODS", "crds_encode", "crds_decode",
            "register_error_handlers", "ENCODE_THRESHOLD"]
@@ -90,9 +91,9 @@ def _read_body() -> bytes:
 def _parse(data: bytes) -> tuple[str, list | dict, Any]:
     if not data.strip():
         raise RpcError("empty request: expected a JSON-RPC object with method, params, id")
-    try:
-        message = json.loads(data)
-    except (UnicodeDecodeError, ValueError) as exc:
+    try:  # bounded: a deeply nested body is refused, not a RecursionError
+        message = loads_bounded(data, "request", max_bytes=current_app.config["RPC_MAX_BODY"])
+    except JsonInputError as exc:
         raise RpcError(f"malformed JSON-RPC request: {exc}") from None
     if not isinstance(message, dict):
         raise RpcError("malformed JSON-RPC request: expected a JSON object")
@@ -146,7 +147,9 @@ def dispatch(decoration: str) -> Response:
         return _reply(error=f"{exc.name}: {exc.description}", ident=ident)
     except Exception as exc:  # noqa: BLE001 - the client must get an error object
         log.exception("JSON-RPC %s failed", request.path)
-        return _reply(error=f"internal error: {type(exc).__name__}: {exc}", ident=ident)
+        # the type only: an exception's text can name server paths (the log has it all)
+        return _reply(error=f"internal error ({type(exc).__name__}); the server log has the "
+                            f"details", ident=ident)
     if method not in _NEVER_ENCODED:
         text = _dumps(result)
         if len(text) > ENCODE_THRESHOLD:

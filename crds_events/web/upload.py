@@ -2,9 +2,9 @@
 
 * ``POST /upload/submit`` (multipart): ``file`` parts (repeatable) and ``fields``, a JSON
   object of manifest fields (deliverer, instrument, description, change_level, ...). The
-  files and the manifest go to the user's ingest directory exactly as a drop would
-  (`crds_events.submissions.dropbox.drop_submission`); the ingest watcher starts the
-  submission.
+  files and the manifest go to their own directory ``ingest/<user>/<submission-id>/``
+  exactly as ``crds-events submit`` drops them (`crds_events.submissions.dropbox`); the
+  ingest watcher starts the submission. The id is answered once the drop is durable.
   Answers ``{"submission_id", "jpoll_key", "files"}``.
 * ``POST /upload/submissions/<id>/confirm|force|cancel`` (``{"reason"}`` for cancel) call
   `crds_events.submissions.review` as the token's user.
@@ -18,7 +18,8 @@ when the account may not submit. Errors are JSON ``{"error": ...}``.
 
 from __future__ import annotations
 
-import json
+import errno
+import logging
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
@@ -33,11 +34,16 @@ from crds_events.submissions import review
 from crds_events.submissions.dropbox import drop_uploads
 from crds_events.submissions.manifest import ManifestError
 from crds_events.web import catalog, get_state
+from crds_events.web.jsoninput import JsonInputError, loads_bounded
 from crds_events.web.rpc import RpcError
 
 __all__ = ["bp", "progress_messages"]
 
 bp = Blueprint("upload", __name__, url_prefix="/upload")
+
+FIELDS_MAX_BYTES = 256 * 1024  # manifest fields are a few short texts
+
+log = logging.getLogger(__name__)
 
 
 class _Fail(CrdsEventsError):
@@ -77,9 +83,10 @@ def _user(action: str) -> users.User:
     if not token:
         raise _Fail(401, "authentication required: send 'Authorization: Bearer <token>' "
                          "(tokens come from `crds-events user token NAME`)")
-    user = users.user_for_token(get_state().store, token)
-    if user is None:
-        raise _Fail(401, "invalid or revoked token, or disabled account")
+    try:  # the one-line reason: unknown, revoked, expired, account disabled
+        user = users.check_token(get_state().store, token)
+    except users.TokenRefused as exc:
+        raise _Fail(401, str(exc)) from None
     if not users.can(user, action):
         raise _Fail(403, f"user {user.name!r} (role {user.role}) may not {action}")
     return user
@@ -89,10 +96,10 @@ def _fields() -> dict[str, Any]:
     text = request.form.get("fields", "")
     if not text:
         raise _Fail(400, "fields: missing (a JSON object of manifest fields)")
-    try:
-        fields = json.loads(text)
-    except ValueError as exc:
-        raise _Fail(400, f"fields: not JSON: {exc}") from None
+    try:  # bounded: deep nesting was a RecursionError (500) before
+        fields = loads_bounded(text, "fields", max_bytes=FIELDS_MAX_BYTES)
+    except JsonInputError as exc:
+        raise _Fail(400, str(exc)) from None
     if not isinstance(fields, dict):
         raise _Fail(400, "fields: expected a JSON object")
     if "files" in fields:
@@ -119,11 +126,18 @@ def submit() -> Response:
         names.append(name)
     try:
         submission_id = drop_uploads(settings, user.name, uploads, fields)
-    except ManifestError as exc:
+    except ManifestError as exc:  # the problems only: the exception's path is the server's
         raise _Fail(400, "; ".join(f"{field}: {reason}" for field, reason in exc.problems)
                     ) from None
-    except (OSError, ValueError) as exc:
+    except ValueError as exc:
         raise _Fail(400, f"cannot submit: {exc}") from None
+    except OSError as exc:
+        # the server's disk, not the request: 503 (507 when full), without a server path
+        log.exception("upload by %s could not be stored", user.name)
+        status = 507 if exc.errno in (errno.ENOSPC, errno.EDQUOT) else 503
+        raise _Fail(status, f"cannot store the upload now "
+                            f"({exc.strerror or 'I/O error'}); try again later") from None
+    # answered only now: the drop is fsync'd and renamed into place, so the id is real
     return jsonify(submission_id=submission_id, jpoll_key=submission_id, files=names)
 
 
@@ -132,7 +146,7 @@ def _decide(submission_id: str, action: str) -> Response:
     state = get_state()
     try:
         if action == "cancel":
-            body = request.get_json(silent=True) or {}
+            body = _json_body()
             reason = body.get("reason", "") if isinstance(body, dict) else ""
             if not isinstance(reason, str):
                 raise _Fail(400, "reason: expected text")
@@ -145,6 +159,17 @@ def _decide(submission_id: str, action: str) -> Response:
     decision = view.decision if view.decision is not None else view.outcome
     return jsonify(submission_id=submission_id, state=view.state,
                    new_context=getattr(decision, "new_context", "") or "")
+
+
+def _json_body() -> Any:
+    """The request's JSON body, bounded like ``fields`` (an empty or non-JSON body: {})."""
+    data = request.get_data(cache=True)
+    if not data.strip() or not request.is_json:
+        return {}
+    try:
+        return loads_bounded(data, "body", max_bytes=FIELDS_MAX_BYTES)
+    except JsonInputError as exc:
+        raise _Fail(400, str(exc)) from None
 
 
 @bp.route("/submissions/<submission_id>/<action>", methods=["POST"])

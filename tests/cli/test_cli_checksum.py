@@ -13,7 +13,8 @@ from click.testing import CliRunner
 from crds_events.cli import cli
 from crds_events.rules.parse import duplicate_keys, parse_mapping
 
-pytestmark = pytest.mark.corpus
+# Corpus comparisons: the crds test mappings' `test/data/hst/...` child names are accepted.
+pytestmark = [pytest.mark.corpus, pytest.mark.usefixtures("crds_test_data_names")]
 
 
 @pytest.fixture(scope="module")

@@ -77,6 +77,27 @@ def test_events_timeline_and_json(root, run):
     assert bad.exit_code == 1 and "unknown event type(s): Nonsense" in bad.output
 
 
+def test_events_never_prints_a_secret_but_keeps_personal_data(root, run):
+    from fixtures.visibility import PERSONAL_MARK, SECRET_MARK, instance
+
+    store = SQLiteEventStore(root / "events.db")
+    try:
+        for name, cls in ev.event_types().items():
+            if not name.startswith("_"):
+                store.record(instance(cls))
+    finally:
+        store.close()
+    secret_names = {f for cls in ev.event_types().values() for f in cls.secret_fields}
+    for args in ((), ("--json",)):
+        result = run("events", "--root", root, *args)
+        assert result.exit_code == 0
+        assert SECRET_MARK not in result.output and "scrypt$" not in result.output
+        assert not [n for n in secret_names if n in result.output]
+    rows = [json.loads(line) for line in result.output.splitlines()]
+    added = next(r for r in rows if r["type"] == "UserAdded")
+    assert PERSONAL_MARK in added["data"]["email"]  # the operator's view is complete
+
+
 def test_rebuild(root, run):
     seed(root)
     result = run("rebuild", "--root", root)

@@ -123,7 +123,8 @@ def test_uploads_without_a_valid_token_are_refused(live, tmp_path):
     flat = make_flat(tmp_path / "flat.fits", "nircam", "F150W", seed=31)
     ingest = live.settings.ingest
     before = sorted(p.name for p in ingest.rglob("*")) if ingest.exists() else []
-    for token, reason in ((live.token[:-4] + "xxxx", "invalid"), (live.revoked, "invalid")):
+    for token, reason in ((live.token[:-4] + "xxxx", "invalid"),
+                          (live.revoked, "account is disabled")):
         with pytest.raises(RemoteSubmitError, match=reason) as caught:
             submit_remote(live.url, token, [flat], FIELDS)
         assert caught.value.status == 401
@@ -159,6 +160,6 @@ def test_a_large_upload_with_a_bad_token_reports_the_refusal(live, tmp_path):
     big = tmp_path / "big_flat.fits"
     with open(big, "wb") as handle:
         handle.truncate(48 * 1024 * 1024)
-    with pytest.raises(RemoteSubmitError, match="invalid or revoked token") as caught:
+    with pytest.raises(RemoteSubmitError, match="account is disabled") as caught:
         submit_remote(live.url, live.revoked, [big], FIELDS)
     assert caught.value.status == 401

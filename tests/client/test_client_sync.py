@@ -236,11 +236,20 @@ def test_a_corrupt_download_is_refused_and_config_not_written(live, tmp_path, da
 
 
 def test_push_context_is_recorded(live, tmp_path):
+    from crds_events.contexts.pipelines import add_pipeline
+
+    head = live.server.store.head()
+    refused = CliRunner().invoke(cli, [
+        "sync", "--server", live.url, "--contexts", "latest", "--push-context",
+        "pipeline-a", "--cache", str(tmp_path / "cache")], catch_exceptions=False)
+    assert refused.exit_code == 1 and "not the key of a registered pipeline" in refused.output
+    assert live.server.store.read_all(head, types=[ev.RemoteContextPushed.type]) == []
+    key = add_pipeline(live.server.store, "pipeline-a").key
     result = CliRunner().invoke(cli, [  # with the progress bar, too
         "sync", "--progress", "--server", live.url, "--contexts", "latest", "--push-context",
-        "pipeline-a", "--cache", str(tmp_path / "cache")], catch_exceptions=False)
+        key, "--cache", str(tmp_path / "cache")], catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    assert "pushed context hst_0001.pmap for pipeline pipeline-a" in result.output
+    assert "pushed context hst_0001.pmap" in result.output and key not in result.output
     pushed = [r.event for r in live.server.store.read_all(types=[ev.RemoteContextPushed.type])
               if r.event.pipeline == "pipeline-a"]
     assert [(p.observatory, p.context) for p in pushed] == [("hst", CONTEXT)]

@@ -180,8 +180,22 @@ def test_getreferences_downloads_the_selected_file(server, cache):
 
 
 def test_push_context_is_recorded(server, cache):
+    """The real client pushes with the key `pipeline add` issued; the push is recorded
+    under the pipeline's name. A key the server never issued is refused, nothing recorded."""
+    from crds_events.contexts.pipelines import add_pipeline
+
     settings = server[0]
-    crds(server, cache, "sync", "--last-n-contexts", "1", "--push-context", "ops-pipeline-1")
+    with SQLiteEventStore(settings.db_path) as store:
+        key = add_pipeline(store, "ops-pipeline-1").key
+        head = store.head()
+    refused = crds(server, cache, "sync", "--last-n-contexts", "1", "--push-context",
+                   "ops-pipeline-1", check=False)
+    # the real client reports the refusal (without the server's reason) and fails
+    assert refused.returncode != 0 and errors_of(refused) == 1
+    assert "Failed pushing cached latest context" in refused.stdout + refused.stderr
+    with SQLiteEventStore(settings.db_path) as store:
+        assert store.read_all(head, types=[ev.RemoteContextPushed.type]) == []
+    crds(server, cache, "sync", "--last-n-contexts", "1", "--push-context", key)
     assert (cache / "mappings/hst/hst_9000.pmap").is_file()
     with SQLiteEventStore(settings.db_path) as store:
         pushed = [r.event for r in store.read_all(types=[ev.RemoteContextPushed.type])]

@@ -62,6 +62,18 @@ def small(tmp_path):
     store.close()
 
 
+@pytest.fixture
+def no_latest(tmp_path):
+    """The small context with no operational (latest) context yet, only edit: then nothing
+    is operational, and even MIRI 0001 (named by every generation) may be marked bad."""
+    settings = make_settings(tmp_path)
+    store = SQLiteEventStore(settings.db_path)
+    add_people(store)
+    seed_generations(settings, store, tmp_path, archived=3, pointers=("edit",))
+    yield settings, store, FileStore.from_settings(settings).mappings_dir
+    store.close()
+
+
 def test_reference_rejected_and_its_users_blacklisted_transitively(small):
     settings, store, mappings = small
     target = "jwst_nircam_flat_0002.fits"
@@ -76,8 +88,8 @@ def test_reference_rejected_and_its_users_blacklisted_transitively(small):
     _projection_matches_log(store)
 
 
-def test_shared_file_blacklists_every_generation(small):
-    settings, store, mappings = small
+def test_shared_file_blacklists_every_generation(no_latest):
+    settings, store, mappings = no_latest
     target = "jwst_miri_flat_0001.rmap"  # every generation keeps MIRI at 0001
     expected = brute_force_users(mappings, target)
     assert {"jwst_0001.pmap", "jwst_0002.pmap", "jwst_0003.pmap",
@@ -87,8 +99,8 @@ def test_shared_file_blacklists_every_generation(small):
     assert _flags(store)[target] == (True, False)
 
 
-def test_mark_ok_unblacklists_only_what_no_other_bad_file_reaches(small):
-    settings, store, mappings = small
+def test_mark_ok_unblacklists_only_what_no_other_bad_file_reaches(no_latest):
+    settings, store, mappings = no_latest
     mark_bad(settings, store, ["jwst_nircam_flat_0002.fits"], "flat 2 bad", "ada")
     mark_bad(settings, store, ["jwst_miri_flat_0001.fits"], "miri bad", "ada")
     # jwst_0002.pmap is reached by both; only the miri users stay after the nircam OK
@@ -115,10 +127,10 @@ def test_mark_ok_unblacklists_only_what_no_other_bad_file_reaches(small):
 
 def test_marking_again_or_ok_twice_records_nothing(small):
     settings, store, _ = small
-    mark_bad(settings, store, ["jwst_nircam_flat_0001.fits"], "bad", "ada")
+    mark_bad(settings, store, ["jwst_nircam_flat_0003.fits"], "bad", "ada")
     head = store.head()
-    again = mark_bad(settings, store, ["jwst_nircam_flat_0001.fits"], "bad", "ada")
-    assert again.marked == () and again.unchanged == ("jwst_nircam_flat_0001.fits",)
+    again = mark_bad(settings, store, ["jwst_nircam_flat_0003.fits"], "bad", "ada")
+    assert again.marked == () and again.unchanged == ("jwst_nircam_flat_0003.fits",)
     ok = mark_ok(settings, store, ["jwst_nircam_flat_0002.fits"], "ada")
     assert ok.marked == () and ok.unchanged == ("jwst_nircam_flat_0002.fits",)
     assert store.head() == head
@@ -190,7 +202,8 @@ def test_transitive_blacklisting_on_the_corpus_hst_context(corpus, tmp_path):
     settings = make_settings(tmp_path, "hst")
     with SQLiteEventStore(settings.db_path) as store:
         add_people(store)
-        import_cache(settings, store, mappings, references, "hst_0001.pmap")
+        # hst_0001 is not made operational: CRDS refuses to mark bad a file it contains
+        import_cache(settings, store, mappings, references, "hst_0001.pmap", ("edit",))
         import_cache(settings, store, mappings, references, "hst_0002.pmap", ())
         rows = file_rows(store)
         # every cataloged reference: blacklisting equals the brute-force text scan

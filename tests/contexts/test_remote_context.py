@@ -1,4 +1,5 @@
-"""Remote contexts: pipelines push what they hold; commanded (latest) vs actual per key."""
+"""Remote contexts: registered pipelines push what they hold (with the key the server
+issued); commanded (latest) vs actual per pipeline name."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from fixtures.contexts import add_people, catalog_unarchived, make_settings, see
 
 from crds_events import events as ev
 from crds_events.cli import cli
+from crds_events.contexts.pipelines import add_pipeline
 from crds_events.contexts.pointers import set_context
 from crds_events.contexts.remote import (
     RemoteContextError,
@@ -31,23 +33,32 @@ def root(tmp_path):
     store.close()
 
 
+@pytest.fixture
+def keys(root):
+    """The keys of the two registered pipelines ``pipeline`` and ``shared-cache.1``."""
+    _, store, *_ = root
+    return {name: add_pipeline(store, name, actor="otto").key
+            for name in ("pipeline", "shared-cache.1")}
+
+
 def _pushes(store) -> list[tuple[str, str]]:
     return [(r.event.pipeline, r.event.context)
             for r in store.read_all(types=[ev.RemoteContextPushed.type])]
 
 
-def test_commanded_vs_actual(root):
+def test_commanded_vs_actual(root, keys):
     settings, store, *_ = root
-    row = push_remote_context(settings, store, "pipeline", "jwst_0001.pmap", "ops")
+    row = push_remote_context(settings, store, keys["pipeline"], "jwst_0001.pmap", "ops")
     assert row["recorded"] and row["actual"] == row["commanded"] == "jwst_0001.pmap"
-    push_remote_context(settings, store, "shared-cache.1", "jwst_0001.pmap")
+    assert row["pipeline"] == "pipeline"
+    push_remote_context(settings, store, keys["shared-cache.1"], "jwst_0001.pmap")
     set_context(settings, store, "latest", "jwst_0002.pmap", "forward", "otto")
-    rows = {r["key"]: r for r in remote_contexts(store, "jwst")}
+    rows = {r["pipeline"]: r for r in remote_contexts(store, "jwst")}
     assert {k: (r["actual"], r["commanded"], r["in_sync"]) for k, r in rows.items()} == {
         "pipeline": ("jwst_0001.pmap", "jwst_0002.pmap", False),
         "shared-cache.1": ("jwst_0001.pmap", "jwst_0002.pmap", False),
     }
-    push_remote_context(settings, store, "pipeline", "jwst_0002.pmap")
+    push_remote_context(settings, store, keys["pipeline"], "jwst_0002.pmap")
     assert remote_context(store, "pipeline", "jwst")["in_sync"]
     assert not remote_context(store, "shared-cache.1", "jwst")["in_sync"]
     last = store.read_all(types=[ev.RemoteContextPushed.type])[-1]
@@ -59,20 +70,25 @@ def test_commanded_vs_actual(root):
     HandlerRunner(store, [projection]).run_until_idle()
     table = read_table(store, projection)
     assert {k[1]: r["context"] for k, r in table.items()} == \
-        {r["key"]: r["actual"] for r in remote_contexts(store, "jwst")}
+        {r["pipeline"]: r["actual"] for r in remote_contexts(store, "jwst")}
+    # and the reads that start from the table see the same rows
+    assert remote_context(store, "pipeline", "jwst")["actual"] == "jwst_0002.pmap"
+    # the key itself is recorded nowhere in the log
+    assert not any(keys["pipeline"] in repr(r) for r in store.read_all())
 
 
-def test_a_repeated_push_is_recorded_only_after_a_new_command(root):
+def test_a_repeated_push_is_recorded_only_after_a_new_command(root, keys):
     settings, store, *_ = root
-    push_remote_context(settings, store, "pipeline", "jwst_0002.pmap")
-    again = push_remote_context(settings, store, "pipeline", "jwst_0002.pmap")
+    key = keys["pipeline"]
+    push_remote_context(settings, store, key, "jwst_0002.pmap")
+    again = push_remote_context(settings, store, key, "jwst_0002.pmap")
     assert not again["recorded"] and len(_pushes(store)) == 1
     # latest changes to what the pipeline already holds: its next push answers that command
     set_context(settings, store, "latest", "jwst_0002.pmap", "forward", "otto")
-    answer = push_remote_context(settings, store, "pipeline", "jwst_0002.pmap")
+    answer = push_remote_context(settings, store, key, "jwst_0002.pmap")
     assert answer["recorded"] and answer["in_sync"] and len(_pushes(store)) == 2
     # a regression by the pipeline is recorded too
-    push_remote_context(settings, store, "pipeline", "jwst_0001.pmap")
+    push_remote_context(settings, store, key, "jwst_0001.pmap")
     assert _pushes(store)[-1] == ("pipeline", "jwst_0001.pmap")
 
 
@@ -81,33 +97,36 @@ def test_a_repeated_push_is_recorded_only_after_a_new_command(root):
     ("pipe line", "jwst_0001.pmap", r"key 'pipe line'"),
     ("a/b", "jwst_0001.pmap", r"key 'a/b'"),
     ("k" * 129, "jwst_0001.pmap", r"1-128 characters"),
-    ("pipeline", "jwst_0099.pmap", r"jwst_0099\.pmap: unknown"),
-    ("pipeline", "hst_0001.pmap", r"a hst context, but this server manages jwst"),
-    ("pipeline", "jwst_nircam_0001.imap", r"must name a pipeline mapping"),
-    ("pipeline", None, r"must be a non-empty string"),
+    ("pipeline", "jwst_0001.pmap", r"key: not the key of a registered pipeline"),
+    ("REGISTERED", "jwst_0099.pmap", r"jwst_0099\.pmap: unknown"),
+    ("REGISTERED", "hst_0001.pmap", r"a hst context, but this server manages jwst"),
+    ("REGISTERED", "jwst_nircam_0001.imap", r"must name a pipeline mapping"),
+    ("REGISTERED", None, r"must be a non-empty string"),
 ])
-def test_bad_pushes_are_refused(root, key, context, message):
+def test_bad_pushes_are_refused(root, keys, key, context, message):
     settings, store, *_ = root
+    key = keys["pipeline"] if key == "REGISTERED" else key
     head = store.head()
     with pytest.raises(RemoteContextError, match=message):
         push_remote_context(settings, store, key, context)
     assert store.head() == head
 
 
-def test_a_delivered_context_may_be_pushed(root):
+def test_a_delivered_context_may_be_pushed(root, keys):
     """A pipeline may run what it synced before the archive finished (known, not archived)."""
     settings, store, source, refs = root
     catalog_unarchived(settings, store, source, refs, 3)
-    assert push_remote_context(settings, store, "pipeline", "jwst_0003.pmap")["recorded"]
+    assert push_remote_context(settings, store, keys["pipeline"], "jwst_0003.pmap")["recorded"]
 
 
-def test_cli_remote_context(root):
+def test_cli_remote_context(root, keys):
     settings, store, *_ = root
     runner = CliRunner()
     base = ["--root", str(settings.root)]
     empty = runner.invoke(cli, ["remote-context", *base])
     assert empty.exit_code == 0 and "no pipeline has pushed" in empty.output
-    pushed = runner.invoke(cli, ["remote-context", *base, "push", "pipeline", "jwst_0002.pmap"])
+    pushed = runner.invoke(cli, ["remote-context", *base, "push", keys["pipeline"],
+                                 "jwst_0002.pmap"])
     assert pushed.exit_code == 0, pushed.output
     assert "pipeline: jwst_0002.pmap (recorded); commanded jwst_0001.pmap" in pushed.output
     listing = runner.invoke(cli, ["remote-context", *base])
@@ -116,3 +135,5 @@ def test_cli_remote_context(root):
                                 "jwst_0001.pmap", "BEHIND/DIFFERENT"]
     bad = runner.invoke(cli, ["remote-context", "push", "pipe line", "jwst_0002.pmap", *base])
     assert bad.exit_code == 1 and "key 'pipe line'" in bad.output
+    # shown by name, never by key
+    assert keys["pipeline"] not in pushed.output + listing.output

@@ -95,10 +95,15 @@ def test_latest_with_a_bad_reference_is_refused_naming_the_file_and_its_use(root
     assert get_context(store, "latest") == "jwst_0001.pmap"
 
 
-def test_a_pmap_written_after_the_marking_still_cannot_name_a_bad_file(root):
+def test_a_pmap_written_after_the_marking_still_cannot_name_a_bad_file(tmp_path):
     """Blacklisting covers the mappings known when the file was marked; a later pmap that
     still names it is caught by walking its hierarchy."""
-    settings, store, source, refs = root
+    # no latest yet: MIRI 0001 is in every generation, and mark-bad refuses a file of the
+    # operational context
+    settings = make_settings(tmp_path)
+    store = SQLiteEventStore(settings.db_path)
+    add_people(store)
+    source, refs = seed_generations(settings, store, tmp_path, archived=2, pointers=("edit",))
     mark_bad(settings, store, ["jwst_miri_flat_0001.fits"], "hot pixels", "ada")
     from fixtures.contexts import write_generation
 
@@ -108,6 +113,7 @@ def test_a_pmap_written_after_the_marking_still_cannot_name_a_bad_file(root):
                                         "go", "otto"),
              match=r"jwst_miri_flat_0001\.fits is rejected .*jwst_0003\.pmap -> "
                    r"jwst_miri_0001\.imap")
+    store.close()
 
 
 def test_latest_with_a_blacklisted_mapping_is_refused(root):

@@ -227,14 +227,22 @@ def test_set_context_mailed_for_operational_pointer_only(log, runner):
     assert f"Context page: {BASE}/contexts/jwst_0101.pmap" in lines
 
 
-def test_delivery_failed_goes_to_devs(log, runner):
+def test_delivery_failed_goes_to_redcat_operators_and_devs(log, runner):
+    log.record(ev.UserAdded("olga", "olga@example.org", role="operator"))
+    log.record(ev.UserAdded("adam", "adam@example.org", role="admin"))
+    log.record(ev.UserAdded("sam", "sam@example.org"))  # a submitter: not an operator
+    log.record(ev.UserAdded("gone", "gone@example.org", role="operator"))
+    log.record(ev.UserDisabled("gone"))
     log.record(ev.DeliveryCreated("jwst_0007", "jwst", "sub-1", ("a.fits", "b.rmap"),
                                   catalog="/cat/jwst_0007.cat"))
     runner.run_until_idle()
     _, mail = mail_for(log, runner, ev.DeliveryFailed("jwst_0007", reason="checksum mismatch"),
                        actor="archive")
     assert mail.kind == "DELIVERY FAILED"
-    assert mail.to == DEVS and mail.cc == ()
+    # issue 13: redcat and the operators, not only devs (empty by default)
+    assert mail.to == (*REDCAT, "adam@example.org", "olga@example.org", *DEVS)
+    assert mail.cc == ()
+    assert "crds-events delivery redeliver jwst_0007)." in mail.body
     assert mail.subject == "CRDS JWST delivery jwst_0007: FAILED"
     lines = mail.body.splitlines()
     assert "Reason: checksum mismatch" in lines

@@ -17,7 +17,8 @@ from crds_events.cli import cli
 from crds_events.refactoring.diff import DiffOptions, context_diff, difference, text_difference
 from crds_events.rules.diff import DiffTuple, mapping_diffs
 
-pytestmark = pytest.mark.corpus
+# Corpus comparisons: the crds test mappings' `test/data/hst/...` child names are accepted.
+pytestmark = [pytest.mark.corpus, pytest.mark.usefixtures("crds_test_data_names")]
 
 
 def _cases(corpus: Path, name: str) -> list[dict]:

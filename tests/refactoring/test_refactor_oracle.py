@@ -23,7 +23,8 @@ from crds_events.rules.checksum import mapping_checksum
 from crds_events.rules.parse import parse_mapping
 from crds_events.rules.substitutions import ENV_VAR, load_substitutions
 
-pytestmark = pytest.mark.corpus
+# Corpus comparisons: the crds test mappings' `test/data/hst/...` child names are accepted.
+pytestmark = [pytest.mark.corpus, pytest.mark.usefixtures("crds_test_data_names")]
 
 
 def _cases(corpus: Path) -> list[dict]:

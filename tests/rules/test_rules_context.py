@@ -7,6 +7,7 @@ import pytest
 from crds_events.rules.bestrefs import load_context
 from crds_events.rules.checksum import with_checksum
 from crds_events.rules.context import ContextLoadError
+from crds_events.rules.parse import UnsafeNameError, crds_test_data_names
 
 PMAP = """header = {{
     'derived_from' : 'generated',
@@ -33,7 +34,7 @@ IMAP = """header = {{
 }}
 
 selector = {{
-    'flshfile' : 'test/data/hst/hst_acs_flshfile_9999.rmap',
+    'flshfile' : '{rmap}',
     'crrejtab' : 'N/A',
     'darkfile' : 'OMIT',
 }}
@@ -58,10 +59,12 @@ selector = Match({{
 """
 
 
-def write_context(tmp_path, instrument="ACS", observatory="HST", filekind="FLSHFILE"):
+def write_context(tmp_path, instrument="ACS", observatory="HST", filekind="FLSHFILE",
+                  rmap="hst_acs_flshfile_9999.rmap"):
     files = {
         "hst_9999.pmap": PMAP.format(imap="hst_acs_9999.imap"),
-        "hst_acs_9999.imap": IMAP.format(instrument=instrument, observatory=observatory),
+        "hst_acs_9999.imap": IMAP.format(instrument=instrument, observatory=observatory,
+                                         rmap=rmap),
         "hst_acs_flshfile_9999.rmap": RMAP.format(filekind=filekind),
     }
     for name, text in files.items():
@@ -70,16 +73,30 @@ def write_context(tmp_path, instrument="ACS", observatory="HST", filekind="FLSHF
 
 
 def test_children_resolve_by_basename_and_specials(tmp_path):
-    context = load_context(write_context(tmp_path))
+    # The imap names its rmap as the crds repository's test data does (test/data/hst/...):
+    # loadable only in the corpus-compatibility mode.
+    with crds_test_data_names():
+        context = load_context(
+            write_context(tmp_path, rmap="test/data/hst/hst_acs_flshfile_9999.rmap"))
+        header = {"INSTRUME": "acs", "DETECTOR": "wfc", "DATE-OBS": "2001-01-01",
+                  "TIME-OBS": "00:00"}
+        assert context.best_references(header) == {
+            "flshfile": "wfc_flash.fits",
+            "crrejtab": "NOT FOUND n/a",
+        }
+        assert context.mapping_names() == [
+            "hst_9999.pmap", "hst_acs_9999.imap", "hst_acs_flshfile_9999.rmap"
+        ]
+        assert context.reference_names() == ["wfc_flash.fits"]
+
+
+@pytest.mark.parametrize("rmap", ["test/data/hst/hst_acs_flshfile_9999.rmap",
+                                  "../hst_acs_flshfile_9999.rmap"])
+def test_a_child_named_by_path_is_refused_outside_the_compatibility_mode(tmp_path, rmap):
+    context = load_context(write_context(tmp_path, rmap=rmap))
     header = {"INSTRUME": "acs", "DETECTOR": "wfc", "DATE-OBS": "2001-01-01", "TIME-OBS": "00:00"}
-    assert context.best_references(header) == {
-        "flshfile": "wfc_flash.fits",
-        "crrejtab": "NOT FOUND n/a",
-    }
-    assert context.mapping_names() == [
-        "hst_9999.pmap", "hst_acs_9999.imap", "hst_acs_flshfile_9999.rmap"
-    ]
-    assert context.reference_names() == ["wfc_flash.fits"]
+    with pytest.raises(UnsafeNameError, match="names a path"):
+        context.best_references(header)
 
 
 def test_children_load_lazily(tmp_path):

@@ -14,9 +14,22 @@ import pytest
 from crds_events.rules.canonical import canonical_checksum, format_mapping, rewrite_text
 from crds_events.rules.checksum import mapping_checksum, read_mapping_text
 from crds_events.rules.document import load_mapping
-from crds_events.rules.parse import ChecksumError, MappingError, parse_mapping
+from crds_events.rules.parse import (
+    ChecksumError,
+    MappingError,
+    UnsafeNameError,
+    crds_test_data_names,
+    parse_mapping,
+)
 
 pytestmark = pytest.mark.corpus
+
+
+@pytest.fixture(autouse=True)
+def _test_data_child_names(crds_test_data_names):
+    """The crds repository's HST test mappings name children `test/data/hst/<name>` and crds
+    loads them: the comparison with the oracle runs in the parser's compatibility mode (the
+    server, certify and the store never do; see test_strict_names_refuse_only_... below)."""
 
 
 def _sha1(text: str) -> str:
@@ -138,3 +151,23 @@ def test_fast_and_ast_parsers_agree_on_every_corpus_mapping(corpus):
         assert fast == slow and fast.header_duplicates == slow.header_duplicates, path
         for a, b in zip(fast.selector.walk(), slow.selector.walk(), strict=True):
             assert (a.lines, a.lineno) == (b.lines, b.lineno), path
+
+
+def test_strict_names_refuse_only_the_test_data_paths(corpus, oracle):
+    """Outside the compatibility mode exactly the mappings that name a `test/data/...` path
+    are refused (as a parse error naming that path); every other mapping is unaffected."""
+    data = corpus / "crds-test-data"
+    refused = set()
+    with crds_test_data_names(allowed=False):  # leave the module's compatibility mode
+        for rel, rec in sorted(oracle.items()):
+            text = read_mapping_text(data / rel)
+            try:
+                parse_mapping(text, rel)
+            except UnsafeNameError as exc:
+                assert "test/data/" in str(exc) and "names a path" in str(exc), rel
+                refused.add(rel)
+            except MappingError:
+                assert not rec["loads_ignoring_checksum"], rel
+    naming_paths = {rel for rel in oracle
+                    if "'test/data/" in read_mapping_text(data / rel)}
+    assert refused == naming_paths and len(refused) == 10

@@ -160,3 +160,31 @@ def test_directory_entry_and_no_files(user_dir: Path, tmp_path: Path):
     empty = tmp_path / "ingest" / "bob"
     empty.mkdir()
     assert "no files to submit" in _problems(empty, GOOD)["files"]
+
+
+def _alias_bomb(depth: int = 7) -> str:
+    """A 461-byte-class manifest whose description is 10**depth strings via aliases."""
+    lines = ["deliverer: Jane Doe", "instrument: MIRI", "change_level: MODERATE",
+             "x0: &x0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    for i in range(1, depth + 1):
+        lines.append(f"x{i}: &x{i} [" + ", ".join([f"*x{i - 1}"] * 10) + "]")
+    lines.append(f"description: *x{depth}")
+    return "\n".join(lines) + "\n"
+
+
+def test_yaml_aliases_in_a_manifest_are_refused_with_a_short_message(user_dir: Path):
+    text = _alias_bomb()
+    assert len(text) < 600
+    _write(user_dir, text)
+    with pytest.raises(ManifestError) as info:
+        load_manifest(user_dir, observatory="jwst")
+    assert info.value.problems == [("manifest", "YAML aliases are not allowed here")]
+    assert len(str(info.value)) < 300
+    # even one harmless alias: a manifest has no use for them
+    one = "deliverer: &d Jane Doe\nother: *d\ninstrument: MIRI\n"
+    assert "aliases" in _problems(user_dir, one)["manifest"]
+
+
+def test_manifest_problems_quoting_huge_values_stay_short(user_dir: Path):
+    problems = _problems(user_dir, {**GOOD, "instrument": "X" * 100_000})
+    assert len(problems["instrument"]) <= 500 and "characters cut" in problems["instrument"]

@@ -255,7 +255,8 @@ def test_collisions_are_warnings(site):
 
     result = process_submission(request(site, [dark], collisions=collisions))
     assert result.status == READY
-    assert seen == ["jwst_nircam_dark_0001.rmap"]
+    # every replaced mapping is asked about (as CRDS checks collisions), the rmap first
+    assert seen == ["jwst_nircam_dark_0001.rmap", "jwst_nircam_0001.imap", "jwst_0001.pmap"]
     assert result.collisions == {"jwst_nircam_dark_0001.rmap": ["sub-0042"]}
     assert any("sub-0042" in w and "jwst_nircam_dark_0002.rmap" in w for w in result.warnings)
 

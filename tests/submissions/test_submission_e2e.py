@@ -160,7 +160,7 @@ def test_good_submission_ready_confirm_and_emails(server_factory, smtp, tmp_path
     for name, event in cataloged.items():
         assert files.sha1_of(name) == event.sha1
     assert locks.current_lock(store, "nircam") is None
-    assert not (settings.ingest / "jane" / "flat_a.fits").exists()  # uploads consumed
+    assert not (settings.ingest / "jane" / sid).exists()  # its drop directory consumed
 
     # the confirmed edit context gives the new flats as best references (independent check)
     context = load_context(files.directory_for("mapping") / "jwst_0002.pmap")
@@ -203,7 +203,7 @@ def test_bad_file_duplicate_and_cancel(server_factory, smtp, tmp_path):
     review.cancel(settings, store, good, "jane", reason="changed my mind")
     assert sorted(p.name for p in Path(settings.store).rglob("*") if p.is_file()) == \
         store_before
-    assert (settings.ingest / "jane" / "good.fits").is_file()
+    assert (settings.ingest / "jane" / good / "good.fits").is_file()
     assert locks.current_lock(store, "nircam") is None
     assert context_pointers(store, "jwst")["edit"] == "jwst_0001.pmap"
     with pytest.raises(review.ReviewError, match="cancelled"):

@@ -241,9 +241,11 @@ def test_submit_review_confirm_archive_set_latest_time_travel(chromium, live, tm
     _shot(op_page, "12-emails")
 
     # --- the pipeline syncs and pushes its context; reprocessing for the transition ------
+    from crds_events.contexts.pipelines import add_pipeline
     from crds_events.contexts.remote import push_remote_context
 
-    push_remote_context(live.settings, store, live.settings.pipeline_key, new_pmap)
+    issued = add_pipeline(store, live.settings.release_pipeline, actor="olga")
+    push_remote_context(live.settings, store, issued.key, new_pmap)
     op_page.goto(f"{live.url}/operate/pipelines")
     assert op_page.inner_text("#commanded") == new_pmap
     assert "yes" in op_page.inner_text("#pipelines")  # in sync

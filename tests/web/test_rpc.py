@@ -307,9 +307,12 @@ def test_affected_datasets(client, seeded):
 
 
 def test_push_and_get_remote_context(client, seeded):
+    from crds_events.contexts.pipelines import add_pipeline
+
     _, store, _ = seeded
+    key = add_pipeline(store, "ops-pipe").key
     assert "has not pushed" in err(client, "get_remote_context", "hst", "ops-pipe")
-    assert ok(client, "push_remote_context", "hst", "latest", "ops-pipe",
+    assert ok(client, "push_remote_context", "hst", "latest", key,
               "hst_0001.pmap") == "hst_0001.pmap"
     pushed = [r.event for r in store.read_all(types=[ev.RemoteContextPushed.type])]
     assert pushed[-1] == ev.RemoteContextPushed(observatory="hst", pipeline="ops-pipe",
@@ -317,9 +320,11 @@ def test_push_and_get_remote_context(client, seeded):
     assert ok(client, "get_remote_context", "hst", "ops-pipe") == "hst_0001.pmap"
     assert "key" in err(client, "push_remote_context", "hst", "latest", "bad key!",
                         "hst_0001.pmap")
-    assert "kind" in err(client, "push_remote_context", "hst", "edit", "k", "hst_0001.pmap")
-    assert "unknown" in err(client, "push_remote_context", "hst", "latest", "k",
-                            "hst_0777.pmap")
+    assert "kind" in err(client, "push_remote_context", "hst", "edit", key, "hst_0001.pmap")
+    assert "not the key of a registered pipeline" in err(
+        client, "push_remote_context", "hst", "latest", "ops-pipe", "hst_0001.pmap")
+    assert "hst_0777.pmap: unknown" in err(client, "push_remote_context", "hst", "latest", key,
+                                           "hst_0777.pmap")
 
 
 def test_jpoll_messages_follow_a_submission(client, seeded):

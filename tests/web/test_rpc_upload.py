@@ -3,7 +3,6 @@ jpoll, confirm/cancel as the token's user, with the real ingest watcher and proc
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import time
@@ -19,7 +18,6 @@ from crds_events.server import parts
 from crds_events.server.core import Server
 from crds_events.store import SQLiteEventStore
 from crds_events.store.root import init_root
-from crds_events.submissions.dropbox import ingest_key, submission_id_for
 from crds_events.web import create_app
 
 FIELDS = {"deliverer": "Jane Doe", "instrument": "NIRCAM", "description": "New flats",
@@ -98,12 +96,17 @@ def test_upload_follow_and_confirm(running, tmp_path):
     answer = response.get_json()
     sid = answer["submission_id"]
     assert answer["jpoll_key"] == sid and answer["files"] == ["flat_new.fits"]
-    manifest = settings.ingest / "jane" / "submission.yaml"
-    if manifest.exists():  # the watcher may have taken it already
-        raw = manifest.read_bytes()
-        assert yaml.safe_load(raw)["files"] == ["flat_new.fits"]
-        key = ingest_key("jane", hashlib.sha1(raw).hexdigest(), manifest.stat().st_mtime_ns)
-        assert submission_id_for(key, manifest.stat().st_mtime_ns) == sid
+    # the id names the submission's own drop directory, complete when the id is answered
+    drop = settings.ingest / "jane" / sid
+    assert (drop / "flat_new.fits").read_bytes() == flat.read_bytes()
+    raw = None
+    for manifest in (drop / "submission.yaml", drop / f".submission.yaml.{sid}.started"):
+        try:  # the watcher may have taken (and set aside) the manifest already
+            raw = manifest.read_bytes()
+            break
+        except FileNotFoundError:
+            continue
+    assert raw is not None and yaml.safe_load(raw)["files"] == ["flat_new.fits"]
     messages, since, deadline = [], 0, time.monotonic() + 90
     while time.monotonic() < deadline:
         reply = _rpc(client, "jpoll_pull_messages", sid, since)
@@ -128,6 +131,7 @@ def test_upload_follow_and_confirm(running, tmp_path):
     assert response.status_code == 200, response.get_json()
     assert response.get_json() == {"submission_id": sid, "state": "confirmed",
                                    "new_context": new_context}
+    assert not drop.exists()  # the uploads are in the store now: the drop is cleared
     again = client.post(f"/upload/submissions/{sid}/cancel", headers=auth, json={})
     assert again.status_code == 409 and "confirmed" in again.get_json()["error"]
     missing = client.post("/upload/submissions/nope/confirm", headers=auth)

@@ -292,8 +292,9 @@ def test_submit_monitor_result_confirm(site, tmp_path):
     assert response.status_code == 302, text_of(response)
     sid = response.headers["Location"].split("/")[2]
     assert response.headers["Location"] == f"/submissions/{sid}/monitor"
-    # the drop: the file and a manifest with the form's fields, in jane's ingest directory
-    drop = Path(site.settings.ingest) / "jane"
+    # the drop: the file and a manifest with the form's fields, in the submission's own
+    # directory in jane's ingest directory
+    drop = Path(site.settings.ingest) / "jane" / sid
     assert (drop / "flat_a.fits").read_bytes() == flat.read_bytes()
     import yaml
 
@@ -369,7 +370,8 @@ def test_submit_monitor_result_confirm(site, tmp_path):
     # a second confirm: refused with review's reason, nothing recorded
     head = site.head()
     again = post(client, f"/submissions/{sid}/confirm", {}, form_page=f"/submissions/{sid}")
-    assert again.status_code == 409 and "only a READY one" in text_of(again)
+    assert again.status_code == 409 and f"submission {sid}: already confirmed by " in \
+        text_of(again)
     assert site.head() == head
 
     history = client.get("/submissions/")
@@ -473,20 +475,46 @@ def test_set_context_happy_path_and_refusals(site):
     assert site.head() == head
 
 
+def _newer_context(site: Site) -> str:
+    """jwst_0002.pmap (NIRCAM's flat rmap replaced), imported as the edit context."""
+    from crds_events.contexts.importcache import import_cache
+    from fixtures.contexts import write_generation
+
+    refs = site.tmp / "refs"
+    refs.mkdir(exist_ok=True)
+    write_generation(site.tmp / "context", refs, 2)
+    import_cache(site.settings, site.store, site.tmp / "context", refs, "jwst_0002.pmap",
+                 ("edit",))
+    return "jwst_0002.pmap"
+
+
 def test_mark_bad_and_ok(site):
+    from crds_events.contexts.badfiles import bad_files
+
     client = site.client("ada")
-    rmap = "jwst_nircam_flat_0001.rmap"  # the seeded context has mappings only
+    # a file of the operational context is refused as CRDS refuses it: the form again (400)
+    head = site.head()
+    operational = "jwst_nircam_flat_0001.rmap"
+    refused = post(client, "/operate/bad-files", {"files": operational, "reason": "bad rules",
+                                                  "action": "bad"})
+    assert refused.status_code == 400 and 'id="bad-files-form"' in refused.text
+    assert (f"File '{operational}' is in the current operational context '{site.pmap}'. "
+            "Create a new context which does not contain it and make that context "
+            f"operational. Then mark '{operational}' as 'bad'.") in text_of(refused)
+    assert site.head() == head and bad_files(site.store) == []
+
+    newer = _newer_context(site)
+    rmap = "jwst_nircam_flat_0002.rmap"  # only in the newer (edit) context
     marked = post(client, "/operate/bad-files", {"files": rmap, "reason": "bad rules",
                                                  "action": "bad"})
     assert marked.status_code == 302
     page = client.get("/operate/bad-files")
     text = text_of(page)
     assert f"Marked BAD: {rmap}" in text
-    from crds_events.contexts.badfiles import bad_files
 
     listed = bad_files(site.store)
-    # the rmap and every mapping using it: the imap and the pmap
-    assert listed == sorted([rmap, "jwst_nircam_0001.imap", site.pmap])
+    # the rmap and every mapping using it: the newer imap and pmap, never the operational
+    assert listed == sorted([rmap, "jwst_nircam_0002.imap", newer])
     for name in listed:
         assert name in text
 
@@ -525,12 +553,16 @@ def test_read_pages_render_empty_and_populated(site, tmp_path):
     assert client.get("/operate/reprocessing.json").json["transitions"] == []
     assert client.get("/operate/emails.json").json["emails"] == []
 
-    # a pipeline pushes its context: commanded vs actual
-    push_remote_context(site.settings, site.store, "ops-pipeline", site.pmap)
+    # a registered pipeline pushes its context: commanded vs actual, by name, never the key
+    from crds_events.contexts.pipelines import add_pipeline
+
+    key = add_pipeline(site.store, "ops-pipeline").key
+    push_remote_context(site.settings, site.store, key, site.pmap)
     rows = client.get("/operate/pipelines.json").json["pipelines"]
     assert rows == json.loads(json.dumps(remote_contexts(site.store, "jwst")))
-    assert rows[0]["in_sync"] is True and "ops-pipeline" in client.get(
-        "/operate/pipelines").text
+    page = client.get("/operate/pipelines").text
+    assert rows[0]["in_sync"] is True and "ops-pipeline" in page
+    assert key not in page + json.dumps(rows)
 
     # a stored reprocessing result: the page counts it, ids.txt is the stored id list
     result = AffectedDatasets(

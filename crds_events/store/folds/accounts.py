@@ -19,7 +19,7 @@ def _users_apply(key: Key, row: Row | None, record: RecordedEvent) -> Row | None
         row = {
             "name": event.username, "email": event.email, "full_name": event.full_name,
             "role": event.role, "disabled": False, "password_hash": event.password_hash,
-            "tokens": (), "created_at": record.recorded_at,
+            "tokens": (), "session_generation": 0, "created_at": record.recorded_at,
         }
     elif row is None:
         return None
@@ -29,6 +29,10 @@ def _users_apply(key: Key, row: Row | None, record: RecordedEvent) -> Row | None
             row["disabled"] = True
         elif isinstance(event, ev.UserPasswordChanged):
             row["password_hash"] = event.password_hash
+            # a new password ends every session signed in with the old one
+            row["session_generation"] = row.get("session_generation", 0) + 1
+        elif isinstance(event, ev.UserSessionsRevoked):
+            row["session_generation"] = row.get("session_generation", 0) + 1
         elif isinstance(event, ev.UserTokenIssued):
             row["tokens"] = (*row["tokens"], event.token_hash)
     row.update(updated_at=record.recorded_at, position=record.position)
@@ -39,12 +43,12 @@ USERS = Fold(
     table="users",
     columns={
         "name": str, "email": str, "full_name": str, "role": str, "disabled": bool,
-        "password_hash": str, "tokens": tuple, "created_at": str, "updated_at": str,
-        "position": int,
+        "password_hash": str, "tokens": tuple, "session_generation": int, "created_at": str,
+        "updated_at": str, "position": int,
     },
     pk=("name",),
     consumes=frozenset({ev.UserAdded.type, ev.UserDisabled.type, ev.UserPasswordChanged.type,
-                        ev.UserTokenIssued.type}),
+                        ev.UserTokenIssued.type, ev.UserSessionsRevoked.type}),
     keys=lambda record: [(record.event.username,)],
     apply=_users_apply,
 )

@@ -56,10 +56,20 @@ def _file_keys(record: RecordedEvent) -> list[Key]:
     return [(event.name,)]
 
 
+# A file in these states is in the store; a later submission that names it (a duplicate
+# uploaded under the stored name, refused) must not turn its row into that submission's.
+_STORED_STATES = frozenset({"confirmed", "delivered", "archived"})
+_DECISIONS = (ev.SubmissionConfirmed, ev.SubmissionForced, ev.SubmissionRejected,
+              ev.SubmissionFailed, ev.SubmissionCancelled)
+
+
 def _file_apply(key: Key, row: Row | None, record: RecordedEvent) -> Row | None:
     event = record.event
     name = key[0]
     if isinstance(event, ev.FileCertified):
+        if row and row["state"] in _STORED_STATES and \
+                row["submission_id"] != event.submission_id:
+            return row
         row = dict(row) if row else _new_file(name, record)
         row.update(
             kind=event.kind, instrument=event.instrument, filekind=event.filekind,
@@ -76,6 +86,8 @@ def _file_apply(key: Key, row: Row | None, record: RecordedEvent) -> Row | None:
         )
     elif row is None:
         return None  # outcome for a file this catalog never heard of
+    elif isinstance(event, _DECISIONS) and row["submission_id"] != event.submission_id:
+        return row  # another submission's outcome naming this (stored) file
     else:
         row = dict(row)
         if isinstance(event, ev.SubmissionConfirmed | ev.SubmissionForced):

@@ -3,7 +3,7 @@
 `register_pages(app)` registers every page blueprint that exists: the public ones of this
 package (home, contexts, browse, catalog, activity, best references, the event timeline,
 plots) and the authenticated ones other modules provide (``auth``, ``submit``,
-``operate``, ``health``) when they are present. Each module exposes ``bp`` (a Blueprint);
+``operate``, ``deliveries``, ``health``) when they are present. Each module exposes ``bp`` (a Blueprint);
 a module may instead expose ``register(app)`` when it needs more than a blueprint.
 
 Navigation entries name the endpoint they link to; an entry whose endpoint is not (yet)
@@ -41,7 +41,7 @@ NAV: list[tuple[str, tuple[str, ...]]] = [
 
 PUBLIC_MODULES = ("home", "contexts", "browse", "catalog", "activity", "bestrefs",
                   "timeline", "plotpages")
-OPTIONAL_MODULES = ("auth", "submit", "operate", "health")
+OPTIONAL_MODULES = ("auth", "submit", "operate", "deliveries", "health")
 
 
 def _module_exists(name: str) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, request
 
+from crds_events.web import visibility
 from crds_events.web.pages import common
 
 bp = Blueprint("activity", __name__)
@@ -23,10 +24,14 @@ def recent():
     limit = common.int_arg("limit", 50, minimum=1, maximum=500)
     items: list[dict] = []
     if what in ("", "submissions"):
+        personal = visibility.may_see_personal()
         sql, params = "SELECT * FROM submissions WHERE 1", []
-        if actor:
+        if actor and personal:
             sql += " AND (actor = ? OR deliverer = ?)"
             params += [actor, actor]
+        elif actor:  # the deliverer is personal: no filter on it that would reveal it
+            sql += " AND actor = ?"
+            params.append(actor)
         if instrument:
             sql += " AND instrument = ? COLLATE NOCASE"
             params.append(instrument)
@@ -34,6 +39,9 @@ def recent():
             sql += " AND updated_at >= ?"
             params.append(since)
         for row in common.rows(sql + " ORDER BY position DESC LIMIT ?", [*params, limit]):
+            # the manifest (deliverer, description) is the submitter's: withheld from the
+            # public, who still see that a submission happened, by which account, its state
+            row = visibility.redact_row(row, visibility.SUBMISSION_ROW_PERSONAL, personal)
             items.append({"what": "submission", "position": row["position"],
                           "when": row["updated_at"], "actor": row["actor"] or row["deliverer"],
                           "subject": row["submission_id"], "state": row["state"],

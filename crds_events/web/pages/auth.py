@@ -7,6 +7,13 @@
   over https.
 * ``g.user`` is the logged-in `crds_events.accounts.users.User` (None when anonymous); it is read
   again from the log on every request, so a disabled account is logged out at once.
+* A session is signed in at the user's *session generation* (kept in the cookie); logout
+  and a password change bump it (`crds_events.accounts.users.revoke_sessions`), so every
+  cookie of that user issued before - saved, copied or stolen - is anonymous from then on.
+* Login back-off (`crds_events.accounts.backoff`, in memory and per process): after 10
+  failures within a minute for an account or from an address, attempts are refused with 429
+  (even with the right password) until the window passes. Unknown names cost the same
+  hashing time as wrong passwords and count the same, so neither says whether a name exists.
 * `login_required` sends an anonymous visitor to the login page (GET) or answers 401;
   `role_required(action)` answers 403 unless ``users.can(g.user, action)``.
 * CSRF: each session holds a random token; every form carries it in a hidden field
@@ -34,6 +41,7 @@ from flask import (
     Blueprint,
     Flask,
     abort,
+    current_app,
     flash,
     g,
     redirect,
@@ -46,6 +54,7 @@ from markupsafe import Markup, escape
 from werkzeug.exceptions import HTTPException
 
 from crds_events.accounts import users
+from crds_events.accounts.backoff import LoginBackoff
 from crds_events.errors import CrdsEventsError
 from crds_events.web import get_state
 
@@ -68,6 +77,8 @@ SECRET_NAME = "web-secret.key"
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
 SESSION_HOURS = 12
+SESSION_GENERATION = "generation"  # the session key holding the generation signed in at
+_BACKOFF = "crds_events_login_backoff"  # app.extensions key: the app's LoginBackoff
 # Blueprints authenticated per request by an API token (no cookie authority): no CSRF.
 CSRF_EXEMPT_BLUEPRINTS = frozenset({"rpc", "upload", "downloads"})
 # ... and their URL prefixes: a request that fails routing there has no blueprint, and must
@@ -131,6 +142,9 @@ def _check_csrf() -> None:
     if request.method not in _UNSAFE_METHODS or request.blueprint in CSRF_EXEMPT_BLUEPRINTS \
             or request.path.startswith(CSRF_EXEMPT_PREFIXES):
         return
+    if g.get("session_ended"):  # say why, rather than "CSRF token wrong"
+        abort(401, "your session has ended (logged out, password changed or account "
+                   "disabled): log in again")
     sent = request.headers.get(CSRF_HEADER) or request.form.get(CSRF_FIELD, "")
     if not sent:
         abort(400, "CSRF token missing: this form was not sent by a page of this site "
@@ -156,8 +170,12 @@ def _load_user() -> None:
     from crds_events.web.pages.common import log
 
     user = users.get_user(log(), name)  # the request's read-only view: no writer lock
-    if user is None or user.disabled:
-        session.clear()  # account gone or disabled since login: log out now
+    if user is None or user.disabled or session.get(SESSION_GENERATION) != \
+            user.session_generation:
+        # account gone or disabled, or this session ended (logout, new password) since
+        # login; a cookie from before generations existed has none: log in again
+        session.clear()
+        g.session_ended = True
         return
     g.user = user
 
@@ -224,14 +242,27 @@ def login() -> Any:
     if not name or not password:
         return render_template("forms/login.html", next_url=next_url, name=name,
                                error="user name and password are both required"), 400
+    backoff = _backoff()
+    keys = (f"account:{name[:100]}", f"address:{request.remote_addr or '-'}")
+    wait = backoff.retry_after(keys)
+    if wait:
+        response = current_app.make_response((render_template(
+            "forms/login.html", next_url=next_url, name=name,
+            error=f"too many failed logins for this account or from this address: try again "
+                  f"in {wait} s"), 429))
+        response.headers["Retry-After"] = str(wait)
+        return response
     user = users.authenticate(get_state().store, name, password)
     if user is None:
+        backoff.failed(keys)
         return render_template("forms/login.html", next_url=next_url, name=name,
                                error="wrong user name or password, or the account is "
                                      "disabled"), 401
+    backoff.succeeded(keys[0])
     session.clear()  # a fresh session (and CSRF token) on every login: no fixation
     session.permanent = True
     session["user"] = user.name
+    session[SESSION_GENERATION] = user.session_generation
     csrf_token()
     flash(f"Logged in as {user.name} ({user.role}).", "info")
     return redirect(_safe_next(next_url))
@@ -239,11 +270,18 @@ def login() -> Any:
 
 @bp.route("/logout", methods=["POST"])
 def logout() -> Any:
-    name = session.get("user")
+    """End the session - and every other session of the same user (its cookies, wherever they
+    were saved, are refused from now on)."""
+    user = g.get("user")
     session.clear()
-    if name:
-        flash(f"Logged out {name}.", "info")
+    if user is not None:
+        users.revoke_sessions(get_state().store, user.name, "logout", actor=user.name)
+        flash(f"Logged out {user.name}.", "info")
     return redirect(_safe_next(None))
+
+
+def _backoff() -> LoginBackoff:
+    return current_app.extensions[_BACKOFF]
 
 
 def error_page(exc: HTTPException) -> Any:
@@ -256,7 +294,7 @@ def error_page(exc: HTTPException) -> Any:
 
 
 def register_error_pages(blueprint: Blueprint) -> None:
-    for code in (400, 401, 403, 404, 405, 409, 413):
+    for code in (400, 401, 403, 404, 405, 409, 413, 429):
         blueprint.register_error_handler(code, error_page)
 
 
@@ -271,6 +309,7 @@ def register(app: Flask) -> None:
         SESSION_COOKIE_SECURE=bool(getattr(settings, "web_https", False)),
         PERMANENT_SESSION_LIFETIME=timedelta(hours=SESSION_HOURS),
     )
+    app.extensions.setdefault(_BACKOFF, LoginBackoff())
     app.before_request(_load_user)
     app.before_request(_check_csrf)
     app.add_template_global(csrf_field)

@@ -11,8 +11,9 @@ from crds_events.certify.specs import constraints_for
 from crds_events.contexts.contents import is_mapping, users_of
 from crds_events.files.headers import read_header
 from crds_events.store.filestore import FileStoreError, check_name
+from crds_events.web import visibility
 from crds_events.web.pages import common
-from crds_events.web.pages.timeline import event_json
+from crds_events.web.visibility import event_json
 
 bp = Blueprint("browse", __name__)
 
@@ -112,7 +113,8 @@ def file(name: str):
     on_disk = common.file_store().path_for(name).is_file()
     if row is None and not on_disk:
         abort(404, f"file {name}: not in the catalog")
-    actions = past_actions(name, row)
+    # the story as the viewer may see it (secrets never, personal data if allowed)
+    actions = [visibility.visible_record(r) for r in past_actions(name, row)]
     data = {"name": name, "catalog": row, "contents": _contents(name, row),
             "past_actions": [event_json(r) for r in actions],
             "used_by": _used_by(name), "constraints": _constraints(row)}

@@ -24,6 +24,7 @@ from crds_events.rules.context import ContextLoadError
 from crds_events.store.filestore import FileStore, FileStoreError, check_name
 from crds_events.store.reader import LogReader
 from crds_events.web import get_db, get_state
+from crds_events.web.converters import SQLITE_MAX_INT  # positions are SQLite INTEGERs
 
 __all__ = ["respond", "wants_json", "log", "rows", "pointers", "int_arg",
            "date_arg", "cached", "load_rules", "latest_references", "file_store", "head",
@@ -72,17 +73,24 @@ def pointers() -> dict[str, dict]:
 
 def int_arg(name: str, default: int | None = None, *, minimum: int = 0,
             maximum: int | None = None) -> int | None:
-    """An integer query parameter; 400 naming it when it is not one or out of range."""
+    """An integer query parameter; 400 naming it when it is not one or out of range.
+
+    Without ``maximum`` the bound is SQLite's (signed 64-bit): a larger number would be an
+    OverflowError deep in a query.
+    """
     text = request.args.get(name, "").strip()
     if not text:
         return default
+    if len(text) > 25:  # int() of a 10 KB digit string is slow and no position is that long
+        abort(400, f"parameter {name!r}: not an integer between {minimum} and "
+                   f"{SQLITE_MAX_INT if maximum is None else maximum}")
     try:
         value = int(text)
     except ValueError:
-        abort(400, f"parameter {name!r}: {text!r} is not an integer")
-    if value < minimum or (maximum is not None and value > maximum):
-        bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
-        abort(400, f"parameter {name!r}: {value} must be {bound}")
+        abort(400, f"parameter {name!r}: {text[:40]!r} is not an integer")
+    top = SQLITE_MAX_INT if maximum is None else maximum
+    if value < minimum or value > top:
+        abort(400, f"parameter {name!r}: {value} must be between {minimum} and {top}")
     return value
 
 

@@ -6,7 +6,7 @@ Read pages (any logged-in user), each with a ``.json`` twin:
 * ``/operate/deliveries``: each delivery's states with the time each was reached;
 * ``/operate/pipelines``: remote contexts, commanded vs actual per pipeline;
 * ``/operate/reprocessing``: affected datasets per context transition, with the id list
-  as a download;
+  as a download (``/reprocessing/<context>``: the transitions to one context);
 * ``/operate/emails``: the outbox: e-mails queued, sent, retrying and failed.
 
 Levers (the domain functions check the role again; the pages only hide what is refused):
@@ -39,7 +39,7 @@ from flask import (
 from crds_events import events as ev
 from crds_events.accounts import users
 from crds_events.store.folds import SUBMISSIONS, replay
-from crds_events.web import get_state
+from crds_events.web import get_state, visibility
 from crds_events.web.pages.auth import login_required, register_error_pages, role_required
 
 __all__ = ["bp", "register", "submission_rows", "transitions"]
@@ -94,7 +94,8 @@ def submission_rows(store, *, state: str = "", instrument: str = "",
 def submissions() -> Any:
     state = request.args.get("state", "").strip().lower()
     instrument = request.args.get("instrument", "").strip()
-    rows = submission_rows(_log(), state=state, instrument=instrument)
+    rows = [visibility.redact_row(r, visibility.SUBMISSION_ROW_PERSONAL)
+            for r in submission_rows(_log(), state=state, instrument=instrument)]
     if _wants_json():
         return jsonify(submissions=_json_safe(rows))
     return render_template("forms/submissions.html", rows=rows, state=state,
@@ -115,7 +116,8 @@ def deliveries() -> Any:
     infos = list(reversed(list_deliveries(_store())))
     if _wants_json():
         return jsonify(deliveries=[info.to_json() for info in infos])
-    return render_template("forms/deliveries.html", deliveries=infos, states=DELIVERY_STATES)
+    return render_template("forms/deliveries.html", deliveries=infos, states=DELIVERY_STATES,
+                           can_redeliver=users.can(g.user, "redeliver"))
 
 
 # --- set context ---------------------------------------------------------------------------
@@ -285,6 +287,17 @@ def reprocessing() -> Any:
     return render_template("forms/reprocessing.html", rows=rows)
 
 
+@bp.route("/reprocessing/<context>")
+@login_required
+def reprocessing_for(context: str) -> Any:
+    """The transitions to ``context`` (the page the DPAS and overdue e-mails link to)."""
+    if not _PMAP.match(context):
+        abort(404, f"{context[:80]!r}: not a context name")
+    rows = [r for r in transitions(_log(), _settings().observatory)
+            if r["new_context"] == context]
+    return render_template("forms/reprocessing.html", rows=rows)
+
+
 @bp.route("/operate/reprocessing/<old>/<new>/ids.txt")
 @login_required
 def affected_ids(old: str, new: str) -> Response:
@@ -293,7 +306,13 @@ def affected_ids(old: str, new: str) -> Response:
     for name in (old, new):
         if not _PMAP.match(name):
             abort(404, f"{name!r}: not a context name")
-    ids = stored_ids(_settings(), _store(), old, new)
+    from crds_events.store.artifacts import ArtifactError
+
+    try:
+        ids = stored_ids(_settings(), _store(), old, new)
+    except ArtifactError:  # its message names a server path: say what is wrong, not where
+        abort(404, f"the affected dataset ids of {old} -> {new} are recorded but their "
+                   f"artifact is missing or damaged")
     if ids is None:
         abort(404, f"no affected datasets computed for {old} -> {new}")
     filename = f"affected_{old.removesuffix('.pmap')}_{new.removesuffix('.pmap')}.txt"
@@ -315,7 +334,8 @@ def emails() -> Any:
     state = request.args.get("state", "").strip().lower()
     if state and state not in EMAIL_STATES:
         abort(400, f"state {state!r}: one of {', '.join(EMAIL_STATES)}")
-    rows = outbox_rows(_log(), states=[state] if state else None)[:HISTORY_LIMIT]
+    rows = [visibility.redact_row(r, visibility.EMAIL_ROW_PERSONAL)
+            for r in outbox_rows(_log(), states=[state] if state else None)[:HISTORY_LIMIT]]
     if _wants_json():
         return jsonify(emails=_json_safe(rows))
     return render_template("forms/emails.html", rows=rows, state=state, states=EMAIL_STATES)

@@ -20,6 +20,9 @@
 from __future__ import annotations
 
 import json
+import logging
+import math
+import re
 import time
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -52,11 +55,14 @@ from crds_events.submissions.manifest import (
     ManifestError,
     instruments_for,
 )
-from crds_events.web import get_state
-from crds_events.web.pages.auth import login_required, register_error_pages, role_required
+from crds_events.web import get_state, visibility
+from crds_events.web.converters import SQLITE_MAX_INT
+from crds_events.web.pages.auth import register_error_pages, role_required
 from crds_events.web.pages.common import log
 
 __all__ = ["bp", "register", "monitor_message", "manifest_fields", "STREAM_SECONDS"]
+
+_log = logging.getLogger(__name__)
 
 bp = Blueprint("submit", __name__)
 
@@ -108,7 +114,15 @@ def manifest_fields(form: Mapping[str, str], user: users.User) -> dict[str, Any]
     redcat = {name: form[name].strip() for name in REDCAT_FIELDS if form.get(name, "").strip()}
     if redcat:
         fields["redcat"] = redcat
+    if fields.get("kind", "").lower() == "delete":  # the manifest names what to delete
+        fields["files"] = delete_names(form)
     return fields
+
+
+def delete_names(form: Mapping[str, str]) -> list[str]:
+    """The reference names of the form's ``delete_references`` field (whitespace or comma
+    separated), for a delete submission."""
+    return [name for name in re.split(r"[\s,]+", form.get("delete_references", "")) if name]
 
 
 def _render_form(values: Mapping[str, Any], problems: list[str], status: int = 200):
@@ -127,7 +141,14 @@ def form() -> Any:
     values = request.form.to_dict()
     uploads = [f for f in request.files.getlist("files") if f and f.filename]
     problems: list[str] = []
-    if not uploads:
+    deleting = values.get("kind", "").strip().lower() == "delete"
+    if deleting:  # CRDS's "delete references": names of references, nothing uploaded
+        if uploads:
+            problems.append("files: a delete submission uploads nothing; name the references "
+                            "to delete under 'References to delete'")
+        if not delete_names(values):
+            problems.append("delete_references: name one or more references to delete")
+    elif not uploads:
         problems.append("files: choose one or more files to submit")
     names = [u.filename or "" for u in uploads]
     for name in names:
@@ -141,16 +162,19 @@ def form() -> Any:
     try:
         submission_id = _stage_and_drop(user, manifest_fields(values, user), uploads)
     except _Invalid as exc:
-        return _render_form(values, exc.problems, 400)
-    flash(f"Submission {submission_id} uploaded ({len(uploads)} file(s)); processing starts "
+        return _render_form(values, exc.problems, exc.status)
+    what = (f"{len(delete_names(values))} reference(s) to delete" if deleting
+            else f"{len(uploads)} file(s)")
+    flash(f"Submission {submission_id} uploaded ({what}); processing starts "
           f"when the server takes it.", "info")
     return redirect(url_for("submit.monitor", submission_id=submission_id))
 
 
 class _Invalid(CrdsEventsError):
-    def __init__(self, problems: list[str]):
+    def __init__(self, problems: list[str], status: int = 400):
         super().__init__("; ".join(problems))
         self.problems = problems
+        self.status = status
 
 
 def _stage_and_drop(user: users.User, fields: dict[str, Any], uploads: list) -> str:
@@ -162,8 +186,13 @@ def _stage_and_drop(user: users.User, fields: dict[str, Any], uploads: list) -> 
     except ManifestError as exc:
         raise _Invalid([f"{_field_label(field)}: {reason}"
                         for field, reason in exc.problems]) from None
-    except (OSError, ValueError) as exc:
+    except ValueError as exc:
         raise _Invalid([f"cannot submit: {exc}"]) from None
+    except OSError as exc:
+        # the server's disk, not the form: say so without naming a server path
+        _log.exception("web upload by %s could not be stored", user.name)
+        raise _Invalid([f"cannot store the upload now ({exc.strerror or 'I/O error'}); "
+                        f"try again later"], 503) from None
 
 
 def _field_label(field: str) -> str:
@@ -173,12 +202,13 @@ def _field_label(field: str) -> str:
 # --- the monitor ---------------------------------------------------------------------------
 
 
-def monitor_message(record: RecordedEvent) -> dict[str, Any] | None:
+def monitor_message(record: RecordedEvent, personal: bool = True) -> dict[str, Any] | None:
     """One event of a submission's stream as a monitor line (None: not shown).
 
     ``kind`` is ``progress`` for lines and ``done`` for the outcome (with ``state``).
+    ``personal``: may the viewer see personal data (else those fields read "(hidden)").
     """
-    event = record.event
+    event = visibility.visible_event(record, personal)
     message: dict[str, Any] = {"id": record.position, "time": record.recorded_at[:19],
                                "kind": "progress"}
     if isinstance(event, ev.SubmissionStarted):
@@ -211,9 +241,10 @@ def monitor_message(record: RecordedEvent) -> dict[str, Any] | None:
     return message
 
 
-def _messages(store: EventReader, submission_id: str, after: int = 0) -> list[dict[str, Any]]:
+def _messages(store: EventReader, submission_id: str, after: int = 0,
+              personal: bool = True) -> list[dict[str, Any]]:
     records = store.read_all(after, streams=[ev.submission_stream(submission_id)])
-    return [m for m in map(monitor_message, records) if m is not None]
+    return [m for m in (monitor_message(r, personal) for r in records) if m is not None]
 
 
 def _check_id(submission_id: str) -> str:
@@ -223,10 +254,10 @@ def _check_id(submission_id: str) -> str:
 
 
 @bp.route("/submissions/<submission_id>/monitor")
-@login_required
+@role_required("view_personal")  # a submission's content is personal (the issue-14 policy)
 def monitor(submission_id: str) -> Any:
     _check_id(submission_id)
-    messages = _messages(log(), submission_id)
+    messages = _messages(log(), submission_id, personal=visibility.may_see_personal())
     done = next((m for m in messages if m["kind"] == "done"), None)
     return render_template("forms/monitor.html", submission_id=submission_id,
                            messages=messages, done=done,
@@ -241,24 +272,32 @@ def _sse(message: dict[str, Any]) -> str:
 def _cursor() -> int:
     raw = request.headers.get("Last-Event-ID") or request.args.get("after") or "0"
     try:
-        return max(0, int(raw))
+        value = max(0, int(raw)) if len(raw) <= 25 else -1
     except ValueError:
-        abort(400, f"Last-Event-ID / after: {raw!r} is not an event position")
+        value = -1
+    if not 0 <= value <= SQLITE_MAX_INT:  # beyond SQLite's integers: an OverflowError later
+        abort(400, f"Last-Event-ID / after: {raw[:40]!r} is not an event position")
+    return value
 
 
 @bp.route("/submissions/<submission_id>/events")
-@login_required
+@role_required("view_personal")
 def events(submission_id: str) -> Response:
     """Server-sent events: the submission's lines after the cursor, then its outcome."""
     _check_id(submission_id)
     store = _store()
     after = _cursor()
+    # decided now: the generator runs after the request context is gone
+    personal = visibility.may_see_personal()
     # set by the web server when it stops (if it offers one): open streams end at once
     stopping = getattr(get_state(), "stopping", None)
     try:  # a client may ask for a shorter stream (never a longer one)
-        stream_seconds = min(float(request.args.get("max", STREAM_SECONDS)), STREAM_SECONDS)
+        asked = float(request.args.get("max", STREAM_SECONDS))
     except ValueError:
-        abort(400, f"max: {request.args['max']!r} is not a number of seconds")
+        asked = math.nan
+    if not math.isfinite(asked):  # nan would compare false forever: no deadline at all
+        abort(400, f"max: {request.args['max'][:40]!r} is not a number of seconds")
+    stream_seconds = min(asked, STREAM_SECONDS)
 
     def generate() -> Iterator[str]:
         cursor = after
@@ -266,7 +305,7 @@ def events(submission_id: str) -> Response:
         beat = time.monotonic() + _HEARTBEAT
         yield "retry: 1000\n\n"
         while True:
-            for message in _messages(store, submission_id, cursor):
+            for message in _messages(store, submission_id, cursor, personal):
                 cursor = message["id"]
                 yield _sse(message)
                 if message["kind"] == "done":
@@ -317,13 +356,13 @@ def _result_page(submission_id: str, status: int = 200, error: str = ""):
 
 
 @bp.route("/submissions/<submission_id>")
-@login_required
+@role_required("view_personal")
 def result(submission_id: str) -> Any:
     return _result_page(_check_id(submission_id))
 
 
 @bp.route("/submissions/<submission_id>.json")
-@login_required
+@role_required("view_personal")
 def result_json(submission_id: str) -> Any:
     shown = _show(_check_id(submission_id))
     shown = {k: v for k, v in shown.items() if k != "result"} | {

@@ -19,17 +19,15 @@ from flask import Blueprint, abort, request, url_for
 from crds_events.contexts.pointers import get_pointers
 from crds_events.store import asof as store_asof
 from crds_events.store.folds import CONTEXT_POINTERS
+from crds_events.web import visibility
 from crds_events.web.pages import common
+from crds_events.web.visibility import event_json
+
+__all__ = ["bp", "event_json"]
 
 bp = Blueprint("timeline", __name__)
 
 _ASOF_ROWS = 200
-
-
-def event_json(record) -> dict:
-    return {"position": record.position, "stream": record.stream, "version": record.version,
-            "type": record.type, "schema_version": record.schema_version,
-            "data": record.data, "meta": record.meta, "recorded_at": record.recorded_at}
 
 
 def _filters() -> tuple[dict[str, Any], dict[str, str]]:
@@ -65,7 +63,8 @@ def events():
     query, shown = _filters()
     records = common.log().newest(limit + 1, before=before, **query)
     more = len(records) > limit
-    records = records[:limit]
+    # what the viewer may see of each event (secrets never, personal data if allowed)
+    records = [visibility.visible_record(r) for r in records[:limit]]
     next_before = records[-1].position if more else None
     data = {"events": [event_json(r) for r in records], "filters": shown,
             "next_before": next_before, "head": common.head()}
@@ -81,6 +80,7 @@ def event(position: int):
     record = common.log().get(position)
     if record is None:
         abort(404, f"event {position}: no such position in the log")
+    record = visibility.visible_record(record)
     data = {"event": event_json(record)}
     return common.respond("event.html", data, record=record,
                           payload=json.dumps(record.data, indent=2, ensure_ascii=False),
@@ -98,7 +98,7 @@ def stream(stream: str):
     if not records and before is None:
         abort(404, f"stream {stream!r}: no events")
     more = len(records) > limit
-    records = records[:limit]
+    records = [visibility.visible_record(r) for r in records[:limit]]
     next_before = records[-1].position if more else None
     data = {"stream": stream, "events": [event_json(r) for r in records],
             "next_before": next_before}
@@ -184,6 +184,7 @@ def asof(position: int):
                                                                         _ASOF_ROWS)],
     }
     record = common.log().get(position) if position else None
+    record = visibility.visible_record(record) if record is not None else None
     return common.respond("asof.html", data, record=record, limit=_ASOF_ROWS,
                           state_filter=state_filter, title=f"As of event {position}")
 

@@ -1,0 +1,45 @@
+"""The last resort: an uncaught exception becomes a plain 500 - no traceback, no server path.
+
+Every bad input is meant to be refused earlier with a 4xx naming the field; whatever still
+escapes is a bug. Flask has already logged it with its traceback (server side) when the
+handler runs; the client gets only "internal error" and the time to quote to the operator
+(JSON for ``.json`` twins and the upload API, a page otherwise).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Flask, render_template, request
+from werkzeug.exceptions import InternalServerError
+
+__all__ = ["install", "MESSAGE"]
+
+log = logging.getLogger(__name__)
+
+MESSAGE = "internal error: the server could not answer this request (the server log has the " \
+          "details)"
+
+
+def _internal_error(exc: InternalServerError) -> Any:
+    original = getattr(exc, "original_exception", None)
+    when = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if original is not None:  # Flask logged the traceback; note what the client was told
+        log.error("500 for %s %s at %s (%s)", request.method, request.path, when,
+                  type(original).__name__)
+    message = f"{MESSAGE}; at {when}"
+    if request.path.endswith(".json") or request.path.startswith(("/upload/", "/json")):
+        return {"error": message, "status": 500}, 500
+    try:
+        return render_template("error.html", code=500, name="Internal Server Error",
+                               message=message), 500
+    except Exception:  # noqa: BLE001 - the template itself may be what failed
+        return message, 500, {"Content-Type": "text/plain; charset=utf-8"}
+
+
+def install(app: Flask) -> None:
+    """Register the 500 handler on ``app`` (it sees every uncaught exception when Flask is
+    not propagating them, i.e. whenever it is not under test)."""
+    app.register_error_handler(InternalServerError, _internal_error)
