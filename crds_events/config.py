@@ -83,6 +83,11 @@ class Settings:
     log_level: str = "INFO"
     # the web UI is served over https (behind a TLS proxy): session cookies get Secure
     web_https: bool = False
+    # live progress streams (server-sent events) open at once, in all and per user: the web
+    # server runs ``stream_limit`` threads on top of its page threads and refuses more
+    # streams (429), so streams never hold the threads that serve pages and JSON-RPC
+    stream_limit: int = 4
+    stream_limit_per_user: int = 2
 
     @property
     def config_path(self) -> Path:
@@ -222,6 +227,10 @@ def _validate(values: dict[str, Any], sources: dict[str, str]) -> None:
     for name in ("watcher_interval", "lock_timeout"):
         if values[name] <= 0:
             raise ConfigError(f"setting {name!r} from {sources.get(name)}: must be positive")
+    for name in ("stream_limit", "stream_limit_per_user"):
+        if values[name] < 1:
+            raise ConfigError(f"setting {name!r} from {sources.get(name, 'defaults')}: "
+                              f"must be at least 1 (got {values[name]!r})")
     if not 0 < values["smtp_port"] < 65536:
         raise ConfigError(
             f"setting 'smtp_port' from {sources.get('smtp_port')}: not a port number"
@@ -312,4 +321,8 @@ observatory = "{observatory}"
 [watcher]
 # mode = "native"     # or "polling" for NFS/GPFS
 # interval = 5.0
+
+[stream]  # live progress streams open at once (more are refused with 429)
+# limit = 4
+# limit_per_user = 2
 """

@@ -1,6 +1,14 @@
 """Mark files bad (and OK again): rejected files, and the mappings blacklisted with them.
 
-An admin marks files bad with a reason (`mark_bad`). Each marked file is *rejected*; every
+An admin marks files bad with a reason (`mark_bad`). As CRDS's server (``check_bad_file``)
+does, a file the operational (``latest``) context contains - a reference or a mapping - is
+refused, with CRDS's explanation: create a new context which does not contain it, make that
+context operational, then mark it bad. (Otherwise its transitive blacklist would taint the
+operational pmap, and every ``crds.getreferences`` for its instrument would fail with
+``CrdsBadRulesError``.) The check is repeated under the write lock, so a set-context racing
+the marking cannot make a context operational while one of its files becomes bad.
+
+Each marked file is *rejected*; every
 mapping that uses it, directly or through other mappings, is *blacklisted*: an rmap naming a
 rejected reference, the imaps naming that rmap, the pmaps naming those imaps - found in the
 file store's mappings (`crds_events.contexts.contents.users_of`). One `FileMarkedBad` per marked
@@ -27,8 +35,14 @@ from typing import Any
 from crds_events import events as ev
 from crds_events.accounts import users
 from crds_events.config import Settings
-from crds_events.contexts.contents import file_rows, users_of
-from crds_events.contexts.pointers import ContextError, validate_reason
+from crds_events.contexts.contents import (
+    ContentsError,
+    ContextContents,
+    context_contents,
+    file_rows,
+    users_of,
+)
+from crds_events.contexts.pointers import ContextError, get_context, validate_reason
 from crds_events.errors import CrdsEventsError
 from crds_events.rules.naming import NamingError, parse_mapping_name
 from crds_events.store.filestore import FileStore, FileStoreError, check_name
@@ -129,6 +143,38 @@ def _candidates(files: FileStore, rows: dict, names: Iterable[str]) -> list[str]
     return [m for m in files.names("mapping") if m.endswith(".pmap") or m.startswith(prefixes)]
 
 
+def _operational(settings: Settings, store: EventReader, files: FileStore,
+                 names: list[str]) -> ContextContents | None:
+    """What the operational context contains (None while no latest context is set)."""
+    pmap = get_context(store, "latest", settings.observatory)
+    if pmap is None:
+        return None
+    try:
+        return context_contents(files, pmap)
+    except ContentsError:
+        # the file store's path is in the ContentsError: not for a web form
+        raise BadFilesError(
+            f"operational context {pmap}: a mapping it names is missing from the file store "
+            f"or unreadable, so it cannot be checked that it does not contain "
+            f"{', '.join(names)}; nothing marked"
+        ) from None
+
+
+def _check_not_operational(names: list[str], operational: ContextContents | None) -> None:
+    """CRDS's ``check_bad_file``, with its words: refuse a file of the operational context."""
+    if operational is None:
+        return
+    contained = set(operational.names)
+    refused = [
+        f"File '{name}' is in the current operational context '{operational.pmap}'.  Create a "
+        f"new context which does not contain it and make that context operational.  Then "
+        f"mark '{name}' as 'bad'."
+        for name in names if name in contained
+    ]
+    if refused:
+        raise BadFilesError(" ".join(refused))
+
+
 def _reason(reason: object, required: bool) -> str:
     if not required and (reason is None or (isinstance(reason, str) and not reason.strip())):
         return ""
@@ -142,8 +188,8 @@ def mark_bad(settings: Settings, store: EventStore, files: Iterable[str], reason
              user: Any) -> MarkResult:
     """Reject ``files`` and blacklist every mapping that uses them (admins only).
 
-    Files already rejected are left as they are. Every name must be a cataloged file, or
-    nothing is recorded.
+    Files already rejected are left as they are. Every name must be a cataloged file that
+    the operational context does not contain, or nothing is recorded.
     """
     who = _admin(store, user, "mark")
     reason = _reason(reason, required=True)
@@ -151,11 +197,19 @@ def mark_bad(settings: Settings, store: EventStore, files: Iterable[str], reason
     rows = file_rows(store)
     _check_known(rows, names)  # before reading the file store
     files_store = FileStore.from_settings(settings)
+    operational = _operational(settings, store, files_store, names)
+    _check_not_operational(names, operational)
     users = users_of(files_store, names, _candidates(files_store, rows, names))
     marked, unchanged, positions, blacklisted = [], [], [], set()
     with store.transaction() as tx:
         rows = file_rows(tx)
         _check_known(rows, names)
+        # again under the write lock: latest may have moved since (mapping reads are
+        # cached, so reading a new context here is rare and short)
+        latest = get_context(tx, "latest", settings.observatory)
+        if latest != (operational.pmap if operational else None):
+            operational = _operational(settings, tx, files_store, names)
+        _check_not_operational(names, operational)
         for name in names:
             if rows[name]["rejected"]:
                 unchanged.append(name)

@@ -1,4 +1,5 @@
-"""E-mail outbox events: an e-mail queued (with its body), sent, or failed with a retry time.
+"""E-mail outbox events: an e-mail queued (with its body), sent, or failed with a retry time;
+or composed with nobody to send it to (not sent: no recipients).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ __all__ = [
     "EmailQueued",
     "EmailSent",
     "EmailFailed",
+    "EmailNotSent",
 ]
 
 
@@ -60,6 +62,25 @@ class EmailFailed(Event):
     error: str
     will_retry: bool = True
     retry_at: str = ""  # ISO 8601 UTC: when the next attempt is due (will_retry only)
+
+    @property
+    def stream(self) -> str:
+        return email_stream(self.email_id)
+
+
+@register()
+class EmailNotSent(Event):
+    """An e-mail was composed but had nobody to go to (e.g. no DPAS address configured): it
+    is recorded - the outbox shows it as not sent - rather than dropped, and never sent."""
+
+    personal_fields = ("subject", "body")
+
+    email_id: str
+    kind: str  # AFFECTED DATASETS, DELIVERY FAILED, ...
+    subject: str
+    reason: str  # "no recipients"
+    about: str = ""  # the stream it is about
+    body: str = ""  # what it would have said
 
     @property
     def stream(self) -> str:

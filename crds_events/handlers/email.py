@@ -10,6 +10,9 @@ The flow, and why it is crash-safe::
         EmailSent            [key "email-sent:17-ready"]
         EmailFailed(retry)   [key "email-failed:17-ready:<attempt>", retry_at = back-off]
         EmailFailed(final)   [5xx, or gave up after max_attempts]
+    or, when the e-mail has nobody to go to (no redcat / DPAS / devs configured, ...):
+        EmailNotSent(reason="no recipients")  [key "email-not-sent:17:ready"; never sent,
+        shown on the e-mails page as "not sent: no recipients"]
 
 What each e-mail says is `crds_events.mail.compose` (pure). The composer keeps the facts
 composition needs later (who started a submission and their e-mail, the manifest's other
@@ -110,12 +113,21 @@ class EmailComposer(Handler):
         composed = compose(record, facts, self.options)
         if composed is None:
             return
-        if not composed.to and not composed.cc:
-            log.info("no recipients for the %s e-mail about event %d; not queued",
-                     composed.kind, record.position)
-            return
         kind_slug = slug(composed.kind)
         email_id = f"{record.position}-{kind_slug}"
+        if not composed.to and not composed.cc:
+            # recorded, not dropped: the e-mails page must show what nobody was told
+            log.warning("no recipients for the %s e-mail about event %d; recorded as not sent",
+                        composed.kind, record.position)
+            tx.record(
+                ev.EmailNotSent(email_id=email_id, kind=composed.kind,
+                                subject=composed.subject, reason="no recipients",
+                                about=composed.about, body=composed.body),
+                NO_STREAM,
+                meta=caused_by(record),
+                idempotency_key=f"email-not-sent:{record.position}:{kind_slug}",
+            )
+            return
         tx.record(
             ev.EmailQueued(
                 email_id=email_id, kind=composed.kind, to=composed.to, cc=composed.cc,

@@ -35,6 +35,7 @@ __all__ = [
     "learn",
     "message_domain",
     "message_id_for",
+    "recipient_warnings",
     "slug",
 ]
 
@@ -493,3 +494,22 @@ def message_domain(settings: Settings) -> str:
     domain = settings.smtp_from.rpartition("@")[2].strip(" >") or "localhost"
     domain = re.sub(r"[^A-Za-z0-9.-]", "", domain) or "localhost"
     return f"{settings.observatory}.{domain}"
+
+
+def recipient_warnings(settings: Settings) -> list[str]:
+    """What ``serve`` warns of at start and /health lists: a redcat or DPAS recipients list
+    left empty. Not an error (a test server mails nobody), but the e-mails meant for them
+    then reach only the people involved, or nobody: those are recorded as not sent."""
+    warnings = []
+    if not settings.recipients_redcat:
+        warnings.append(
+            "no redcat recipient configured ([recipients] redcat, or "
+            "$CRDS_EVENTS_RECIPIENTS_REDCAT): submission, set-context and delivery e-mails go "
+            "only to the people involved; one with nobody to go to is recorded as "
+            "'not sent: no recipients'")
+    if not settings.recipients_dpas:
+        warnings.append(
+            "no DPAS recipient configured ([recipients] dpas, or "
+            "$CRDS_EVENTS_RECIPIENTS_DPAS): affected-datasets e-mails reach no DPAS address "
+            "(devs only, if set) and are otherwise recorded as 'not sent: no recipients'")
+    return warnings

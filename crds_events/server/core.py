@@ -23,6 +23,7 @@ from typing import TypeVar, overload
 from crds_events.config import Settings
 from crds_events.errors import CrdsEventsError
 from crds_events.handlers.runner import HandlerRunner
+from crds_events.mail.compose import recipient_warnings
 from crds_events.server.parts import PARTS, Component, Job, PartContext, PartFactory
 from crds_events.server.wsgi import WebServer
 from crds_events.store.eventlog import SQLiteEventStore
@@ -151,6 +152,8 @@ class Server:
     # --- life cycle ---------------------------------------------------------------------------
 
     def start(self) -> None:
+        for warning in recipient_warnings(self.settings):
+            log.warning("%s", warning)
         self._repair()
         for component in self._components:
             log.info("starting %s", component.name)

@@ -8,6 +8,12 @@ connection and joins its threads, so ``serve`` ends with nothing left running.
 Limits: request bodies over ``max_request_body_size`` are refused by waitress before the app
 sees them (the app has its own, smaller limit for JSON-RPC); idle connections close after
 ``channel_timeout`` seconds; at most ``connection_limit`` connections are open at once.
+
+Threads: ``threads`` serve pages, JSON-RPC and downloads; the app's stream budget
+(`crds_events.web.streams`, ``stream_limit`` streams at once) gets as many threads again,
+so open event streams can never hold all the threads and stall everyone else. Channels
+keep reading while a request runs (``channel_request_lookahead``), so a stream notices at
+once when its client goes away and gives its slot back.
 """
 
 from __future__ import annotations
@@ -26,6 +32,11 @@ log = logging.getLogger(__name__)
 DEFAULT_THREADS = 8
 
 
+def _app_state(app: Any) -> Any:
+    """The crds-events app's `WebState` (None for another WSGI app)."""
+    return getattr(app, "extensions", {}).get("crds_events")
+
+
 class WebServer:
     """One waitress server for a WSGI ``app``, started and stopped from other threads."""
 
@@ -36,7 +47,11 @@ class WebServer:
         self.app = app
         self.host = host
         self.port = port
-        self.options = dict(threads=threads, channel_timeout=channel_timeout,
+        budget = getattr(_app_state(app), "streams", None)
+        self.page_threads = threads
+        self.stream_threads = budget.total if budget is not None else 0
+        self.options = dict(threads=threads + self.stream_threads,
+                            channel_timeout=channel_timeout, channel_request_lookahead=1,
                             max_request_body_size=max_request_body_size,
                             connection_limit=connection_limit, ident="crds-events",
                             asyncore_use_poll=True, clear_untrusted_proxy_headers=True)
@@ -70,7 +85,7 @@ class WebServer:
         server, thread = self._server, self._thread
         if server is None or thread is None:
             return
-        app_state = getattr(self.app, "extensions", {}).get("crds_events")
+        app_state = _app_state(self.app)
         if app_state is not None:
             app_state.stopping.set()  # streaming responses end instead of holding a worker
         # Workers finish their current request and exit; queued requests are dropped.

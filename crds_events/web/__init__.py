@@ -22,6 +22,7 @@ from flask import Flask, current_app, g
 
 from crds_events.config import Settings
 from crds_events.store import EventStore, open_store
+from crds_events.web.streams import StreamBudget
 
 __all__ = ["create_app", "get_db", "get_state", "WebState", "DEFAULT_MAX_CONTENT_LENGTH"]
 
@@ -42,6 +43,9 @@ class WebState:
         self.caches: dict[str, Any] = {}
         # Set when the server stops: long-lived responses (event streams) end at once.
         self.stopping = threading.Event()
+        # How many long-lived responses may be open at once (the web server adds as many
+        # threads, so they never take the page threads).
+        self.streams = StreamBudget(settings.stream_limit, settings.stream_limit_per_user)
 
     @property
     def store(self) -> EventStore:

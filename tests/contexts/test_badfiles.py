@@ -227,7 +227,7 @@ def test_transitive_blacklisting_on_the_corpus_hst_context(corpus, tmp_path):
         assert "hst_0002.pmap" not in bad_files(store)
         assert "hst_0001.pmap" in bad_files(store)
         change = set_context(settings, store, "latest", "hst_0002.pmap", "bias fix", "otto")
-        assert change.direction == "forward"
+        assert change.direction == "initial"  # no operational context before it
         assert [r.event.name for r in store.read_all(types=[ev.FileMarkedOk.type])] == \
             ["j4d1435jj_bpx.fits", "dbu1405fu.r1h"]
         _projection_matches_log(store)

@@ -67,7 +67,8 @@ def test_sigkill_mid_send_resends_same_message_id(tmp_path):
         # the child process reads its settings from the root's config file
         (root / "crds-events.toml").write_text(
             f'observatory = "hst"\n[smtp]\nhost = "127.0.0.1"\nport = {controller.port}\n'
-            '[recipients]\nredcat = ["redcat@example.org"]\n')
+            # dpas too: no start-up warning line before "serving" (the child's first line)
+            '[recipients]\nredcat = ["redcat@example.org"]\ndpas = ["dpas@example.org"]\n')
         settings = load_settings(root, environ={})
         init_root(settings)
         child = subprocess.Popen(

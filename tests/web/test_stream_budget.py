@@ -17,12 +17,14 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 import requests
 from fixtures.rpc import make_root, running_server
 from helpers import wait_for
 
+from crds_events import events as ev
 from crds_events.accounts import users
 from crds_events.store import SQLiteEventStore
 
@@ -62,7 +64,7 @@ def _open(session: requests.Session, url: str, sid: str = "20250101T000000-00000
     """One event stream of a submission nobody processes: it stays open (and says nothing
     but heartbeats) until its lifetime ends, the client closes it or the server stops."""
     return session.get(f"{url}/submissions/{sid}/events", params=params, stream=True,
-                       timeout=30)
+                       timeout=30, allow_redirects=False)
 
 
 def _default_context_seconds(url: str) -> float:
@@ -176,7 +178,8 @@ def test_a_closed_or_ended_stream_frees_its_slot(server):
 
 def test_anonymous_streams_are_refused_and_take_no_slot(server):
     anonymous = [_open(requests.Session(), server) for _ in range(6)]
-    assert all(r.status_code != 200 for r in anonymous), [r.status_code for r in anonymous]
+    # sent to the login page (never a stream, never a 429 that would count them)
+    assert {r.status_code for r in anonymous} <= {302, 401}, [r.status_code for r in anonymous]
     jane = _login(server, "jane")
     mine = [_open(jane, server) for _ in range(2)]
     assert [r.status_code for r in mine] == [200, 200]
@@ -226,3 +229,45 @@ def test_sigterm_stops_serve_within_10_s_with_streams_open(tmp_path):
         if process.poll() is None:
             process.kill()
             process.communicate()
+
+
+# --- the browser's monitor: refused, it tries again by itself --------------------------------
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@pytest.mark.slow
+def test_the_browser_monitor_retries_a_refused_stream_and_then_follows_it(tmp_path):
+    sync_api = pytest.importorskip("playwright.sync_api",
+                                   reason="python package playwright not installed")
+    if not CHROMIUM.is_file():
+        pytest.skip(f"{CHROMIUM} not found (apt-get install chromium)")
+    settings = _root(tmp_path, stream_limit=1)
+    sid = "20250101T000000-0000beef"
+    with running_server(settings) as url, sync_api.sync_playwright() as playwright:
+        holder = _open(_login(url, "jane"), url)  # the server's only stream slot
+        assert holder.status_code == 200
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                             args=["--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_context().new_page()
+            page.set_default_timeout(30_000)
+            page.goto(f"{url}/login")
+            page.fill("input[name=name]", "sam")
+            page.fill("input[name=password]", PASSWORD)
+            page.click("#login-form button[type=submit]")
+            page.wait_for_url(lambda address: "/login" not in address)
+            page.goto(f"{url}/submissions/{sid}/monitor")
+            page.wait_for_function(
+                "document.getElementById('monitor-note').textContent.includes('refused')")
+            holder.close()  # the slot frees; the page's next try (5 s later) gets it
+            page.wait_for_function(
+                "!document.getElementById('monitor-note').textContent.includes('refused')")
+            # the browser now holds the slot: nobody else gets one
+            _refused(_open(_login(url, "ada"), url))
+            with SQLiteEventStore(settings.db_path) as store:
+                store.record(ev.SubmissionProgress(submission_id=sid, message="certified x"))
+            page.wait_for_function(
+                "document.getElementById('monitor').textContent.includes('certified x')")
+        finally:
+            browser.close()

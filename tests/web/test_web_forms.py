@@ -477,8 +477,9 @@ def test_set_context_happy_path_and_refusals(site):
 
 def _newer_context(site: Site) -> str:
     """jwst_0002.pmap (NIRCAM's flat rmap replaced), imported as the edit context."""
-    from crds_events.contexts.importcache import import_cache
     from fixtures.contexts import write_generation
+
+    from crds_events.contexts.importcache import import_cache
 
     refs = site.tmp / "refs"
     refs.mkdir(exist_ok=True)

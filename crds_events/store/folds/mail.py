@@ -1,5 +1,6 @@
 """The fold of the e-mail outbox (table ``emails``): one row per queued e-mail, with its
-state (queued, retrying, sent, failed), attempts and next attempt time. The outbox
+state (queued, retrying, sent, failed; or unsent: composed with no recipients, never
+attempted), attempts and next attempt time. The outbox
 (`crds_events.mail.outbox`) sends from it; the web lists it."""
 
 from __future__ import annotations
@@ -20,6 +21,16 @@ def _email_apply(key: Key, row: Row | None, record: RecordedEvent) -> Row | None
             "about": event.about, "state": "queued", "attempts": 0,
             "next_attempt_at": record.recorded_at, "last_error": "",
             "queued_at": record.recorded_at, "sent_at": "",
+        }
+    elif isinstance(event, ev.EmailNotSent):
+        if row is not None:  # only ever the first fact of an e-mail: never undoes a queued one
+            return row
+        row = {
+            "email_id": event.email_id, "message_id": "", "kind": event.kind,
+            "subject": event.subject, "recipients": (), "about": event.about,
+            "state": "unsent", "attempts": 0, "next_attempt_at": "",
+            "last_error": f"not sent: {event.reason}", "queued_at": record.recorded_at,
+            "sent_at": "",
         }
     elif row is None:
         return None
@@ -44,12 +55,12 @@ EMAILS = Fold(
     table="emails",
     columns={
         "email_id": str, "message_id": str, "kind": str, "subject": str, "recipients": tuple,
-        "about": str, "state": str,  # queued | retrying | sent | failed
+        "about": str, "state": str,  # queued | retrying | sent | failed | unsent
         "attempts": int, "next_attempt_at": str, "last_error": str, "queued_at": str,
         "sent_at": str, "updated_at": str, "position": int,
     },
     pk=("email_id",),
-    consumes=names(ev.EmailQueued, ev.EmailSent, ev.EmailFailed),
+    consumes=names(ev.EmailQueued, ev.EmailSent, ev.EmailFailed, ev.EmailNotSent),
     keys=lambda record: [(record.event.email_id,)],
     apply=_email_apply,
 )

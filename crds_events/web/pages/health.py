@@ -7,7 +7,9 @@ server's components and says whether the handler thread is alive.
 
 /health answers 200 with ``{"ok": true, ...}``, or 503 with ``"ok": false`` and the
 ``problems`` when the log cannot be read, a component is not running, or a handler is more
-than ``HEALTH_MAX_LAG`` positions behind (app config; default 10,000).
+than ``HEALTH_MAX_LAG`` positions behind (app config; default 10,000). Its ``warnings`` list
+what is not broken but probably not meant: no redcat or DPAS recipient configured
+(`crds_events.mail.compose.recipient_warnings`; their e-mails are recorded as not sent).
 
 /metrics (``text/plain; version=0.0.4``):
 
@@ -16,7 +18,7 @@ than ``HEALTH_MAX_LAG`` positions behind (app config; default 10,000).
     crds_events_events_total{type=...}           events in the log by type
     crds_events_handler_lag_positions{handler=}  head minus the handler's checkpoint
     crds_events_outbox_emails{state=...}         e-mails by outbox state (queued, retrying,
-                                                 sent, failed)
+                                                 sent, failed, unsent: no recipients)
     crds_events_reprocessing_held                reprocessing results held for the pipeline
     crds_events_reprocessing_oldest_held_age_seconds
                                                  age of the oldest held one (0 when none)
@@ -33,6 +35,7 @@ from datetime import UTC, datetime
 
 from flask import Blueprint, Flask, Response, current_app, jsonify
 
+from crds_events.mail.compose import recipient_warnings
 from crds_events.store.reader import LogReader
 from crds_events.web import get_db, get_state
 
@@ -42,7 +45,7 @@ bp = Blueprint("health", __name__)
 
 SERVER_KEY = "crds_events.server_status"
 DEFAULT_MAX_LAG = 10_000
-OUTBOX_STATES = ("queued", "retrying", "sent", "failed")
+OUTBOX_STATES = ("queued", "retrying", "sent", "failed", "unsent")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,13 +155,15 @@ def health():
         facts = collect(get_db(), _server())
     except sqlite3.Error as exc:
         return jsonify({"ok": False, "problems": [f"event log {settings.db_path}: {exc}"],
+                        "warnings": recipient_warnings(settings),
                         "observatory": settings.observatory}), 503
     problems = [f"component {name} is not running"
                 for name, running in facts["components"].items() if not running]
     max_lag = int(current_app.config.get("HEALTH_MAX_LAG", DEFAULT_MAX_LAG))
     problems += [f"handler {name} is {lag} positions behind (limit {max_lag})"
                  for name, lag in facts["handler_lag"].items() if lag > max_lag]
-    body = {"ok": not problems, "problems": problems, "observatory": settings.observatory,
+    body = {"ok": not problems, "problems": problems,
+            "warnings": recipient_warnings(settings), "observatory": settings.observatory,
             "log_head": facts["head"], "handler_lag": facts["handler_lag"],
             "components": facts["components"], "outbox": facts["outbox"],
             "reprocessing_held": facts["reprocessing_held"]}

@@ -7,7 +7,8 @@ Read pages (any logged-in user), each with a ``.json`` twin:
 * ``/operate/pipelines``: remote contexts, commanded vs actual per pipeline;
 * ``/operate/reprocessing``: affected datasets per context transition, with the id list
   as a download (``/reprocessing/<context>``: the transitions to one context);
-* ``/operate/emails``: the outbox: e-mails queued, sent, retrying and failed.
+* ``/operate/emails``: the outbox: e-mails queued, sent, retrying and failed, and those
+  recorded as not sent (no recipients).
 
 Levers (the domain functions check the role again; the pages only hide what is refused):
 
@@ -322,7 +323,7 @@ def affected_ids(old: str, new: str) -> Response:
 
 # --- e-mails -------------------------------------------------------------------------------
 
-EMAIL_STATES = ("queued", "retrying", "sent", "failed")
+EMAIL_STATES = ("queued", "retrying", "sent", "failed", "unsent")  # unsent: no recipients
 
 
 @bp.route("/operate/emails")

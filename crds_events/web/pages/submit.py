@@ -10,7 +10,10 @@
   ``/events`` are server-sent events: one per progress line (id = the event's position in
   the log, so a reconnecting browser's ``Last-Event-ID`` resumes right after the last line
   it saw) and a final ``done`` with the outcome. A stream ends at the outcome, or after
-  `STREAM_SECONDS` (the browser reconnects), so no request lives forever.
+  `STREAM_SECONDS` (the browser reconnects), so no request lives forever; at most
+  ``stream_limit`` are open at once (``stream_limit_per_user`` per user): one more is
+  refused with 429 and Retry-After (`crds_events.web.streams`) instead of taking a thread
+  that pages and JSON-RPC need.
 * ``/submissions/<id>``: the result (certify results per file, generated mappings, logical
   and text diffs, collision warnings, from the result artifact) and the buttons the rules
   allow: confirm and cancel for the submitter (or an admin), force for another member
@@ -59,6 +62,7 @@ from crds_events.web import get_state, visibility
 from crds_events.web.converters import SQLITE_MAX_INT
 from crds_events.web.pages.auth import register_error_pages, role_required
 from crds_events.web.pages.common import log
+from crds_events.web.streams import RETRY_AFTER, StreamBudgetExceeded
 
 __all__ = ["bp", "register", "monitor_message", "manifest_fields", "STREAM_SECONDS"]
 
@@ -298,28 +302,41 @@ def events(submission_id: str) -> Response:
     if not math.isfinite(asked):  # nan would compare false forever: no deadline at all
         abort(400, f"max: {request.args['max'][:40]!r} is not a number of seconds")
     stream_seconds = min(asked, STREAM_SECONDS)
+    # waitress says when the client has gone (a closed monitor tab): end, free the slot
+    gone = request.environ.get("waitress.client_disconnected") or (lambda: False)
+    try:  # last: nothing may fail between taking a slot and handing it to the response
+        slot = get_state().streams.acquire(g.user.name)
+    except StreamBudgetExceeded as exc:
+        return Response(f"{exc}\n", status=429, mimetype="text/plain",
+                        headers={"Retry-After": str(RETRY_AFTER)})
 
     def generate() -> Iterator[str]:
-        cursor = after
-        deadline = time.monotonic() + stream_seconds
-        beat = time.monotonic() + _HEARTBEAT
-        yield "retry: 1000\n\n"
-        while True:
-            for message in _messages(store, submission_id, cursor, personal):
-                cursor = message["id"]
-                yield _sse(message)
-                if message["kind"] == "done":
+        try:
+            cursor = after
+            deadline = time.monotonic() + stream_seconds
+            beat = time.monotonic() + _HEARTBEAT
+            yield "retry: 1000\n\n"
+            while True:
+                for message in _messages(store, submission_id, cursor, personal):
+                    cursor = message["id"]
+                    yield _sse(message)
+                    if message["kind"] == "done":
+                        return
+                now = time.monotonic()
+                if (now >= deadline or (stopping is not None and stopping.is_set())
+                        or gone()):
                     return
-            now = time.monotonic()
-            if now >= deadline or (stopping is not None and stopping.is_set()):
-                return
-            if now >= beat:  # a comment: keeps proxies open, notices a gone client
-                beat = now + _HEARTBEAT
-                yield ": waiting\n\n"
-            time.sleep(_POLL)
+                if now >= beat:  # a comment: keeps proxies open, notices a gone client
+                    beat = now + _HEARTBEAT
+                    yield ": waiting\n\n"
+                time.sleep(_POLL)
+        finally:  # the stream ended (or the client went): the slot is free again
+            slot.release()
 
-    return Response(generate(), mimetype="text/event-stream",
-                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    response = Response(generate(), mimetype="text/event-stream",
+                        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    response.call_on_close(slot.release)  # also when the generator never ran
+    return response
 
 
 # --- the result page -----------------------------------------------------------------------
