@@ -42,6 +42,16 @@ def crds_test_data_names():
         yield
 
 
+@pytest.fixture
+def smtp():
+    """A real SMTP server on 127.0.0.1 (aiosmtpd) whose `fixtures.smtp.Inbox` keeps every
+    message: ``smtp.port``, ``smtp.find(sid, "READY")``, ``smtp.subjects()``."""
+    from fixtures.smtp import running_inbox
+
+    with running_inbox() as inbox:
+        yield inbox
+
+
 @pytest.fixture(autouse=True)
 def no_leaked_threads():
     """Fail a test that leaves threads running: observers and workers must be joined."""

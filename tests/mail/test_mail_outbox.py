@@ -15,7 +15,7 @@ from email.message import EmailMessage
 from functools import partial
 
 import pytest
-from aiosmtpd.controller import Controller
+from fixtures.smtp import smtp_server
 from helpers import free_port
 
 from crds_events import events as ev
@@ -72,12 +72,10 @@ class ScriptedSMTP:
 
 @pytest.fixture
 def smtp():
+    """The conftest ``smtp``, but scripted: replies to RCPT and DATA as the test says."""
     handler = ScriptedSMTP()
-    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    handler.port = controller.port
-    yield handler
-    controller.stop()
+    with smtp_server(handler) as handler.port:
+        yield handler
 
 
 def make_settings(root, **overrides):

@@ -8,7 +8,7 @@ from email.message import EmailMessage
 
 import aiosmtplib
 import pytest
-from aiosmtpd.controller import Controller
+from fixtures.smtp import smtp_server
 from helpers import free_port
 
 from crds_events.mail.transports import MailError, SMTPTransport, build_message, classify_error
@@ -26,10 +26,8 @@ class _Accept:
 @pytest.fixture
 def plain_server():
     handler = _Accept()
-    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    yield controller.port, handler
-    controller.stop()
+    with smtp_server(handler) as port:
+        yield port, handler
 
 
 def _message() -> EmailMessage:

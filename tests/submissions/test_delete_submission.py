@@ -12,16 +12,14 @@ from __future__ import annotations
 
 import re
 import textwrap
-import threading
-from email import message_from_bytes, policy
 from functools import partial
 
 import pytest
 import requests
-from aiosmtpd.controller import Controller
 from click.testing import CliRunner
+from fixtures.smtp import Inbox
 from fixtures.submissions import seed_root
-from helpers import free_port, wait_for
+from helpers import wait_for
 
 from crds_events import events as ev
 from crds_events.accounts import users
@@ -45,34 +43,6 @@ HEADER = {"META.INSTRUMENT.NAME": "NIRCAM", "META.INSTRUMENT.DETECTOR": "NRCA1",
           "META.INSTRUMENT.FILTER": "F070W", "META.OBSERVATION.DATE": "2025-01-01",
           "META.OBSERVATION.TIME": "00:00:00"}
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
-
-
-class Inbox:
-    """aiosmtpd handler keeping every message received."""
-
-    def __init__(self):
-        self.lock = threading.Lock()
-        self.messages: list = []
-
-    async def handle_DATA(self, server, session, envelope):
-        with self.lock:
-            self.messages.append(message_from_bytes(envelope.content, policy=policy.default))
-        return "250 Message accepted"
-
-    def find(self, sid: str, kind: str):
-        with self.lock:
-            return next((m for m in self.messages
-                         if f"submission {sid}: {kind}" in str(m["Subject"])), None)
-
-
-@pytest.fixture
-def smtp():
-    inbox = Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    inbox.port = controller.port
-    yield inbox
-    controller.stop()
 
 
 @pytest.fixture
@@ -121,8 +91,9 @@ def _confirm_and_check(server, sid: str, smtp: Inbox) -> None:
     assert any(d["action"].startswith("delete") and DOOMED in d["text"]
                for d in shown["result"]["diffs"])
     assert DOOMED in shown["result"]["text_diffs"]["jwst_nircam_flat_0002.rmap"]
-    ready = wait_for(lambda: smtp.find(sid, "READY"), 20)
-    assert ready is not None, [str(m["Subject"]) for m in smtp.messages]
+    found = wait_for(lambda: smtp.find(sid, "READY"), 20)
+    assert found is not None, smtp.subjects()
+    _, ready = found
     assert "References deleted from the rules:" in ready.get_content()
     assert DOOMED in ready.get_content()
 

@@ -8,17 +8,14 @@ import signal
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 from collections import Counter
-from email import message_from_bytes, policy
 from functools import partial
 from pathlib import Path
 
 import pytest
-from aiosmtpd.controller import Controller
 from fixtures.submissions import make_flat, seed_root
-from helpers import free_port, wait_for
+from helpers import wait_for
 
 from crds_events import events as ev
 from crds_events.accounts import locks, users
@@ -37,40 +34,6 @@ REPO = Path(__file__).resolve().parents[2]
 REDCAT = "redcat@example.org"
 FIELDS = {"deliverer": "Jane Doe", "instrument": "NIRCAM", "description": "New flats",
           "change_level": "MODERATE"}
-
-
-class Inbox:
-    def __init__(self):
-        self.lock = threading.Lock()
-        self.messages: list = []
-
-    async def handle_DATA(self, server, session, envelope):
-        message = message_from_bytes(envelope.content, policy=policy.default)
-        with self.lock:
-            self.messages.append((tuple(envelope.rcpt_tos), message))
-        return "250 Message accepted"
-
-    def subjects(self) -> list[str]:
-        with self.lock:
-            return [str(m["Subject"]) for _, m in self.messages]
-
-    def find(self, sid: str, kind: str):
-        with self.lock:
-            for rcpts, message in self.messages:
-                if sid in str(message["Subject"]) and str(message["Subject"]).split(": ", 1)[
-                        1].startswith(kind):
-                    return rcpts, message
-        return None
-
-
-@pytest.fixture
-def smtp():
-    inbox = Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    inbox.port = controller.port
-    yield inbox
-    controller.stop()
 
 
 def _make_root(tmp_path: Path, smtp_port: int, *, lock_timeout: float = 3600.0):
