@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 from click.testing import CliRunner
-from fixtures.contexts import add_people, catalog_unarchived, make_settings, seed_generations
+from fixtures.contexts import catalog_unarchived
 
 from crds_events import events as ev
 from crds_events.cli import cli
@@ -18,19 +18,8 @@ from crds_events.contexts.remote import (
     remote_contexts,
 )
 from crds_events.handlers.runner import HandlerRunner
-from crds_events.store import SQLiteEventStore
 from crds_events.store.folds import REMOTE_CONTEXTS
 from crds_events.store.projections import TableProjection, read_table
-
-
-@pytest.fixture
-def root(tmp_path):
-    settings = make_settings(tmp_path)
-    store = SQLiteEventStore(settings.db_path)
-    add_people(store)
-    source, refs = seed_generations(settings, store, tmp_path, archived=2)
-    yield settings, store, source, refs
-    store.close()
 
 
 @pytest.fixture

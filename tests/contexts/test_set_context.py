@@ -34,17 +34,6 @@ from crds_events.store.folds import CONTEXT_HISTORY, CONTEXT_POINTERS
 from crds_events.store.projections import TableProjection, read_table
 
 
-@pytest.fixture
-def root(tmp_path):
-    """A JWST root: generations 1 and 2 archived (latest = edit = jwst_0001.pmap), users."""
-    settings = make_settings(tmp_path)
-    store = SQLiteEventStore(settings.db_path)
-    add_people(store)
-    source, refs = seed_generations(settings, store, tmp_path, archived=2)
-    yield settings, store, source, refs
-    store.close()
-
-
 def _refused(store, call, *, error=ContextError, match: str):
     head = store.head()
     with pytest.raises(error, match=match):

@@ -7,35 +7,15 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
 from helpers import wait_for
 
 from crds_events import events as ev
 from crds_events.accounts import locks
-from crds_events.config import load_settings
-from crds_events.store import SQLiteEventStore
-from crds_events.store.root import init_root
 from crds_events.submissions.dropbox import uploads_dir
 from crds_events.submissions.manifest import MANIFEST_NAME, write_manifest
 from crds_events.watch.ingest import IngestWatcher
 
 MANIFEST = {"deliverer": "Jane Doe", "instrument": "MIRI", "description": "test drop"}
-
-
-@pytest.fixture(params=["native", "polling"])
-def settings(request, tmp_path: Path):
-    settings = load_settings(tmp_path / "root", {
-        "observatory": "jwst", "watcher_mode": request.param, "watcher_interval": 0.1,
-    }, environ={})
-    init_root(settings)
-    return settings
-
-
-@pytest.fixture
-def store(settings):
-    store = SQLiteEventStore(settings.db_path)
-    yield store
-    store.close()
 
 
 def _of_type(store, cls) -> list:
