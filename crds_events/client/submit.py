@@ -207,7 +207,14 @@ def _handle(submission: RemoteSubmission, message: Mapping[str, Any],
     if kind in ("done", "fail", "cancel"):
         outcome = data if isinstance(data, dict) else {"result": data}
         result = outcome.get("result")
-        result = result if isinstance(result, dict) else {"reason": str(result or "")}
+        if isinstance(result, dict):  # servers before CRDS's shape sent the outcome here
+            pass
+        elif any(k in outcome for k in ("state", "new_context", "reason")):
+            # ours: CRDS's {"status", "result": ready URL or reason} plus the outcome
+            result = outcome
+        else:  # a CRDS server: the result is the ready URL (success) or the reason
+            result = {} if outcome.get("status") == _DONE_COMPLETED else \
+                {"reason": str(result or "")}
         status = outcome.get("status")
         default = {"done": "ready" if status in (None, _DONE_COMPLETED) else "failed",
                    "fail": "failed", "cancel": "cancelled"}[kind]

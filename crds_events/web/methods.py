@@ -4,7 +4,9 @@ client (``crds.client.api``) uses.
 Every method checks its parameters (types, the observatory this server manages, a context
 it knows) and raises `RpcError` with a message naming the parameter and the reason. State
 comes from the projection tables (`crds_events.web.catalog`); best references from
-`crds_events.rules` with loaded contexts cached per pmap name.
+`crds_events.rules` with loaded contexts cached per pmap name. The best-references methods
+are in `crds_events.web.methods_bestrefs`, the download-URL methods in
+`crds_events.web.methods_urls`; both reuse the parameter checks here.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from crds_events import __version__ as version
 from crds_events.contexts import pointers as contexts
 from crds_events.contexts import remote
 from crds_events.contexts.pointers import context_pointers
-from crds_events.rules.bestrefs import Context, DatasetError, load_context
+from crds_events.rules.bestrefs import Context, load_context
 from crds_events.rules.context import ContextLoadError, InstrumentContext, MappingStore
 from crds_events.rules.index import ReferenceIndex
 from crds_events.rules.parse import MappingError
@@ -390,44 +392,6 @@ def list_references(observatory: str | None = None, glob_pattern: str = "*") -> 
             if fnmatch.fnmatchcase(name, pattern)]
 
 
-# --- best references ------------------------------------------------------------------------
-
-
-def _bestrefs(loaded: Context, header: dict, reftypes: list[str] | None) -> dict[str, Any]:
-    try:
-        return loaded.best_references(header, reftypes)
-    except DatasetError as exc:
-        raise RpcError(str(exc)) from None
-
-
-@rpc_method
-def get_best_references(context: str, header: dict, reftypes: list[str] | None = None
-                        ) -> dict[str, Any]:
-    _name, loaded = _context(context)
-    return _bestrefs(loaded, _header(header), _str_list(reftypes, "reftypes"))
-
-
-@rpc_method
-def get_best_references_by_header_map(context: str, header_map: dict,
-                                      reftypes: list[str] | None = None) -> dict[str, Any]:
-    _name, loaded = _context(context)
-    reftypes = _str_list(reftypes, "reftypes")
-    if not isinstance(header_map, dict):
-        raise RpcError(f"header_map: expected an object of dataset id: header, got "
-                       f"{type(header_map).__name__}")
-    if len(header_map) > MAX_BESTREFS_PER_RPC:
-        raise RpcError(f"header_map: {len(header_map)} datasets; at most "
-                       f"{MAX_BESTREFS_PER_RPC} per call")
-    results = {}
-    for dataset_id, header in header_map.items():
-        try:
-            results[dataset_id] = loaded.best_references(
-                _header(header, f"header_map[{dataset_id!r}]"), reftypes)
-        except DatasetError as exc:
-            results[dataset_id] = exc.not_found
-    return results
-
-
 # --- datasets (the archive's parameters, imported by `crds-events datasets import`) ---------
 
 
@@ -467,30 +431,6 @@ def get_dataset_headers_by_id(context: str, dataset_ids: list[str],
 def _same_dataset(wanted: str, found: str) -> bool:
     wanted = wanted.upper()
     return found.upper() == wanted or wanted in found.upper().split(":")
-
-
-@rpc_method
-def get_best_references_by_ids(context: str, dataset_ids: list[str],
-                               reftypes: list[str] | None = None,
-                               include_headers: bool = False) -> dict[str, Any]:
-    _name, loaded = _context(context)
-    ids = _str_list(dataset_ids, "dataset_ids", optional=False)
-    reftypes = _str_list(reftypes, "reftypes")
-    if not isinstance(include_headers, bool):
-        raise RpcError(f"include_headers: expected true or false, got {include_headers!r}")
-    if len(ids) > MAX_BESTREFS_PER_RPC:
-        raise RpcError(f"dataset_ids: {len(ids)} ids; at most {MAX_BESTREFS_PER_RPC} per call")
-    headers = catalog.dataset_headers(get_db(), ids)
-    results: dict[str, Any] = {i: f"NOT FOUND dataset {i!r} is not in the catalog"
-                               for i in ids if not any(_same_dataset(i, f) for f in headers)}
-    for dataset_id, header in headers.items():
-        try:
-            refs = loaded.best_references(header, reftypes)
-        except DatasetError as exc:
-            results[dataset_id] = exc.not_found
-            continue
-        results[dataset_id] = {"header": header, "bestrefs": refs} if include_headers else refs
-    return results
 
 
 # --- reprocessing ---------------------------------------------------------------------------
@@ -555,7 +495,8 @@ def jpoll_pull_messages(key: str, since_id: int | str | None = None) -> list[dic
             since_id = int(since_id)
         except (TypeError, ValueError):
             raise RpcError(f"since_id {since_id!r}: expected a message id (integer)") from None
-    return upload.progress_messages(get_state().store, key, since_id or 0)
+    return upload.progress_messages(get_state().store, key, since_id or 0,
+                                    base_url=request.url_root)
 
 
 @rpc_method
@@ -564,3 +505,9 @@ def jpoll_abort(key: str) -> bool:
     upload.progress_messages(get_state().store, key, 0)  # unknown channel -> error
     raise RpcError(f"Channel {key!r}: submission processing cannot be aborted remotely; "
                    f"cancel the submission once it is ready (POST /upload/<id>/cancel)")
+
+
+# The methods of the other concepts register themselves on import; they use the parameter
+# checks above, so they are imported once this module is complete.
+from crds_events.web import methods_bestrefs as _methods_bestrefs  # noqa: E402,F401
+from crds_events.web import methods_urls as _methods_urls  # noqa: E402,F401

@@ -175,5 +175,6 @@ def register_error_handlers(app: Flask) -> None:
         app.register_error_handler(code, _json_error_for_rpc_paths)
 
 
-# The methods register themselves on import.
+# The methods register themselves on import (`methods` imports the modules of the other
+# concepts at its end).
 from crds_events.web import methods as _methods  # noqa: E402,F401

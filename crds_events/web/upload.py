@@ -194,8 +194,35 @@ def _message(record, kind: str, data: Any) -> dict[str, Any]:
             "type": kind, "data": data}
 
 
-def progress_messages(store: EventReader, key: str, since_id: int = 0) -> list[dict[str, Any]]:
-    """The submission ``key``'s events after version ``since_id`` as monitor messages."""
+def result_url(base_url: str, submission_id: str) -> str:
+    """The submission's result page: what CRDS sends as a ready submission's jpoll result
+    (``crds submit`` takes the id from its last path segment)."""
+    return f"{base_url.rstrip('/')}/submissions/{submission_id}"
+
+
+def _done_data(event: ev.Event, key: str, base_url: str) -> dict[str, Any]:
+    """A ``done`` message's data in CRDS's shape, ``{"status", "result"}`` with the result a
+    string (the monitor joins it into its log line): the ready URL, or the reason. The
+    other keys are ours (our client reads the outcome from them); the monitor ignores them."""
+    status = _DONE[type(event)]
+    data: dict[str, Any] = {"status": status,
+                            "state": {0: "ready", 1: "failed", 3: "cancelled"}[status]}
+    if isinstance(event, ev.SubmissionReady):
+        data.update(result=result_url(base_url, key), new_context=event.new_context,
+                    files=list(event.files))
+    elif isinstance(event, ev.SubmissionRejected):
+        data.update(state="rejected", result=f"BAD FILES: {event.reason}",
+                    reason=event.reason, bad_files=list(event.bad_files))
+    else:
+        reason = event.error if isinstance(event, ev.SubmissionFailed) else event.reason
+        data.update(result=str(reason or data["state"]), reason=reason)
+    return data
+
+
+def progress_messages(store: EventReader, key: str, since_id: int = 0, *,
+                      base_url: str = "/") -> list[dict[str, Any]]:
+    """The submission ``key``'s events after version ``since_id`` as monitor messages;
+    ``base_url`` is the server's, for the ready URL."""
     stream = ev.submission_stream(key)
     records = store.read_stream(stream, after_version=max(0, since_id))
     if not records and store.stream_version(stream) == 0:
@@ -213,19 +240,7 @@ def progress_messages(store: EventReader, key: str, since_id: int = 0) -> list[d
             messages.append(_message(record, "log_message",
                                      f"certified {event.name}: {event.status}"))
         elif type(event) in _DONE:
-            result: dict[str, Any] = {"state": {0: "ready", 1: "failed", 3: "cancelled"}[
-                _DONE[type(event)]]}
-            if isinstance(event, ev.SubmissionReady):
-                result.update(new_context=event.new_context, files=list(event.files))
-            elif isinstance(event, ev.SubmissionRejected):
-                result.update(state="rejected", reason=event.reason,
-                              bad_files=list(event.bad_files))
-            elif isinstance(event, ev.SubmissionFailed):
-                result["reason"] = event.error
-            else:
-                result["reason"] = event.reason
-            messages.append(_message(record, "done", {"status": _DONE[type(event)],
-                                                      "result": result}))
+            messages.append(_message(record, "done", _done_data(event, key, base_url)))
         elif isinstance(event, ev.SubmissionConfirmed | ev.SubmissionForced):
             messages.append(_message(record, "log_message",
                                      f"confirmed by {event.by}: new edit context "

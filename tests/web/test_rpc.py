@@ -215,9 +215,11 @@ def test_best_references_equal_the_crds_oracle(client, corpus):
     assert any("error" in case["expected"] for case in cases)
     header_map = {case["id"]: case["header"] for case in cases}
     got = ok(client, "get_best_references_by_header_map", "hst_0001.pmap", header_map)
-    for case in cases:
+    for case in cases:  # CRDS's shape: [True, refs] or [False, "NOT FOUND ..."]
         expected = case["expected"]
-        assert _same(got[case["id"]], expected.get("error", expected)), case["id"]
+        found, answer = got[case["id"]]
+        assert found is ("error" not in expected), case["id"]
+        assert _same(answer, expected.get("error", expected)), case["id"]
     one = cases[0]
     types = sorted(one["expected"])[:2]
     assert ok(client, "get_best_references", "hst_0001.pmap", one["header"], types) == {
@@ -266,8 +268,21 @@ def test_datasets_by_id(client, seeded, corpus, tmp_path):
     assert headers["P000:P000X"] == cases[0]["header"]
     assert headers["P001:P001X"] == cases[1]["header"]
     assert headers["NOPE"].startswith("NOT FOUND")
-    refs = ok(client, "get_best_references_by_ids", "hst_0001.pmap", ["P002:P002X"])
-    assert list(refs) == ["P002:P002X"] and _same(refs["P002:P002X"], cases[2]["expected"])
+    refs = ok(client, "get_best_references_by_ids", "hst_0001.pmap", ["P002:P002X", "NOPE"])
+    assert sorted(refs) == ["NOPE", "P002:P002X"]  # CRDS's shape: (found, refs or reason)
+    assert refs["P002:P002X"][0] is True and _same(refs["P002:P002X"][1], cases[2]["expected"])
+    assert refs["NOPE"][0] is False and refs["NOPE"][1].startswith("NOT FOUND")
+    with_headers = ok(client, "get_best_references_by_ids", "hst_0001.pmap", ["P002:P002X"],
+                      None, True)
+    assert with_headers["headers"] == {"P002:P002X": cases[2]["header"]}
+    assert with_headers["P002:P002X"] == refs["P002:P002X"]
+    aui = ok(client, "get_aui_best_references", "hst_0001.pmap", ["P002:P002X", "NOPE"])
+    assert aui["NOPE"] == refs["NOPE"]
+    found = [v for v in cases[2]["expected"].values() if not v.startswith("NOT FOUND")]
+    assert found and aui["P002:P002X"][0] is True
+    assert sorted(aui["P002:P002X"][1]) == sorted(found)  # the files only, no NOT FOUND
+    assert "date" in err(client, "get_aui_best_references", "hst_0099.pmap", ["P002"])
+    assert "dataset_ids" in err(client, "get_aui_best_references", "hst_0001.pmap", "P002")
     assert "dataset_ids" in err(client, "get_dataset_headers_by_id", "hst_0001.pmap", "P000")
 
 
@@ -342,7 +357,9 @@ def test_jpoll_messages_follow_a_submission(client, seeded):
     later = ok(client, "jpoll_pull_messages", "sub-x", str(first[-1]["id"]))
     assert len(later) == 1 and later[0]["type"] == "done"
     assert later[0]["data"]["status"] == 0
-    assert later[0]["data"]["result"]["new_context"] == "hst_9001.pmap"
+    # CRDS's shape: the result is the ready URL (crds submit takes the id from its end)
+    assert later[0]["data"]["result"] == "http://localhost/submissions/sub-x"
+    assert later[0]["data"]["new_context"] == "hst_9001.pmap"
     assert "since_id" in err(client, "jpoll_pull_messages", "sub-x", "abc")
     assert "cannot be aborted" in err(client, "jpoll_abort", "sub-x")
 
@@ -421,3 +438,32 @@ def test_the_wsgi_server_serves_the_client_protocol_and_stops_cleanly(seeded):
     finally:
         server.stop()
     assert not any(t.name == "crds-events-web" for t in threading.enumerate())
+
+
+def test_new_crds_methods_refuse_bad_parameters_by_name(client, seeded):
+    """The URL, AUI and system-versions methods: junk is a named error, never internal."""
+    settings = seeded[0]
+    cases = [
+        ("get_mapping_url", ["hst_9000.pmap", 7], "mapping"),
+        ("get_mapping_url", [None, "hst_9000.pmap"], "context"),
+        ("get_mapping_url", ["hst_9000.pmap", "hst_acs_bpixtab_10000.fits"], "not a mapping"),
+        ("get_reference_url", ["hst", "../../db.sqlite"], "reference"),
+        ("get_reference_url", ["nope.imap", "hst_acs_bpixtab_10000.fits"], "unknown mapping"),
+        ("get_url", ["hst_9000.pmap", ""], "filename"),
+        ("get_url", ["hst-bogus", "hst_9000.pmap"], "context"),
+        ("get_aui_best_references", [["hst_9000.pmap"], []], "date"),
+        ("get_aui_best_references", ["hst_9000.pmap", [1, 2]], "dataset_ids"),
+        ("get_system_versions", [{"v": 1}], "master_version"),
+        ("get_system_versions", ["x" * 200], "master_version"),
+        ("get_system_versions", ["1.0", 5], "context"),
+        ("get_best_references_by_ids", ["hst_9000.pmap", ["A"], None, "yes"],
+         "include_headers"),
+    ]
+    for method, params, named in cases:
+        message = err(client, method, *params)
+        assert named in message and "internal error" not in message, (method, message)
+        assert str(settings.root) not in message
+    url = ok(client, "get_reference_url", "hst_acs_bpixtab_9000.rmap",
+             "hst_acs_bpixtab_10000.fits")
+    assert url == "http://localhost/unchecked_get/references/hst/hst_acs_bpixtab_10000.fits"
+    assert client.get(url).status_code == 200

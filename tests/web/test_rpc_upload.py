@@ -121,7 +121,8 @@ def test_upload_follow_and_confirm(running, tmp_path):
         time.sleep(0.2)
     done = [m for m in messages if m["type"] == "done"]
     assert done and done[0]["data"]["status"] == 0, messages
-    new_context = done[0]["data"]["result"]["new_context"]
+    assert done[0]["data"]["result"].endswith(f"/submissions/{sid}")  # CRDS: the ready URL
+    new_context = done[0]["data"]["new_context"]
     assert new_context.endswith(".pmap")
     assert [m["id"] for m in messages] == sorted({m["id"] for m in messages})
     response = client.post(f"/upload/submissions/{sid}/confirm",
