@@ -130,16 +130,21 @@ class Scheduler:
             try:
                 result = entry[0]()
             except Exception as exc:  # noqa: BLE001 - logged and counted; runs again next time
-                stats.failures += 1
-                stats.last_error = f"{type(exc).__name__}: {exc}"
                 log.exception("job %s failed", name)
+                # runs and failures change together, so a reader never sees one without the other
+                with self._lock:
+                    stats.runs += 1
+                    stats.failures += 1
+                    stats.last_error = f"{type(exc).__name__}: {exc}"
+                    stats.last_finished = time.time()
                 return None
-            stats.last_result = result
-            stats.last_error = ""
+            with self._lock:
+                stats.runs += 1
+                stats.last_result = result
+                stats.last_error = ""
+                stats.last_finished = time.time()
             return result
         finally:
-            stats.runs += 1
-            stats.last_finished = time.time()
             guard.release()
 
     def run_job(self, name: str) -> Any:
