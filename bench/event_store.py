@@ -5,16 +5,26 @@ Each append figure is measured for `SQLiteEventStore` and, in the same run, for 
 BEGIN IMMEDIATE), and printed as a ratio. Goals: single >= 0.7x, batched >= 0.5x, rebuild
 of 1M events < 60 s.
 
-    .venv/bin/python bench/event_store.py [--events 1000000] [--single 2000]
+Then the same for `PostgresEventStore` against plain psycopg (autocommit INSERTs, and
+executemany in one transaction, into a table LIKE events INCLUDING ALL: same columns and
+indexes), on a durable throwaway cluster (fsync and synchronous_commit on) started with
+tests/fixtures/postgres.py, or on ``--postgres URL`` (an empty database). The 1M-event log
+is then copied to PostgreSQL (`migrate-store`'s copy) and replayed (read + decode) on both;
+rebuilding the projections on PostgreSQL waits for them to run there.
+
+    .venv/bin/python bench/event_store.py [--events 1000000] [--single 2000] [--postgres URL]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sqlite3
+import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from rich.console import Console
@@ -163,12 +173,131 @@ def bench_rebuild(workdir: Path, total: int) -> tuple[float, float, int]:
     return elapsed, scan, head
 
 
+PG_INSERT = ("INSERT INTO plain_events (position, stream, version, type, schema_version, data, "
+             "meta, recorded_at, idempotency_key) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)")
+
+
+@contextlib.contextmanager
+def postgres_url(given: str | None) -> Iterator[str | None]:
+    """``given``, or a durable throwaway cluster's database (None: PostgreSQL missing)."""
+    if given:
+        yield given
+        return
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from fixtures.postgres import missing_reason, running_cluster
+
+    reason = missing_reason()
+    if reason:
+        console.print(f"[yellow]PostgreSQL figures skipped: {reason}[/]")
+        yield None
+        return
+    with running_cluster(durable=True) as cluster:
+        yield cluster.create_database("bench")
+
+
+def plain_pg(url: str):
+    """Plain psycopg (autocommit) and a table with the events table's columns and indexes."""
+    import psycopg
+
+    from crds_events.store.postgres import PostgresEventStore
+
+    PostgresEventStore(url).close()
+    conn = psycopg.connect(url, autocommit=True)
+    conn.execute("DROP TABLE IF EXISTS plain_events")
+    conn.execute("CREATE TABLE plain_events (LIKE events INCLUDING ALL)")
+    return conn
+
+
+def bench_single_pg(url: str, n: int) -> tuple[float, float]:
+    """Durable single-event appends per second on PostgreSQL: (ours, plain psycopg)."""
+    from crds_events.store.postgres import PostgresEventStore
+
+    store = PostgresEventStore(url)
+    conn = plain_pg(url)
+    events = [sample_event(i) for i in range(n)]
+    versions: dict[str, int] = {}
+    ours_s = plain_s = 0.0
+    per_round = n // ROUNDS
+    position = 0
+    for r in range(ROUNDS):
+        chunk = range(r * per_round, (r + 1) * per_round)
+        start = time.perf_counter()
+        for i in chunk:
+            store.append(f"submission:{i % 100}", events[i], meta={"actor": "bench"})
+        ours_s += time.perf_counter() - start
+        start = time.perf_counter()
+        for i in chunk:
+            stream = f"submission:{i % 100}"
+            versions[stream] = versions.get(stream, 0) + 1
+            position += 1
+            conn.execute(PG_INSERT, (position, stream, versions[stream], events[i].type, 1,
+                                     json.dumps(events[i].to_data()),
+                                     json.dumps({"actor": "bench"}), utc_now(), None))
+        plain_s += time.perf_counter() - start
+    store.close()
+    conn.close()
+    done = per_round * ROUNDS
+    return done / ours_s, done / plain_s
+
+
+def bench_batched_pg(url: str, batches: int, size: int = 1000) -> tuple[float, float]:
+    """Appends per second in transactions of ``size`` events: (ours, plain psycopg)."""
+    from crds_events.store.postgres import PostgresEventStore
+
+    store = PostgresEventStore(url)
+    conn = plain_pg(url)
+    events = [sample_event(i) for i in range(size)]
+    ours_s = plain_s = 0.0
+    position = 0
+    for b in range(batches):
+        start = time.perf_counter()
+        store.append(f"batch:{b}", events, meta={"actor": "bench"})
+        ours_s += time.perf_counter() - start
+        start = time.perf_counter()
+        now = utc_now()
+        meta = json.dumps({"actor": "bench"})
+        rows = [(position + v + 1, f"batch:{b}", v + 1, e.type, 1, json.dumps(e.to_data()),
+                 meta, now, None) for v, e in enumerate(events)]
+        position += size
+        with conn.transaction(), conn.cursor() as cursor:
+            cursor.executemany(PG_INSERT, rows)
+        plain_s += time.perf_counter() - start
+    store.close()
+    conn.close()
+    return batches * size / ours_s, batches * size / plain_s
+
+
+def bench_copy_and_replay(source: Path, url: str) -> tuple[float, float, float, int]:
+    """Copy the SQLite log at ``source`` to an empty PostgreSQL log (verified), then read and
+    decode every event on each: (copy s, replay s on PostgreSQL, replay s on SQLite, n)."""
+    import psycopg
+
+    from crds_events.store.postgres import PostgresEventStore
+    from crds_events.store.transfer import copy_sqlite_to_postgres
+
+    with psycopg.connect(url, autocommit=True) as conn:  # the append benches' log goes
+        conn.execute("DROP SCHEMA public CASCADE")
+        conn.execute("CREATE SCHEMA public")
+    report = copy_sqlite_to_postgres(source, url)
+    timings = []
+    for store in (PostgresEventStore(url), SQLiteEventStore(source)):
+        start = time.perf_counter()
+        count = sum(1 for record in store.iter_all(batch=20_000) if record.event)
+        timings.append(time.perf_counter() - start)
+        store.close()
+        assert count == report.events
+    return report.seconds, timings[0], timings[1], report.events
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1_000_000, help="events to rebuild")
     parser.add_argument("--single", type=int, default=2000, help="single appends to time")
     parser.add_argument("--batches", type=int, default=100, help="1,000-event batches")
+    parser.add_argument("--postgres", default=None, metavar="URL",
+                        help="an empty PostgreSQL database (default: a throwaway cluster)")
     args = parser.parse_args()
+    pg: dict[str, float] = {}
     # On the repository's own disk, not a tmpfs: fsync must cost what it costs.
     base = Path(__file__).resolve().parent.parent / "var"
     base.mkdir(exist_ok=True)
@@ -179,6 +308,13 @@ def main() -> None:
         single, single_plain = bench_single(workdir, args.single)
         batched, batched_plain = bench_batched(workdir, args.batches)
         rebuild_s, scan_s, head = bench_rebuild(workdir, args.events)
+        with postgres_url(args.postgres) as url:
+            if url:
+                console.print("PostgreSQL: single appends, batched appends, copy, replay")
+                pg["single"], pg["single_plain"] = bench_single_pg(url, args.single)
+                pg["batched"], pg["batched_plain"] = bench_batched_pg(url, args.batches)
+                pg["copy"], pg["replay"], pg["replay_sqlite"], pg["n"] = \
+                    bench_copy_and_replay(workdir / "rebuild.db", url)
 
     table = Table(title="crds-events event store vs plain sqlite3")
     for column in ("measure", "crds-events", "plain sqlite3", "ratio", "goal"):
@@ -192,6 +328,23 @@ def main() -> None:
                   "< 60 s")
     console.print(table)
     ok = single / single_plain >= 0.7 and batched / batched_plain >= 0.5 and rebuild_s < 60
+    if pg:
+        table = Table(title="crds-events on PostgreSQL vs plain psycopg (durable cluster)")
+        for column in ("measure", "crds-events", "plain psycopg", "ratio", "goal"):
+            table.add_column(column, justify="right" if column != "measure" else "left")
+        table.add_row("durable single appends/s", f"{pg['single']:,.0f}",
+                      f"{pg['single_plain']:,.0f}", f"{pg['single'] / pg['single_plain']:.2f}x",
+                      ">= 0.7x")
+        table.add_row("batched appends/s (1,000/txn)", f"{pg['batched']:,.0f}",
+                      f"{pg['batched_plain']:,.0f}",
+                      f"{pg['batched'] / pg['batched_plain']:.2f}x", ">= 0.5x")
+        table.add_row(f"migrate-store copy of {pg['n']:,.0f} events (verified)",
+                      f"{pg['copy']:.1f} s", "", "", "")
+        table.add_row(f"replay (read + decode) {pg['n']:,.0f} events", f"{pg['replay']:.1f} s",
+                      f"SQLite: {pg['replay_sqlite']:.1f} s", "", "")
+        console.print(table)
+        ok = ok and pg["single"] / pg["single_plain"] >= 0.7 and \
+            pg["batched"] / pg["batched_plain"] >= 0.5
     console.print("[green]all goals met[/]" if ok else "[red]some goal missed[/]")
 
 

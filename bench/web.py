@@ -7,12 +7,14 @@ p50/p95 over N requests (goal p95 <= 200 ms). "As of event N" is timed cold: eve
 asks for a position not asked before, so nothing of it is cached.
 
     .venv/bin/python bench/web.py [--events 1000000] [--requests 30]
+    .venv/bin/python bench/web.py --context-only   # the corpus HST context display only
 """
 
 from __future__ import annotations
 
 import argparse
 import random
+import re
 import shutil
 import statistics
 import sys
@@ -200,10 +202,56 @@ def run(args, work: Path) -> None:
                                  args.requests)
         flag = "" if p95 <= 200 else "  > 200 ms"
         print(f"{name:28} {p50:8.1f} {p95:8.1f}  {status}{flag}")
+    context_display(Path(__file__).resolve().parents[2] / "shared" / "corpus", work,
+                    args.requests)
     start = time.perf_counter()
     response = client.get(f"/asof/{head // 2}?counts=1")
     print(f"as of {head // 2} with counts by state (every file's state): "
           f"{(time.perf_counter() - start) * 1000:.0f} ms, status {response.status_code}")
 
+def context_display(corpus: Path, work: Path, requests: int) -> None:
+    """Issue 17/18: the rules display of the real HST context (``hst_0002.pmap`` of the
+    corpus, 116 mappings): the outline page cold (first request, nothing cached) and warm
+    (p50/p95), then every rmap's rules fragment as a reader opening each section."""
+    hst = corpus / "contexts" / "hst"
+    if not (hst / "mappings" / "hst_0002.pmap").is_file():
+        print(f"context display (corpus): skipped, no corpus at {corpus}")
+        return
+    settings = load_settings(work / "corpus-root", {"observatory": "hst"}, environ={})
+    init_root(settings)
+    with SQLiteEventStore(settings.db_path) as store:
+        import_cache(settings, store, hst / "mappings", hst / "references", "hst_0002.pmap",
+                     set_pointers=("latest", "edit"))
+        rebuild(store)
+    app = create_app(settings, config={"TESTING": True})
+    client = app.test_client()
+    url = "/contexts/hst_0002.pmap"
+    start = time.perf_counter()
+    first = client.get(url)
+    cold = (time.perf_counter() - start) * 1000
+    p50, p95, status = timed(client, [url], requests)
+    size = len(first.data)
+    flag = "" if p95 <= 200 else "  > 200 ms"
+    print(f"{'context display hst_0002':28} {p50:8.1f} {p95:8.1f}  {status}{flag}  "
+          f"(cold {cold:.0f} ms, {size / 1024:.0f} KB, {first.data.count(b'<details')} "
+          f"collapsed sections)")
+    # the fragments the page's sections load (the rmaps hst_0002 names)
+    fragments = sorted(set(re.findall(r'data-src="([^"]+/rules)"', first.data.decode())))
+    start = time.perf_counter()
+    for fragment in fragments:  # cold: each rmap parsed on first opening
+        client.get(fragment)
+    cold_each = (time.perf_counter() - start) * 1000 / max(1, len(fragments))
+    p50, p95, status = timed(client, fragments, max(requests, len(fragments)))
+    flag = "" if p95 <= 200 else "  > 200 ms"
+    print(f"{'rmap rules fragment':28} {p50:8.1f} {p95:8.1f}  {status}{flag}  "
+          f"(cold mean {cold_each:.0f} ms over {len(fragments)} rmaps)")
+
+
 if __name__ == "__main__":
-    main()
+    if "--context-only" in sys.argv:  # only the corpus context display (seconds, not hours)
+        sys.argv.remove("--context-only")
+        corpus_root = Path(__file__).resolve().parents[2] / "shared" / "corpus"
+        with tempfile.TemporaryDirectory(prefix="bench-web-ctx-") as tmp:
+            context_display(corpus_root, Path(tmp), 30)
+    else:
+        main()

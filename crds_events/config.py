@@ -55,6 +55,9 @@ class Settings:
     root: Path = Path("var")
     observatory: str = "hst"
     db_path: Path | None = None  # default <root>/events.db
+    # where the event log lives: "sqlite:///<path>" (relative to the root; the default is
+    # db_path) or "postgresql://user:password@host:port/database" (crds_events.store.postgres)
+    database_url: str = ""
     ingest: Path | None = None  # per-user drop directories live below it
     delivery: Path | None = None  # where .cat manifests and file links go for the archive
     catalogs: Path | None = None  # permanent copies of delivered .cat manifests
@@ -73,6 +76,13 @@ class Settings:
     watcher_interval: float = 5.0  # seconds between polls (polling mode)
     lock_timeout: float = 4 * 3600.0  # seconds an instrument lock lasts without renewal
     substitutions: Path | None = None  # optional CRDS substitutions file
+    # the site's CRDS .tpn directory: certify of submissions checks references with its
+    # constraints (and rmap values with its *_ld.tpn) instead of the built-in specs
+    tpn_dir: Path | None = None
+    # certify of one uploaded file runs in a child process under these limits:
+    # seconds of wall clock (and CPU), bytes of address space ("2G", "512M" in the toml)
+    certify_seconds: float = 60.0
+    certify_memory: int = 2 << 30
     # the NAME of the registered pipeline (`crds-events pipeline add NAME`) whose pushed
     # context releases held reprocessing; "" = ``pipeline_key``, its older name, still read
     repro_pipeline: str = ""
@@ -111,6 +121,9 @@ _PATH_DEFAULTS = {
 }
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
 _HINTS = typing.get_type_hints(Settings)
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+_SIZE_SETTINGS = ("certify_memory",)  # ints that may be written as sizes ("2G")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -152,6 +165,11 @@ def _convert(name: str, value: Any, source: str) -> Any:
     if kind is int:
         if isinstance(value, bool):
             raise bad("expected an integer")
+        if name in _SIZE_SETTINGS and isinstance(value, str):
+            size = _SIZE.match(value)
+            if not size:
+                raise bad("expected a size in bytes, or e.g. 512M, 2G")
+            return int(float(size.group(1)) * _SIZE_UNITS[size.group(2).lower()])
         try:
             return int(value)
         except (TypeError, ValueError):
@@ -231,10 +249,33 @@ def _validate(values: dict[str, Any], sources: dict[str, str]) -> None:
         if values[name] < 1:
             raise ConfigError(f"setting {name!r} from {sources.get(name, 'defaults')}: "
                               f"must be at least 1 (got {values[name]!r})")
+    if values["certify_seconds"] <= 0:
+        raise ConfigError(f"setting 'certify_seconds' from {sources.get('certify_seconds', 'defaults')}: "
+                          f"must be positive (got {values['certify_seconds']!r})")
+    if values["certify_memory"] < 64 << 20:
+        raise ConfigError(f"setting 'certify_memory' from {sources.get('certify_memory', 'defaults')}: "
+                          f"must be at least 64M (got {values['certify_memory']!r} bytes)")
     if not 0 < values["smtp_port"] < 65536:
         raise ConfigError(
             f"setting 'smtp_port' from {sources.get('smtp_port')}: not a port number"
         )
+
+
+def _resolve_database_url(values: dict[str, Any], sources: dict[str, str], root: Path) -> None:
+    """``database_url`` made explicit: empty -> ``sqlite:///<db_path>``; an explicit
+    ``sqlite:///path`` also sets ``db_path`` (everything on SQLite reads that)."""
+    url = values["database_url"].strip()
+    if not url:
+        values["database_url"] = f"sqlite:///{values['db_path']}"
+    elif url.startswith("sqlite:///") and len(url) > len("sqlite:///"):
+        path = Path(url[len("sqlite:///"):]).expanduser()
+        values["db_path"] = path if path.is_absolute() else (root / path).resolve()
+        values["database_url"] = f"sqlite:///{values['db_path']}"
+    elif not url.startswith(("postgresql://", "postgres://")):
+        # only the scheme is shown: the rest may hold a password
+        raise ConfigError(
+            f"setting 'database_url' from {sources.get('database_url', 'defaults')}: must "
+            f"start with sqlite:/// or postgresql:// (got {url.split(':', 1)[0]!r}...)")
 
 
 def load_settings(
@@ -284,6 +325,11 @@ def load_settings(
     for name, value in values.items():
         if isinstance(value, Path) and not value.is_absolute():
             values[name] = (root_path / value).resolve()
+    _resolve_database_url(values, sources, root_path)
+    if values["tpn_dir"] is not None and not values["tpn_dir"].is_dir():
+        # A typo here would silently certify with no constraints at all: refuse to start.
+        raise ConfigError(f"setting 'tpn_dir' from {sources.get('tpn_dir')}: not a directory "
+                          f"(got {str(values['tpn_dir'])!r})")
     return Settings(root=root_path, **values)
 
 
@@ -296,9 +342,15 @@ observatory = "{observatory}"
 # repro_hold_timeout = "24h"
 # web_https = true        # the web UI is behind https: Secure session cookies
 # substitutions = "substitutions.json"
+# tpn_dir = "tpns"        # the site's CRDS .tpn files: certify uses them, not the built-in specs
+
+[certify] # each uploaded file is certified in a child process under these limits
+# seconds = 60
+# memory = "2G"
 
 [paths]   # relative to this directory
 # db_path = "events.db"
+# database_url = "postgresql://crds:secret@db.example.org/crds"   # the log on PostgreSQL
 # ingest = "ingest"
 # delivery = "delivery"
 # catalogs = "catalogs"

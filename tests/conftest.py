@@ -52,6 +52,36 @@ def smtp():
         yield inbox
 
 
+@pytest.fixture(scope="session")
+def postgres_cluster():
+    """A PostgreSQL cluster for the whole session (tests/fixtures/postgres.py: initdb and
+    pg_ctl in a temp directory); skips, naming PostgreSQL, where it is not installed."""
+    from fixtures.postgres import missing_reason, running_cluster
+
+    reason = missing_reason()
+    if reason:
+        pytest.skip(reason)
+    with running_cluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def postgres_url(postgres_cluster):
+    """The URL of a new, empty log (a schema of its own, dropped after the test)."""
+    url = postgres_cluster.create_schema()
+    yield url
+    postgres_cluster.drop_schema(url)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request) -> str:
+    """The ``database_url`` setting of a test that runs on both backends: "" (the SQLite
+    default under the root) or the URL of a new, empty PostgreSQL log."""
+    if request.param == "sqlite":
+        return ""
+    return request.getfixturevalue("postgres_url")
+
+
 @pytest.fixture(autouse=True)
 def no_leaked_threads():
     """Fail a test that leaves threads running: observers and workers must be joined."""

@@ -85,6 +85,11 @@ delivery = "out/delivery"
         ("[stream]\nlimit = 0", {}, {}, r"'stream_limit' from .*toml: must be at least 1"),
         ("", {"CRDS_EVENTS_STREAM_LIMIT_PER_USER": "-2"}, {},
          r"'stream_limit_per_user' from \$CRDS_EVENTS_STREAM_LIMIT_PER_USER: must be at least 1"),
+        ('tpn_dir = "no-such-dir"', {}, {}, r"'tpn_dir' from .*toml: not a directory"),
+        ("[certify]\nmemory = 'lots'", {}, {}, r"'certify_memory' .*e\.g\. 512M, 2G"),
+        ("[certify]\nmemory = '1M'", {}, {}, r"'certify_memory' .*must be at least 64M"),
+        ("", {"CRDS_EVENTS_CERTIFY_SECONDS": "0"}, {},
+         r"'certify_seconds' from \$CRDS_EVENTS_CERTIFY_SECONDS: must be positive"),
     ],
 )
 def test_errors_name_the_setting_and_source(tmp_path, toml, env, options, message):
@@ -101,6 +106,24 @@ def test_the_stream_budget_settings(tmp_path):
     (root / "crds-events.toml").write_text("[stream]\nlimit = 10\nlimit_per_user = 3\n")
     settings = load_settings(root, environ={"CRDS_EVENTS_STREAM_LIMIT": "6"})
     assert (settings.stream_limit, settings.stream_limit_per_user) == (6, 3)
+
+
+def test_the_site_tpn_directory_and_the_certify_limits(tmp_path):
+    root = tmp_path / "root"
+    (root / "tpns").mkdir(parents=True)
+    defaults = load_settings(root, environ={})
+    assert defaults.tpn_dir is None
+    assert (defaults.certify_seconds, defaults.certify_memory) == (60.0, 2 << 30)
+    (root / "crds-events.toml").write_text('tpn_dir = "tpns"\n[certify]\nseconds = "2m"\n'
+                                           'memory = "512M"\n')
+    settings = load_settings(root, environ={})
+    assert settings.tpn_dir == root.resolve() / "tpns"  # relative to the root
+    assert (settings.certify_seconds, settings.certify_memory) == (120.0, 512 << 20)
+    elsewhere = tmp_path / "site-tpns"
+    elsewhere.mkdir()
+    env = {"CRDS_EVENTS_TPN_DIR": str(elsewhere), "CRDS_EVENTS_CERTIFY_MEMORY": "1.5GiB"}
+    settings = load_settings(root, environ=env)
+    assert settings.tpn_dir == elsewhere and settings.certify_memory == 3 << 29
 
 
 def test_the_release_pipeline_is_named_by_repro_pipeline_or_the_older_pipeline_key(tmp_path):

@@ -34,6 +34,7 @@ __all__ = [
     "acquire_lock",
     "renew_lock",
     "release_lock",
+    "release_if_held_by",
     "expire_locks",
     "current_lock",
     "list_locks",
@@ -249,6 +250,31 @@ def release_lock(store, instrument: str, user: str, *, force: bool = False,
             continue
         return held
     raise LockError(f"instrument {instrument!r}: lock contended too long; try again")
+
+
+def release_if_held_by(tx, instrument: str, owner: str, *, actor: str = "",
+                       idempotency_key: str | None = None,
+                       submission_id: str | None = None) -> Lock | None:
+    """Release ``instrument``'s lock if ``owner`` holds it (in force or past expiry) - and,
+    with ``submission_id``, only if that submission took it; the released lock, or None
+    when it is free, someone else's or taken otherwise.
+
+    For a caller's own write transaction (``tx``: a `Transaction`, whose writes exclude
+    every other writer, so the state read here is the state appended on): a submission
+    that ended releasing its submitter's lock together with its outcome.
+    """
+    instrument = _instrument(instrument)
+    if idempotency_key is not None and tx.find_key(idempotency_key) is not None:
+        return None  # released by an earlier run of the same step
+    held, version = _stream_state(tx, instrument)
+    if held is None or held.owner != owner:
+        return None
+    if submission_id is not None and held.submission_id != submission_id:
+        return None
+    tx.append(ev.lock_stream(instrument),
+              ev.LockReleased(instrument=instrument, owner=owner), version,
+              meta=_meta(actor or owner), idempotency_key=idempotency_key)
+    return held
 
 
 def expire_locks(store, now: datetime | None = None) -> list[Lock]:

@@ -10,6 +10,7 @@ confirm / cancel (own)        yes        yes       yes
 confirm / cancel (another's)  no         no        yes
 force                         yes        yes       yes   (any team member)
 set_context, redeliver        no         yes       yes
+read_all_mail                 no         yes       yes   (own e-mails: everyone)
 mark_bad, manage_users        no         no        yes
 release_lock (another's)      no         no        yes
 ============================  =========  ========  =====
@@ -101,6 +102,9 @@ _MIN_ROLE = {
     # personal data in events and pages (e-mail addresses, names, message bodies, submission
     # manifests): every signed-in account, as the submission pages are; never anonymous
     "view_personal": "submitter",
+    # every e-mail's body and headers on the web (a user always reads the e-mails sent to
+    # them or about their submissions)
+    "read_all_mail": "operator",
 }
 ACTIONS = tuple(_MIN_ROLE)
 # Acting on another user's confirm/cancel/lock needs admin.

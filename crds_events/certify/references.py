@@ -29,6 +29,7 @@ from crds_events.certify.expressions import (
     identifiers,
 )
 from crds_events.certify.fitsverify import run_fitsverify
+from crds_events.certify.patterns import apply_pattern_keywords
 from crds_events.certify.result import FileResult
 from crds_events.certify.specs import constraints_for
 from crds_events.certify.tpn import tpn_constraints
@@ -82,6 +83,13 @@ def check_reference(
             constraints = constraints_for(kind.observatory, kind.instrument, kind.filekind)
     constraints = list(constraints)
     result.constraints = [item.describe() for item in constraints]
+    if kind.observatory == "jwst":
+        header = cross_strap(header)
+    if kind.observatory in ("jwst", "roman"):
+        # CRDS checks a pattern keyword's or-list as the value of the keyword it stands
+        # for (P_DETECT -> META.INSTRUMENT.DETECTOR), item by item; then cross-straps
+        # again, so a target undefined in FITS spelling gets it too (P_BAND -> BAND).
+        header = apply_pattern_keywords(header, kind.observatory, result)
     if kind.observatory == "jwst":
         header = cross_strap(header)
         header.setdefault("SUBARRAY", header.get("META.SUBARRAY.NAME", UNDEFINED))

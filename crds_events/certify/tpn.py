@@ -57,11 +57,23 @@ def load_tpn(path: str | os.PathLike) -> list[Constraint]:
 
 
 def _tpn_lines(path: str, replacements: tuple[tuple[str, str], ...]) -> list[tuple[str, str]]:
-    return list(_cached_lines(path, replacements))
+    return list(_lines(path, replacements))
+
+
+def _lines(path: str, replacements: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+    """The cached lines of `path`, read again when the file changed: a long-running server
+    sees a site's edited .tpn files without a restart."""
+    try:
+        status = os.stat(path)
+        stamp: tuple[int, int] | None = (status.st_mtime_ns, status.st_size)
+    except OSError:
+        stamp = None  # _cached_lines reports it
+    return _cached_lines(path, replacements, stamp)
 
 
 @functools.lru_cache(maxsize=2048)
-def _cached_lines(path: str, replacements: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+def _cached_lines(path: str, replacements: tuple[tuple[str, str], ...],
+                  _stamp: tuple[int, int] | None) -> tuple[tuple[str, str], ...]:
     try:
         with open(path, encoding="utf-8", errors="replace") as handle:
             raw = handle.read().splitlines()
@@ -71,7 +83,7 @@ def _cached_lines(path: str, replacements: tuple[tuple[str, str], ...]) -> tuple
     meaningful = [line.strip() for line in raw if line.strip() and not line.strip().startswith("#")]
     if len(meaningful) == 1 and re.fullmatch(r"[\w.\-/]+\.tpn", meaningful[0]):
         # A link file (a symlink flattened to text): read the file it names instead.
-        return tuple(_cached_lines(os.path.join(os.path.dirname(path), meaningful[0]), replacements))
+        return tuple(_lines(os.path.join(os.path.dirname(path), meaningful[0]), replacements))
     lines: list[tuple[str, str]] = []
     continued = False
     for number, line in enumerate(raw, start=1):
@@ -81,7 +93,7 @@ def _cached_lines(path: str, replacements: tuple[tuple[str, str], ...]) -> tuple
             continue
         if line.startswith("include") and len(line.split()) == 2 and line.split()[0] == "include":
             target = os.path.join(os.path.dirname(path), line.split()[1])
-            lines += _cached_lines(target, replacements)
+            lines += _lines(target, replacements)
             continue
         if line.split()[0] == "replace":
             words = line.split()

@@ -7,6 +7,7 @@ other exception is reported in one line too, with the traceback only under `--de
 * `group`        - the click group, `main`, error handling, the list of commands
 * `options`      - options shared by several commands (--root, --user, --json, --server ...)
 * `log`          - init, serve, events, rebuild, backup, restore
+* `migrate`      - migrate-store (the log from SQLite to PostgreSQL)
 * `rules`        - bestrefs, checksum, certify, refactor, newcontext, diff, uniqname, list
 * `submissions`  - import-cache, submit, submission, mail
 * `accounts`     - user, lock

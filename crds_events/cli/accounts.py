@@ -33,7 +33,7 @@ from crds_events.accounts.users import (
     validate_name,
 )
 from crds_events.cli.options import open_log, require_user, root_option, settings_for, user_option
-from crds_events.store import SQLiteEventStore
+from crds_events.store import EventStore
 
 
 def _read_password(password_file: Path | None) -> str:
@@ -46,7 +46,7 @@ def _read_password(password_file: Path | None) -> str:
     return text.splitlines()[0] if text.splitlines() else ""
 
 
-def _known_user(store: SQLiteEventStore, name: str | None) -> User:
+def _known_user(store: EventStore, name: str | None) -> User:
     """The acting `--user`, which must exist and be enabled."""
     name = require_user(name)
     user = get_user(store, name)

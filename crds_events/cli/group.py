@@ -11,6 +11,7 @@ from crds_events.cli import (
     demo,
     lifecycle,
     log,
+    migrate,
     pipelines,
     reprocessing,
     rules,
@@ -45,10 +46,11 @@ def cli(ctx: click.Context, debug: bool) -> None:
 COMMANDS: tuple[click.Command, ...] = (
     # the log
     log.init, log.serve, log.events, log.rebuild, log.backup_command, log.restore_command,
+    migrate.migrate_store_command,
     # rules
     rules.bestrefs_command, rules.checksum_command, rules.certify_command,
     rules.refactor_command, rules.newcontext_command, rules.diff_command,
-    rules.uniqname_command, rules.list_command,
+    rules.uniqname_command, rules.uniq_command, rules.list_command,
     # submissions
     submissions.import_cache_command, accounts.user_group, accounts.lock_group,
     submissions.submit, submissions.submission, submissions.mail_group,

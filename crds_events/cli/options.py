@@ -16,7 +16,8 @@ from typing import Any, TypeVar
 import click
 
 from crds_events.config import ConfigError, Settings, load_settings
-from crds_events.store import SQLiteEventStore, StoreError
+from crds_events.store import EventStore, SQLiteEventStore, StoreError, open_store
+from crds_events.store.postgres import is_postgres_url
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -57,16 +58,38 @@ def remote_options(fn: F) -> F:
     return fn
 
 
+# The commands that work with ``database_url = "postgresql://..."`` so far; the others run
+# SQLite SQL (projections, handlers, web) and would silently use <root>/events.db instead.
+POSTGRES_READY = frozenset({"init", "migrate-store", "serve", "demo", "events", "rebuild",
+                            "backup", "restore", "user"})
+
+
 def settings_for(root: Path | None, **overrides: Any) -> Settings:
     """The settings of `root` (a bad config file is one clear error line)."""
     try:
-        return load_settings(root, overrides)
+        settings = load_settings(root, overrides)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
+    if settings.database_url.startswith(("postgresql://", "postgres://")):
+        ctx = click.get_current_context(silent=True)
+        while ctx is not None and ctx.parent is not None and ctx.parent.parent is not None:
+            ctx = ctx.parent  # the top-level command (`user` of `user add`)
+        command = ctx.info_name if ctx is not None else None
+        if command not in POSTGRES_READY:
+            raise click.ClickException(
+                f"database_url names PostgreSQL: `crds-events {command}` runs on a SQLite "
+                f"log only so far (on PostgreSQL: {', '.join(sorted(POSTGRES_READY))})")
+    return settings
 
 
-def open_log(settings: Settings) -> SQLiteEventStore:
-    """The root's event log; a missing or unreadable log is one clear error line."""
+def open_log(settings: Settings) -> EventStore:
+    """The root's event log (SQLite or PostgreSQL, `database_url`); a missing or unreadable
+    log is one clear error line."""
+    if is_postgres_url(settings.database_url):
+        try:
+            return open_store(settings)
+        except StoreError as exc:
+            raise click.ClickException(str(exc)) from None
     if not settings.db_path.is_file():
         raise click.ClickException(
             f"{settings.db_path}: no event log; run `crds-events init --root {settings.root}`"

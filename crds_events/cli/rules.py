@@ -20,12 +20,14 @@ from crds_events.certify.report import STYLES, report_lines
 from crds_events.cli.options import settings_for
 from crds_events.client.rpc import RpcClientError
 from crds_events.client.status import remote_list, remote_status
+from crds_events.client.submission_fields import SubmissionFieldsError, expand_file_lists
 from crds_events.contexts.listing import CatalogError, DirectoryCatalog, format_status
 from crds_events.errors import CrdsEventsError
 from crds_events.files.checksums import checksum_reference
 from crds_events.files.diff import diff_references
 from crds_events.files.errors import ReferenceFileError
 from crds_events.files.uniqname import rename_reference
+from crds_events.files.unique import make_unique
 from crds_events.refactoring import refactor
 from crds_events.refactoring.diff import DiffOptions, difference
 from crds_events.refactoring.newcontext import new_context
@@ -192,6 +194,34 @@ def uniqname_command(files: tuple[str, ...], more_files: tuple[str, ...], standa
             continue
         verb = "would rename" if renamed.dry_run else "renamed"
         click.echo(f"{renamed.old_path} {verb} to {renamed.new_path}")
+    if failures:
+        raise click.exceptions.Exit(1)
+
+
+@click.command("uniq")
+@click.argument("files", nargs=-1, required=True)
+@click.option("--keyword", default="CRDSUNIQ", show_default=True,
+              help="The header keyword that gets the unique value (ASDF: meta.<keyword>).")
+def uniq_command(files: tuple[str, ...], keyword: str) -> None:
+    """Make test references unique: set a header keyword of each FITS/ASDF file to a fresh
+    timestamp (in place), so the server does not refuse them as already known.
+
+    A FILES word @LIST names a file listing more files (# comments)."""
+    try:
+        paths = expand_file_lists(files)
+    except SubmissionFieldsError as exc:
+        raise click.BadParameter(str(exc), param_hint="FILES") from None
+    failures = 0
+    for path in paths:
+        try:
+            value = make_unique(path, keyword)
+        except (ReferenceFileError, OSError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else str(exc)
+            click.echo(f"ERROR: {path}: {reason}" if isinstance(exc, OSError)
+                       else f"ERROR: {reason}", err=True)
+            failures += 1
+            continue
+        click.echo(f"{path}: {keyword.strip().upper()} = {value}")
     if failures:
         raise click.exceptions.Exit(1)
 

@@ -6,13 +6,17 @@ remote crds-events server through its API (the token names the user there).
 
 from __future__ import annotations
 
+import contextlib
+import datetime
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
+from crds_events.accounts import locks
 from crds_events.cli.options import (
     json_option,
     open_log,
@@ -22,6 +26,11 @@ from crds_events.cli.options import (
     settings_for,
     user_option,
 )
+from crds_events.client.submission_fields import (
+    SubmissionFieldsError,
+    expand_file_lists,
+    load_redcat_parameters,
+)
 from crds_events.client.submit import (
     RemoteDecision,
     RemoteSubmitError,
@@ -29,6 +38,7 @@ from crds_events.client.submit import (
     confirm_remote,
     follow_remote,
     force_remote,
+    logout_remote,
     submit_remote,
 )
 from crds_events.contexts.importcache import ImportCacheError, import_cache
@@ -84,12 +94,11 @@ def import_cache_command(mappings_dir: Path, references_dir: Path | None, contex
 
 
 @click.command()
-@click.argument("files", nargs=-1, required=True,
-                type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--instrument", required=True, help="Instrument of the files (e.g. MIRI).")
-@click.option("--description", required=True, help="What the delivery is and why.")
+@click.argument("files", nargs=-1)
+@click.option("--instrument", default=None, help="Instrument of the files (e.g. MIRI).")
+@click.option("--description", default=None, help="What the delivery is and why.")
 @click.option("--change-level", type=click.Choice(["SEVERE", "MODERATE", "TRIVIAL"],
-              case_sensitive=False), default="SEVERE", show_default=True)
+              case_sensitive=False), default=None, help="[default: SEVERE]")
 @click.option("--derive-from", default="edit", show_default=True,
               help="edit, latest or an explicit .pmap name.")
 @click.option("--kind", default="batch", show_default=True,
@@ -101,17 +110,69 @@ def import_cache_command(mappings_dir: Path, references_dir: Path | None, contex
 @click.option("--monitor", is_flag=True, help="Print the progress lines live (implies --wait).")
 @click.option("--timeout", type=float, default=600.0, show_default=True,
               help="Seconds to wait with --wait/--monitor.")
+@click.option("--creator", default=None,
+              help="Who made the files, if not the deliverer (ReDCaT creator_name).")
+@click.option("--redcat-parameters", "redcat_parameters", default=None,
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="A YAML file of ReDCaT fields (as for crds rc_submit); options given "
+                   "here win over it.")
+@click.option("--wipe-existing-files", "wipe_existing", is_flag=True,
+              help="First delete the files left in your ingest directory.")
+@click.option("--keep-existing-files", "keep_existing", is_flag=True,
+              help="Leave the files left in your ingest directory (not submitted).")
+@click.option("--logout", is_flag=True,
+              help="Release your instrument locks (after the submission; alone: only that).")
+@click.option("--stats", is_flag=True, help="Print files, bytes and the times taken.")
+@click.option("--log-time", "log_time", is_flag=True,
+              help="Prefix each progress line with the time (UTC).")
 @user_option
 @root_option
 @remote_options
-def submit(files: tuple[Path, ...], instrument: str, description: str, change_level: str,
-           derive_from: str, kind: str, deliverer: str | None, other_emails: tuple[str, ...],
-           no_auto_rename: bool, wait: bool, monitor: bool, timeout: float, user: str | None,
-           root: Path | None, server_url: str | None, api_token: str | None) -> None:
+def submit(files: tuple[str, ...], instrument: str | None, description: str | None,
+           change_level: str | None, derive_from: str, kind: str, deliverer: str | None,
+           other_emails: tuple[str, ...], no_auto_rename: bool, wait: bool, monitor: bool,
+           timeout: float, creator: str | None, redcat_parameters: Path | None,
+           wipe_existing: bool, keep_existing: bool, logout: bool, stats: bool,
+           log_time: bool, user: str | None, root: Path | None, server_url: str | None,
+           api_token: str | None) -> None:
     """Submit FILES through your ingest directory of a local server (or --server URL).
 
+    A FILES word @LIST names a file listing more files (one or more per line, # comments).
     With --kind delete, FILES are the names of the references to take out of the rules
     (nothing is uploaded)."""
+    if wipe_existing and keep_existing:
+        raise click.UsageError("--wipe-existing-files and --keep-existing-files are "
+                               "mutually exclusive")
+    try:
+        listed = expand_file_lists(files)
+        extra = load_redcat_parameters(redcat_parameters) if redcat_parameters else {}
+    except SubmissionFieldsError as exc:
+        hint = "--redcat-parameters" if redcat_parameters and not exc.field.startswith("@") \
+            else "FILES"
+        raise click.BadParameter(str(exc), param_hint=hint) from None
+    if not listed:
+        if logout:
+            _logout(user, root, server_url, api_token)
+            return
+        raise click.UsageError("FILES: name the files to submit (or give --logout alone)")
+    files = tuple(listed)  # type: ignore[assignment]
+    given = {"instrument": instrument, "description": description,
+             "change_level": change_level.upper() if change_level else None,
+             "deliverer": deliverer, "creator_name": creator,
+             "other_emails": list(other_emails) if other_emails else None}
+    extra.update({key: value for key, value in given.items() if value is not None})
+    for name in ("instrument", "description"):
+        if not extra.get(name):
+            raise click.UsageError(f"--{name}: required (or give it in --redcat-parameters)")
+    instrument, description = extra.pop("instrument"), extra.pop("description")
+    change_level = extra.pop("change_level", "SEVERE")
+    deliverer = extra.pop("deliverer", None)
+    other_emails = tuple(extra.pop("other_emails", ()))
+    derive_from = extra.pop("derive_from", derive_from)
+    kind = extra.pop("kind", kind)
+    no_auto_rename = not extra.pop("auto_rename", not no_auto_rename)
+    progress = _progress_printer(log_time)
+    started = time.monotonic()
     deleting = kind.strip().lower() == "delete"
     if deleting:
         if server_url:
@@ -129,19 +190,29 @@ def submit(files: tuple[Path, ...], instrument: str, description: str, change_le
         fields = {"instrument": instrument, "description": description,
                   "change_level": change_level.upper(), "derive_from": derive_from,
                   "kind": kind, "auto_rename": not no_auto_rename,
-                  "other_emails": list(other_emails)}
+                  "other_emails": list(other_emails), **extra}
         if deliverer or user:
             fields["deliverer"] = deliverer or user
-        _remote_submit(server_url, api_token, files, fields, wait, monitor, timeout)
+        if wipe_existing or keep_existing:  # accepted as crds scripts pass them
+            click.echo("note: a crds-events server puts each upload in its own directory: "
+                       "no earlier files are submitted with these", err=True)
+        try:
+            _remote_submit(server_url, api_token, files, fields, wait, monitor, timeout,
+                           progress)
+        finally:
+            _report_stats(stats, files, started)
+            if logout:
+                _logout(user, root, server_url, api_token)
         return
     user = require_user(user)
     settings = settings_for(root)
     fields = {"deliverer": deliverer or user, "instrument": instrument,
               "description": description, "change_level": change_level.upper(),
               "derive_from": derive_from, "kind": kind, "auto_rename": not no_auto_rename,
-              "other_emails": list(other_emails)}
+              "other_emails": list(other_emails), **extra}
     if deleting:  # the manifest names the references; no file is dropped
         fields["files"] = [str(name) for name in files]
+    _existing_files(settings, user, wipe_existing, keep_existing)
     try:
         sid = drop_submission(settings, user, [] if deleting else list(files), fields)
     except (OSError, ValueError) as exc:
@@ -149,13 +220,19 @@ def submit(files: tuple[Path, ...], instrument: str, description: str, change_le
     what = "reference(s) to delete named" if deleting else "file(s) dropped"
     click.echo(f"submission {sid}: {len(files)} {what} in {settings.ingest / user}")
     if not (wait or monitor):
+        _report_stats(stats, [] if deleting else files, started)
+        if logout:
+            _logout(user, root, None, None)
         return
     store = open_log(settings)
     try:
         outcome = review.follow(store, sid, timeout=timeout,
-                                on_progress=(lambda line: click.echo(line)) if monitor else None)
+                                on_progress=progress if monitor else None)
     finally:
         store.close()
+        _report_stats(stats, [] if deleting else files, started)
+        if logout:
+            _logout(user, root, None, None)
     if outcome is None:
         raise click.ClickException(
             f"submission {sid}: no outcome after {timeout:g} s (is `crds-events serve` "
@@ -170,8 +247,77 @@ def submit(files: tuple[Path, ...], instrument: str, description: str, change_le
     raise click.exceptions.Exit(1)
 
 
+def _progress_printer(log_time: bool) -> Callable[[str], None]:
+    """How progress lines are printed: as they come, or after the UTC time (--log-time)."""
+    def echo(line: str) -> None:
+        if log_time:
+            stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S")
+            line = f"{stamp} {line}"
+        click.echo(line)
+    return echo
+
+
+def _report_stats(stats: bool, files: tuple[Path, ...] | list[Path], started: float) -> None:
+    """--stats: what was submitted and how long it took (to the outcome with --wait)."""
+    if not stats:
+        return
+    size = sum(path.stat().st_size for path in files if path.is_file())
+    seconds = max(time.monotonic() - started, 1e-6)
+    click.echo(f"stats: {len(files)} file(s), {size:,} bytes in {seconds:.2f} s "
+               f"({size / seconds / 1e6:.2f} MB/s)")
+
+
+def _existing_files(settings: Any, user: str, wipe: bool, keep: bool) -> None:
+    """The files left at the top of ``ingest/<user>/`` (the drop area crds's uploads and
+    hand drops use; each `submit` has its own directory, so they are never submitted with
+    it): deleted with --wipe-existing-files, named in a warning unless --keep-existing-files."""
+    area = settings.ingest / user
+    try:
+        left = sorted(entry for entry in area.iterdir()
+                      if entry.is_file() and not entry.is_symlink()
+                      and not entry.name.startswith("."))
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise click.ClickException(f"cannot list your ingest directory: {exc.strerror}") from None
+    if wipe:
+        for entry in left:
+            with contextlib.suppress(FileNotFoundError):  # gone meanwhile: as wished
+                entry.unlink()
+            click.echo(f"wiped {entry.name}")
+    elif left and not keep:
+        click.echo(f"warning: {len(left)} file(s) left in {area} are not part of this "
+                   f"submission ({', '.join(e.name for e in left[:5])}"
+                   f"{', ...' if len(left) > 5 else ''}); --wipe-existing-files deletes them, "
+                   "--keep-existing-files silences this", err=True)
+
+
+def _logout(user: str | None, root: Path | None, server_url: str | None,
+            token: str | None) -> None:
+    """--logout: release the instrument locks you hold (CRDS's logout drops the lock)."""
+    if server_url:
+        try:
+            released = logout_remote(server_url, token or "")
+        except RemoteSubmitError as exc:
+            raise click.ClickException(f"--logout: {exc}") from None
+    else:
+        name = require_user(user)
+        store = open_log(settings_for(root))
+        try:
+            released = [held.instrument for held in locks.list_locks(store)
+                        if held.owner == name
+                        and locks.release_lock(store, held.instrument, name) is not None]
+        except locks.LockError as exc:
+            raise click.ClickException(f"--logout: {exc}") from None
+        finally:
+            store.close()
+    click.echo("logged out: released the lock on " + ", ".join(released) if released
+               else "logged out: you held no instrument lock")
+
+
 def _remote_submit(server_url: str, token: str | None, files: tuple[Path, ...],
-                   fields: dict[str, Any], wait: bool, monitor: bool, timeout: float) -> None:
+                   fields: dict[str, Any], wait: bool, monitor: bool, timeout: float,
+                   progress: Callable[[str], None]) -> None:
     """`crds-events submit --server`: upload, then optionally follow to the outcome."""
     try:
         result = submit_remote(server_url, token or "", list(files), fields)
@@ -180,7 +326,7 @@ def _remote_submit(server_url: str, token: str | None, files: tuple[Path, ...],
         if not (wait or monitor):
             return
         follow_remote(server_url, result, timeout=timeout,
-                      monitor=(lambda line: click.echo(line)) if monitor else None)
+                      monitor=progress if monitor else None)
     except RemoteSubmitError as exc:
         raise click.ClickException(str(exc)) from None
     if result.state == "ready":

@@ -32,11 +32,13 @@ __all__ = [
     "confirm_remote",
     "follow_remote",
     "force_remote",
+    "logout_remote",
     "submit_remote",
 ]
 
 UPLOAD_PATH = "/upload/submit"
 DECISION_PATH = "/upload/submissions/{submission_id}/{action}"
+LOGOUT_PATH = "/upload/logout"
 _CHUNK = 1 << 20
 # jpoll `done` statuses, as the crds submission monitor reads them
 _DONE_COMPLETED, _DONE_FAILED, _DONE_CANCELLED = 0, 1, 3
@@ -262,6 +264,22 @@ def force_remote(server_url: str, token: str, submission_id: str, *,
                  timeout: float = 120.0) -> RemoteDecision:
     """Confirm another team member's READY submission once their lock is gone."""
     return _decide(server_url, token, submission_id, "force", {}, timeout)
+
+
+def logout_remote(server_url: str, token: str, *, timeout: float = 60.0) -> list[str]:
+    """Release the instrument locks the token's user holds on the server (CRDS's
+    ``crds submit --logout``); the instruments released."""
+    if not token:
+        raise RemoteSubmitError("--token: an API token is required (crds-events user token)")
+    client = RpcClient(server_url, timeout=timeout, token=token)
+    try:
+        status, answer = client.post(LOGOUT_PATH, b"{}",
+                                     headers={"Content-Type": "application/json"})
+    except RpcClientError as exc:
+        raise RemoteSubmitError(str(exc)) from None
+    if status != 200 or not isinstance(answer, dict):
+        raise RemoteSubmitError(f"logout refused: {_error_text(status, answer)}", status)
+    return [str(name) for name in answer.get("released") or []]
 
 
 def cancel_remote(server_url: str, token: str, submission_id: str, reason: str = "", *,

@@ -37,6 +37,7 @@ from typing import Any, Protocol
 from crds_events.client.rpc import RpcClient, RpcClientError, crds_decode
 from crds_events.errors import CrdsEventsError
 from crds_events.files.checksums import sha1_file
+from crds_events.files.geis import geis_data_name, is_geis_header
 
 __all__ = [
     "SyncError",
@@ -52,7 +53,6 @@ MAPPING_SUFFIXES = (".pmap", ".imap", ".rmap")
 _CONTEXT_KINDS = ("latest", "operational", "edit", "versions", "build")
 # A name the server gives us becomes a path in the cache: only plain basenames.
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-_GEIS_HEADER = re.compile(r"^\w+\.r\dh$")
 _CHUNK = 1 << 20
 _DEFAULT_WORKERS = 4
 
@@ -335,7 +335,7 @@ def sync(server_url: str, contexts: Iterable[str], cache_dir: str | os.PathLike,
                                and not n.startswith("NOT FOUND")}
         # GEIS headers (.r1h) come with their data files (.r1d), as crds sync fetches both;
         # the rules do not name those, so one the server lacks is not reported missing
-        conjugates = {n[:-1] + "d" for n in references if _GEIS_HEADER.match(n)} - references
+        conjugates = {geis_data_name(n) for n in references if is_geis_header(n)} - references
         meta = _metadata(client, info, observatory,
                          sorted(mappings | references | conjugates), check_files)
     except RpcClientError as exc:

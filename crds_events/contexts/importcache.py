@@ -10,6 +10,12 @@ the server's file store, and records them as already archived and released:
   available, with sha1, size, instrument and filekind;
 * ``ContextSet`` for each requested pointer (``latest``, ``edit``, ...), with ``previous``.
 
+A GEIS reference is its header (``x.r1h``, the name the rules give) and its data file
+(``x.r1d``) beside it: the data file is cataloged and released with the header (same
+instrument and type), after `crds_events.files.geis.check_pair` (present, a regular file
+staying in the directory, as long as the header says); one that is absent is counted with
+the absent references, one that fails the check is an error naming it.
+
 Each event carries an idempotency key derived from the file's name and sha1 (or the pointer
 transition), and files already cataloged with the same sha1 are skipped, so importing the
 same context twice adds nothing, and importing a second context adds only its new files.
@@ -27,6 +33,8 @@ from crds_events import events as ev
 from crds_events.config import Settings
 from crds_events.contexts.pointers import context_pointers
 from crds_events.errors import CrdsEventsError
+from crds_events.files.errors import ReferenceFileError
+from crds_events.files.geis import check_pair, geis_data_name, is_geis_data, is_geis_header
 from crds_events.rules.conditioning import is_na_value, is_omit_value
 from crds_events.rules.context import ContextLoadError, MappingStore, PipelineContext
 from crds_events.rules.parse import MappingError
@@ -60,7 +68,8 @@ class CatalogEntry:
 class ImportResult:
     context: str
     mappings: int = 0  # mappings in the context
-    references: int = 0  # references present and imported
+    references: int = 0  # references present and imported (GEIS headers, not their data)
+    data_files: int = 0  # GEIS data files imported with their headers
     missing_references: int = 0  # named by the context but absent from references_dir
     cataloged: int = 0  # files newly cataloged by this run
     pointers_set: list[str] = dataclasses.field(default_factory=list)
@@ -68,7 +77,8 @@ class ImportResult:
 
     def summary(self) -> str:
         pointers = ", ".join(self.pointers_set) or "none changed"
-        return (f"{self.context}: {self.mappings} mappings, {self.references} references "
+        data = f" + {self.data_files} GEIS data files" if self.data_files else ""
+        return (f"{self.context}: {self.mappings} mappings, {self.references} references{data} "
                 f"({self.missing_references} named but absent); {self.cataloged} newly "
                 f"cataloged, {self.events} events; pointers: {pointers}")
 
@@ -125,6 +135,8 @@ def plan_import(mappings_dir: str | os.PathLike, context: str,
                     if name in present and "/" not in name and path.is_file():
                         references[name] = CatalogEntry(name, path, "reference",
                                                         instrument, filekind)
+                        if is_geis_header(name):
+                            _add_geis_data(references[name], present, references, missing)
                     else:
                         missing.add(name)
     except (ContextLoadError, MappingError, OSError) as exc:
@@ -134,6 +146,20 @@ def plan_import(mappings_dir: str | os.PathLike, context: str,
     for entry in entries:
         unique.setdefault(entry.name, entry)
     return [*unique.values(), *(references[n] for n in sorted(references))], len(missing)
+
+
+def _add_geis_data(header: CatalogEntry, present: set[str],
+                   references: dict[str, CatalogEntry], missing: set[str]) -> None:
+    """The data file of the GEIS ``header`` into ``references`` (or ``missing``)."""
+    name = geis_data_name(header.name)
+    if name not in present:
+        missing.add(name)
+        return
+    try:
+        check_pair(header.path)
+    except ReferenceFileError as exc:  # "<file>: <why>", the file's name, not its path
+        raise ImportCacheError(f"GEIS reference {header.name}: {exc}") from None
+    references[name] = dataclasses.replace(header, name=name, path=header.path.with_name(name))
 
 
 def _cataloged(store: EventReader) -> dict[str, str]:
@@ -168,7 +194,10 @@ def import_cache(
         progress("loading", 1, 1)
     result = ImportResult(context=context, missing_references=missing,
                           mappings=sum(e.kind == "mapping" for e in entries),
-                          references=sum(e.kind == "reference" for e in entries))
+                          references=sum(e.kind == "reference" and not is_geis_data(e.name)
+                                         for e in entries),
+                          data_files=sum(e.kind == "reference" and is_geis_data(e.name)
+                                         for e in entries))
 
     known = _cataloged(store)
     files = FileStore.from_settings(settings)

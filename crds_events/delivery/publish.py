@@ -6,7 +6,9 @@ The protocol (CRDS's, with SDP's archive poller on the other side):
    the next serial and so its delivery name ``<obs>_<nnnn>``; `DeliveryRequested` records
    it on the stream ``delivery:<name>`` with the idempotency key
    ``delivery-requested:<submission id>``, so asking again (the handler after the review,
-   a replay, a restart) returns the same name and never allocates a second serial.
+   a replay, a restart) returns the same name and never allocates a second serial. A GEIS
+   header and its data file (``x.r1h``, ``x.r1d``) are one reference: a delivery that
+   holds only one of them is refused.
 2. **Publish** (the delivery worker, outside any transaction): every file is hard-linked
    from the file store into ``settings.delivery`` (read-only; a read-only copy where a link
    is impossible), the manifest ``<name>.cat`` (one file name per line) is written
@@ -45,6 +47,7 @@ from crds_events.config import Settings
 from crds_events.delivery.directory import check_directory, directory_state
 from crds_events.errors import CrdsEventsError
 from crds_events.files.checksums import sha1_file
+from crds_events.files.geis import pair_names
 from crds_events.store.filestore import FileStore, fsync_path
 from crds_events.store.interface import EventReader, EventStore, RecordedEvent, Transaction
 
@@ -106,6 +109,16 @@ def manifest_name_of(filename: str) -> tuple[str, str] | None:
 # --- 1. allocation -------------------------------------------------------------------------
 
 
+def _check_geis_pairs(submission_id: str, files: Sequence[str]) -> None:
+    """A GEIS reference is delivered whole: its header and its data file in one ``.cat``
+    (processing pairs them; this refuses a delivery that would split one)."""
+    found = pair_names(files)
+    unpaired = found.headers_without_data + found.data_without_header
+    if unpaired:
+        raise DeliveryError(f"submission {submission_id}: GEIS header and data file must be "
+                            f"delivered together; unpaired: {', '.join(unpaired)}")
+
+
 def _serials_in_log(log: EventReader, observatory: str) -> int:
     """The highest serial any ``delivery:<obs>_<n>`` stream has (0 if none).
 
@@ -156,6 +169,7 @@ def allocate(
         return earlier.stream.split(":", 1)[1]
     if not files:
         raise DeliveryError(f"submission {submission_id}: nothing to deliver (no files)")
+    _check_geis_pairs(submission_id, files)
     serial = max(_serials_in_log(tx, observatory),
                  _serials_on_disk(settings.catalogs, observatory)) + 1
     name = delivery_name(observatory, serial)

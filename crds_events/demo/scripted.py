@@ -98,7 +98,7 @@ def prepare_root(options: DemoOptions, say: Callable[[str], None]) -> Settings:
     from crds_events.contexts.pointers import get_context
     from crds_events.demo.generate import GeneratorConfig, generate, load_generated
     from crds_events.reprocessing.datasets import dataset_count, import_datasets
-    from crds_events.store import SQLiteEventStore
+    from crds_events.store import open_store
 
     root = options.root.resolve()
     if options.fresh and root.exists():
@@ -116,7 +116,7 @@ def prepare_root(options: DemoOptions, say: Callable[[str], None]) -> Settings:
         generated = generate(GeneratorConfig(instruments=options.instruments, types=options.types,
                                              datasets=options.datasets), generated_dir)
         say(f"generated a JWST-like context: {generated.summary()}")
-    store = SQLiteEventStore(settings.db_path)
+    store = open_store(settings)
     try:
         for name, role, full in ((SUBMITTER, "submitter", "Jane Doe (NIRCam team)"),
                                  (OPERATOR, "operator", "Olivia Ops (CRDS operator)")):

@@ -29,7 +29,7 @@ from crds_events import events as ev
 from crds_events.config import Settings
 from crds_events.delivery.publish import DeliveryError, allocate, pending_deliveries, publish_many
 from crds_events.handlers.worker import STOP, QueueWorker
-from crds_events.store.eventlog import SQLiteEventStore
+from crds_events.store import EventStore, log_target
 from crds_events.store.handler import Handler
 from crds_events.store.interface import RecordedEvent, Transaction, caused_by
 
@@ -46,10 +46,10 @@ class DeliveryWorker(QueueWorker):
     thread_name = "crds-events-delivery-worker"
     stop_timeout = 120.0
 
-    def __init__(self, settings: Settings, *, store: SQLiteEventStore | None = None,
+    def __init__(self, settings: Settings, *, store: EventStore | None = None,
                  resume_interval: float | None = 30.0,
                  on_created: Callable[[str], None] | None = None):
-        super().__init__(settings.db_path, store=store)
+        super().__init__(log_target(settings), store=store)
         self.settings = settings
         self.resume_interval = resume_interval or None
         self.on_created = on_created

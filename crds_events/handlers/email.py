@@ -49,6 +49,7 @@ from crds_events.mail.compose import (
     message_id_for,
     slug,
 )
+from crds_events.store.dialect import dialect_of
 from crds_events.store.handler import Handler
 from crds_events.store.interface import NO_STREAM, RecordedEvent, Transaction, caused_by
 
@@ -93,11 +94,7 @@ class EmailComposer(Handler):
         self.mail_history = mail_history
 
     def setup(self, tx: Transaction) -> None:
-        exists = tx.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
-            (TableFacts.TABLE,)
-        ).fetchone()
-        if exists:
+        if dialect_of(tx).table_exists(tx, TableFacts.TABLE):
             return
         tx.execute(f"CREATE TABLE {TableFacts.TABLE} (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
         since = 0 if self.mail_history else tx.head()

@@ -40,7 +40,8 @@ from crds_events import events as ev
 from crds_events.config import Settings
 from crds_events.handlers.worker import STOP, QueueWorker
 from crds_events.reprocessing.affected import pmap_serial
-from crds_events.store.eventlog import SQLiteEventStore
+from crds_events.store import log_target
+from crds_events.store.dialect import dialect_of
 from crds_events.store.handler import Handler
 from crds_events.store.interface import EventStore, RecordedEvent, Transaction, caused_by
 
@@ -70,9 +71,7 @@ def _iso(moment: datetime.datetime) -> str:
 
 def held(store: EventStore | Transaction) -> list[dict]:
     """Reprocessing results waiting for their pipeline, oldest first."""
-    exists = store.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
-                          (HELD_TABLE,)).fetchone()
-    if not exists:
+    if not dialect_of(store).table_exists(store, HELD_TABLE):
         return []
     rows = store.execute(
         f"SELECT observatory, new_context, pipeline, held_at, overdue_at, position "
@@ -92,8 +91,7 @@ class ReprocessingHandler(Handler):
         self.service = service
 
     def setup(self, tx: Transaction) -> None:
-        exists = tx.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
-                            (META_TABLE,)).fetchone()
+        exists = dialect_of(tx).table_exists(tx, META_TABLE)
         tx.execute(f"CREATE TABLE IF NOT EXISTS {HELD_TABLE} (observatory TEXT NOT NULL,"
                    " new_context TEXT NOT NULL, pipeline TEXT NOT NULL, held_at TEXT NOT NULL,"
                    " overdue_at TEXT NOT NULL DEFAULT '', position INTEGER NOT NULL DEFAULT 0,"
@@ -163,8 +161,12 @@ class ReprocessingHandler(Handler):
             self._release(tx, record, event.observatory, event.new_context, event.pipeline,
                           row[0], record.position)
             return
-        tx.execute(f"INSERT OR REPLACE INTO {HELD_TABLE} (observatory, new_context, pipeline,"
-                   " held_at, position) VALUES (?, ?, ?, ?, ?)",
+        # a new hold of the same change replaces the old one whole (overdue_at reset)
+        tx.execute(f"INSERT INTO {HELD_TABLE} (observatory, new_context, pipeline,"
+                   " held_at, position) VALUES (?, ?, ?, ?, ?)"
+                   " ON CONFLICT (observatory, new_context) DO UPDATE SET"
+                   " pipeline = excluded.pipeline, held_at = excluded.held_at,"
+                   " overdue_at = '', position = excluded.position",
                    (event.observatory, event.new_context, event.pipeline, record.recorded_at,
                     record.position))
 
@@ -184,8 +186,8 @@ class ReprocessingService(QueueWorker):
     thread_name = "crds-events-reprocessing"
     stop_timeout = 300.0
 
-    def __init__(self, settings: Settings, *, store: SQLiteEventStore | None = None):
-        super().__init__(settings.db_path, store=store)
+    def __init__(self, settings: Settings, *, store: EventStore | None = None):
+        super().__init__(log_target(settings), store=store)
         self.settings = settings
         self._lock = threading.Lock()  # one computation at a time
 
@@ -242,9 +244,9 @@ class ReprocessingService(QueueWorker):
         return any(r.position > cause and _settles(r, old, new) for r in stream)
 
     def _handler_since(self) -> int:
-        conn = self.store.db.conn
         try:
-            row = conn.execute(f"SELECT value FROM {META_TABLE} WHERE key = 'since'").fetchone()
+            row = self.store.execute(
+                f"SELECT value FROM {META_TABLE} WHERE key = 'since'").fetchone()
         except Exception:  # noqa: BLE001 - the handler never ran: nothing is pending
             return 1 << 62
         return row[0] if row else 0

@@ -14,6 +14,9 @@ exception leaves both as they were. Because the checkpoint is re-read under the 
 two runners on one database cannot process the same event twice either.
 
 `HandlerRunner.start` runs the steps in a background thread until `stop` (which joins it).
+When idle it sleeps ``poll_interval`` seconds, or less when `HandlerRunner.wake` is called
+(on PostgreSQL, by the process's LISTEN thread at every append of any process; the poll then
+only covers lost notifications).
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ class HandlerRunner:
         self.error_backoff = error_backoff
         self.errors: list[tuple[str, int, BaseException]] = []  # (handler, checkpoint, error)
         self._stop = threading.Event()
+        self._wake = threading.Event()  # set by `wake` and `stop`: look again now
         self._thread: threading.Thread | None = None
         self._setup_done = False
 
@@ -126,6 +130,7 @@ class HandlerRunner:
     def stop(self, timeout: float = 30.0) -> None:
         """Ask the loop to stop after its current step and join the thread."""
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
             if self._thread.is_alive():
@@ -136,15 +141,21 @@ class HandlerRunner:
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
+    def wake(self) -> None:
+        """The log may have grown: step now rather than at the next poll (thread-safe)."""
+        self._wake.set()
+
     def _loop(self) -> None:
         while not self._stop.is_set():
+            # cleared before looking, so a wake-up during the step is not lost
+            self._wake.clear()
             try:
                 handled = self._run_once_guarded()
             except Exception:  # noqa: BLE001 - logged; the loop must survive to retry
                 log.exception("handler runner step failed")
                 handled = 0
             if handled == 0:
-                self._stop.wait(self.poll_interval)
+                self._wake.wait(self.poll_interval)
 
     def _run_once_guarded(self) -> int:
         """Like `run_once`, but a failing handler is logged and retried after a back-off

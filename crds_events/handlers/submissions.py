@@ -21,7 +21,7 @@ import threading
 from crds_events import events as ev
 from crds_events.config import Settings
 from crds_events.handlers.worker import QueueWorker
-from crds_events.store.eventlog import SQLiteEventStore
+from crds_events.store import EventStore, log_target
 from crds_events.store.handler import Handler
 from crds_events.store.interface import RecordedEvent, Transaction
 from crds_events.submissions.contained import CertifyInterrupted, CertifyLimits, stop_all
@@ -62,9 +62,9 @@ class SubmissionWorker(QueueWorker):
     # never waits long (SIGTERM must stop the server within 10 s).
     stop_timeout = 5.0
 
-    def __init__(self, settings: Settings, *, store: SQLiteEventStore | None = None,
+    def __init__(self, settings: Settings, *, store: EventStore | None = None,
                  threads: int = 4, certify_limits: CertifyLimits | None = None):
-        super().__init__(settings.db_path, store=store, threads=threads)
+        super().__init__(log_target(settings), store=store, threads=threads)
         self.settings = settings
         self.certify_limits = certify_limits
         self._cancel = threading.Event()

@@ -47,7 +47,9 @@ class QueueWorker:
 
     def __init__(self, db_path: str | Path, *, store: EventStore | None = None,
                  threads: int = 1):
-        self.db_path = Path(db_path)
+        # a PostgreSQL URL stays a string (Path would fold its "//")
+        self.db_path = db_path if isinstance(db_path, str) and "://" in db_path \
+            else Path(db_path)
         self.threads = threads
         self._store = store
         self._own_store = store is None

@@ -22,6 +22,7 @@ from crds_events import events as ev
 from crds_events.config import Settings
 from crds_events.store.artifacts import ArtifactError, ArtifactStore
 from crds_events.store.interface import RecordedEvent
+from crds_events.submissions import checklist
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -149,6 +150,8 @@ def learn(facts: Facts, record: RecordedEvent) -> None:
             "submitter": event.user or record.actor or "",
             "other_emails": list(event.other_emails), "kind": event.kind,
             "certified": {},
+            # the ReDCaT checklist as answered: READY and CONFIRMED e-mails quote it
+            "checklist": [[e["question"], e["text"]] for e in checklist.entries(event.redcat)],
         })
     elif isinstance(event, ev.FileCertified):
         key = f"submission:{event.submission_id}"
@@ -193,6 +196,14 @@ def _certify_lines(certified: dict, only: Iterable[str] | None = None) -> list[s
         lines.append(f"  {label}: {str(info.get('status', '')).upper()}")
         lines.extend(_indent(info.get("summary", "")))
     return lines
+
+
+def _checklist_lines(info: dict) -> list[str]:
+    """The ReDCaT checklist answers of a submission (none: no lines)."""
+    answers = info.get("checklist") or []
+    if not answers:
+        return []
+    return ["", "ReDCaT checklist:", *(f"  {question}: {answer}" for question, answer in answers)]
 
 
 def _file_list(title: str, names: Sequence[str]) -> list[str]:
@@ -290,6 +301,7 @@ def _compose_submission(record: RecordedEvent, facts: Facts, opts: ComposeOption
         submitted = [name for name in event.files if name not in generated]
         if submitted:
             lines += ["", "Certified files:", *_certify_lines(certified, submitted)]
+        lines += _checklist_lines(info)
         lines += ["", "Review the results, then confirm or cancel:"]
     elif isinstance(event, ev.SubmissionRejected):
         lines += ["", f"Reason: {event.reason}"]
@@ -311,6 +323,7 @@ def _compose_submission(record: RecordedEvent, facts: Facts, opts: ComposeOption
             lines.append(f"Lock owner: {event.lock_owner}")
         lines.append(f"New edit context: {event.new_context}")
         lines += _file_list("Files", event.files)
+        lines += _checklist_lines(info)
         lines += ["", "The files will be delivered to the archive."]
     elif isinstance(event, ev.SubmissionCancelled):
         lines += ["", f"Cancelled by: {event.by}"]

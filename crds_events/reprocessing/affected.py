@@ -49,6 +49,7 @@ from crds_events.reprocessing.groups import ALL_DATES, instrument_groups, make_p
 from crds_events.rules.bestrefs import Context, DatasetError, load_context
 from crds_events.rules.diff import mapping_diffs, remove_boring
 from crds_events.rules.index import ReferenceIndex
+from crds_events.store.dialect import dialect_of
 
 __all__ = [
     "AffectedDatasets",
@@ -289,6 +290,8 @@ def _connection(datasets: object) -> sqlite3.Connection:
     db = getattr(datasets, "db", None)  # an SQLiteEventStore
     if db is not None:
         return db.conn
+    if dialect_of(datasets).name == "postgresql":  # a store: its execute reads the catalog
+        return datasets  # type: ignore[return-value]
     if isinstance(datasets, (str, os.PathLike)):
         return sqlite3.connect(os.fspath(datasets))
     raise TypeError(f"datasets: expected an event store, sqlite3 connection or path, "
@@ -320,8 +323,7 @@ def affected_datasets(
     old, new = load_context(old_path), load_context(new_path)
     changed = changed_types(old, new, old_path, new_path, mappings_dir)
     conn = _connection(datasets)
-    exists = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
-                          (TABLE,)).fetchone()
+    exists = dialect_of(conn).table_exists(conn, TABLE)
     groups: list[AffectedGroup] = []
     errors: dict[str, int] = {}
     candidates = distinct = 0

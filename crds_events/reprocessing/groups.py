@@ -33,6 +33,7 @@ from crds_events.rules.bestrefs import NOT_APPLICABLE, Context, DatasetError
 from crds_events.rules.conditioning import condition_value, is_na_value
 from crds_events.rules.index import ReferenceIndex
 from crds_events.rules.selectors import MatchSelector, Selector, UseAfterSelector
+from crds_events.store.dialect import dialect_of
 
 __all__ = ["ALL_DATES", "OMITTED", "Plan", "instrument_groups", "make_plan"]
 
@@ -185,9 +186,14 @@ def _param_sets(conn: sqlite3.Connection, plan: Plan) -> list[_ParamSet]:
     if plan.since is not None:
         where += " AND (exposure_date >= ? OR exposure_date = '')"
         params.append(plan.since)
-    sql = (f"SELECT group_concat(rowid, ','), "
-           f"group_concat(substr(exposure_date || '{pad}', 1, {width}), ''), min(rowid) "
-           f"FROM {TABLE} WHERE {where} GROUP BY param_key")
+    if dialect_of(conn).name == "postgresql":  # rowid is a column there (datasets table)
+        sql = (f"SELECT string_agg(rowid::text, ',' ORDER BY rowid), "
+               f"string_agg(substr(exposure_date || '{pad}', 1, {width}), '' ORDER BY rowid), "
+               f"min(rowid) FROM {TABLE} WHERE {where} GROUP BY param_key")
+    else:
+        sql = (f"SELECT group_concat(rowid, ','), "
+               f"group_concat(substr(exposure_date || '{pad}', 1, {width}), ''), min(rowid) "
+               f"FROM {TABLE} WHERE {where} GROUP BY param_key")
     found = []
     for rowids, dates, first in conn.execute(sql, params):
         found.append((np.fromstring(rowids, dtype=np.int64, sep=","),

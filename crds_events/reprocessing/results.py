@@ -79,8 +79,10 @@ def record_result(settings: Settings, store: EventStore, result: AffectedDataset
         by_instrument=result.by_instrument, by_type=result.by_type,
         candidates=result.candidates, errors=dict(result.errors), ids_digest=ids_digest,
     )
-    insert = (f"INSERT OR REPLACE INTO {RESULTS_TABLE} (old_context, new_context, dataset_id,"
-              " filekind, old_reference, new_reference) VALUES (?, ?, ?, ?, ?, ?)")
+    insert = (f"INSERT INTO {RESULTS_TABLE} (old_context, new_context, dataset_id,"
+              " filekind, old_reference, new_reference) VALUES (?, ?, ?, ?, ?, ?)"
+              " ON CONFLICT (new_context, old_context, dataset_id, filekind) DO UPDATE SET"
+              " old_reference = excluded.old_reference, new_reference = excluded.new_reference")
     with store.transaction() as tx:
         ensure_tables(tx)
         tx.execute(f"DELETE FROM {RESULTS_TABLE} WHERE old_context = ? AND new_context = ?",

@@ -26,14 +26,20 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from crds_events.errors import CrdsEventsError
-from crds_events.rules.conditioning import condition_value, is_na_value, upper_keys
+from crds_events.rules.conditioning import (
+    condition_value,
+    condition_values,
+    is_na_value,
+    upper_keys,
+)
 from crds_events.rules.context import MappingStore, PipelineContext
 from crds_events.rules.index import NOT_APPLICABLE, ReferenceIndex, _env
 from crds_events.rules.jwst_keywords import fits_to_datamodel
+from crds_events.rules.plans import InstrumentPlan
 
 __all__ = [
     "NOT_APPLICABLE",
@@ -92,6 +98,10 @@ class Context:
         self._imaps: dict[str, object] = {}
         self._all_rmaps: dict[str, list[tuple[str, ReferenceIndex | str | None]]] = {}
         self._raw_ok = self.observatory != "jwst"  # JWST renames keys before minimizing
+        # (instrument, types) -> the plan answering new datasets (see `plans`).
+        self._plans: dict[tuple, InstrumentPlan] = {}
+        #: False: every call computes its answer (no header-level cache; benchmarks).
+        self.cache_results = True
         self._lock = threading.Lock()
 
     # -- the hierarchy
@@ -179,32 +189,60 @@ class Context:
         """
         wanted = tuple(sorted({t.lower() for t in types})) if types is not None else None
         raw_key = self._raw_key(header, wanted) if self._raw_ok else None
+        use_cache = self.cache_results
         if raw_key is not None:
-            cached = self._raw_cache.get(raw_key)
+            cached = self._raw_cache.get(raw_key) if use_cache else None
             if cached is not None:
                 return _answer(cached)
-            instrument = raw_key[0]
-            keys = self._raw_instruments[header[self.instrument_key]][1]  # type: ignore[index]
-            minimized = dict(zip(keys, map(_condition_raw, raw_key[2]), strict=True))
-        else:
-            instrument, minimized = self.minimized_header(header)
-            self._learn_instrument(header, instrument)
-        key = (instrument, wanted, tuple(minimized.values()))
-        cached = self._cache.get(key)
-        if cached is None:
-            results = self._compute(instrument, minimized, wanted)
-            lists = tuple(kind for kind, value in results.items() if isinstance(value, tuple))
-            cached = (results, lists)
-            with self._lock:
-                if len(self._cache) > _CACHE_LIMIT:
-                    self._cache.clear()
-                self._cache[key] = cached
-        if raw_key is not None:
+            # A new dataset of a known instrument: its plan works on the raw values.
+            cached = self._plan(raw_key[0], wanted).answer_raw(raw_key[2], raw_key[3])
+            results = cached[0]
+            if not use_cache:  # nobody else holds `results`: hand it out as it is
+                for filekind in cached[1]:
+                    results[filekind] = list(results[filekind])  # type: ignore[arg-type]
+                return results  # type: ignore[return-value]
             with self._lock:
                 if len(self._raw_cache) > _CACHE_LIMIT:
                     self._raw_cache.clear()
                 self._raw_cache[raw_key] = cached
+            return _answer(cached)
+        instrument, minimized = self.minimized_header(header)
+        self._learn_instrument(header, instrument)
+        key = (instrument, wanted, tuple(minimized.values()))
+        cached = self._cache.get(key) if use_cache else None
+        if cached is None:
+            cached = self._compute(instrument, minimized, wanted)
+            if not use_cache:
+                return _answer(cached)
+            with self._lock:
+                if len(self._cache) > _CACHE_LIMIT:
+                    self._cache.clear()
+                self._cache[key] = cached
         return _answer(cached)
+
+    def best_references_many(
+        self,
+        headers: Iterable[Mapping[str, object]],
+        types: Iterable[str] | Callable[[Mapping[str, object]], Iterable[str] | None] | None = None,
+    ) -> list[BestRefs | DatasetError]:
+        """`best_references` of many datasets, in order: each an answer, or the
+        `DatasetError` that dataset failed with (the others are answered regardless).
+        `types`: the types for every dataset, or a function giving each dataset's.
+
+        The datasets share the instrument plans (see `plans`): each mode (the parameters
+        but the dates) is worked out once, then every dataset in it costs a date bisect
+        per type.
+        """
+        per_dataset = callable(types)
+        wanted = None if per_dataset or types is None else list(types)  # type: ignore[arg-type]
+        answers: list[BestRefs | DatasetError] = []
+        for header in headers:
+            try:
+                chosen = types(header) if per_dataset else wanted  # type: ignore[operator]
+                answers.append(self.best_references(header, chosen))
+            except DatasetError as exc:
+                answers.append(exc)
+        return answers
 
     def _raw_key(self, header: Mapping[str, object], wanted: tuple[str, ...] | None):
         """A cache key made of the header's own values, or None where that is not safe.
@@ -251,11 +289,35 @@ class Context:
 
     def _compute(
         self, instrument: str, header: dict[str, str], wanted: tuple[str, ...] | None
+    ) -> tuple[dict[str, object], tuple[str, ...]]:
+        """(every wanted type's answer, the types answered by a tuple of files), through
+        the instrument's plan (see `plans`)."""
+        return self._plan(instrument, wanted).answer(header, _env(header))
+
+    def _plan(self, instrument: str, wanted: tuple[str, ...] | None) -> InstrumentPlan:
+        plan = self._plans.get((instrument, wanted))
+        if plan is None:
+            imap = self._imap(instrument)
+            kinds = self._kinds(imap, wanted)
+            keys = (*imap.required_parkeys, self.instrument_key)  # as `_learn_instrument`
+            plan = InstrumentPlan(kinds, keys, _condition_raws)
+            with self._lock:
+                if len(self._plans) > 256:  # many distinct `types` lists: start again
+                    self._plans.clear()
+                self._plans[(instrument, wanted)] = plan
+        return plan
+
+    def _kinds(self, imap, wanted: tuple[str, ...] | None) -> list:
+        return self._rmaps(imap) if wanted is None else [(t, self._rmap(imap, t)) for t in wanted]
+
+    def compute_plain(
+        self, instrument: str, header: dict[str, str], wanted: tuple[str, ...] | None = None
     ) -> dict[str, object]:
+        """`_compute` without plans: each rmap's own lookup (what the plans must equal)."""
         imap = self._imap(instrument)
         env = _env(header)
         results: dict[str, object] = {}
-        kinds = self._rmaps(imap) if wanted is None else [(t, self._rmap(imap, t)) for t in wanted]
+        kinds = self._kinds(imap, wanted)
         for filekind, rmap in kinds:
             if rmap is None:
                 results[filekind] = f"NOT FOUND Unknown reference type {filekind!r}"
@@ -291,8 +353,8 @@ _MISSING = object()
 _RAW_TYPES = frozenset({str, int, float, bool, type(None), type(_MISSING)})
 
 
-def _condition_raw(value: object) -> str:
-    return "UNDEFINED" if value is _MISSING else condition_value(value)
+def _condition_raws(values: tuple) -> list[str]:
+    return condition_values(values, _MISSING)
 
 
 def _answer(cached: tuple[dict[str, object], tuple[str, ...]]) -> BestRefs:

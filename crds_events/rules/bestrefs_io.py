@@ -28,23 +28,49 @@ def annotate(context: Context, record: dict, types: Iterable[str] | None = None)
     return result
 
 
+BATCH = 1_000  # records answered together (`Context.best_references_many`)
+
+
 def annotate_lines(
     context: Context,
     lines: Iterable[str],
     types: Iterable[str] | None = None,
     source: str = "<input>",
 ) -> Iterator[str]:
-    """Yield one output JSON line per non-blank input line, in order."""
+    """Yield one output JSON line per non-blank input line, in order.
+
+    Records are answered in batches (`Context.best_references_many`); a malformed line
+    stops the run after the lines before it were written.
+    """
     wanted = list(types) if types is not None else None
+    batch: list[dict] = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
+            yield from _answered(context, batch, wanted)
             raise BestrefsInputError(f"{source}: line {number}: not valid JSON ({exc})") from exc
         if not isinstance(record, dict) or not isinstance(record.get("header"), dict):
+            yield from _answered(context, batch, wanted)
             raise BestrefsInputError(
                 f'{source}: line {number}: expected a JSON object with a "header" object'
             )
-        yield json.dumps(annotate(context, record, wanted))
+        batch.append(record)
+        if len(batch) >= BATCH:
+            yield from _answered(context, batch, wanted)
+    yield from _answered(context, batch, wanted)
+
+
+def _answered(context: Context, batch: list[dict], types: list[str] | None) -> Iterator[str]:
+    """The output lines of `batch` (emptied)."""
+    answers = context.best_references_many([record["header"] for record in batch], types)
+    for record, answer in zip(batch, answers, strict=True):
+        result = dict(record)
+        if isinstance(answer, DatasetError):
+            result["error"] = answer.not_found
+        else:
+            result["bestrefs"] = answer
+        yield json.dumps(result)
+    batch.clear()

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 from crds_events.rules.patterns import glob_compress, glob_list
 
@@ -79,6 +79,19 @@ def condition_value(value: object) -> str:
         _cache.clear()
     _cache[key] = result
     return result
+
+
+def condition_values(values: Sequence[object], missing: object = None) -> list[str]:
+    """`condition_value` of each of `values` (`missing`, when given, conditions to
+    UNDEFINED): the strings seen before are looked up all at once."""
+    conditioned = list(map(_str_cache.get, values))  # None: not a str seen before
+    if None in conditioned:
+        for index, found in enumerate(conditioned):
+            if found is None:
+                value = values[index]
+                is_missing = missing is not None and value is missing
+                conditioned[index] = UNDEFINED if is_missing else condition_value(value)
+    return conditioned  # type: ignore[return-value]
 
 
 def upper_keys(header: Mapping[str, object]) -> dict[str, object]:

@@ -9,6 +9,12 @@ rmap's UseAfter keys. Accepted spellings (as CRDS accepts them):
 - dates with month names: `Mon DD YYYY`, `month D, YYYY`, `DD-Mon-YYYY`, optionally a time;
 - `YYYY-MM-DDTHH:MM[:SS[.ffffff]]` on its own (a `T` date followed by another time is not);
 - times `HH:MM`, `HH:MM:SS[.ffffff]`, with `AM`/`PM`, or with a trailing ` UT`.
+
+A value that cannot be parsed raises `DateError` with the text of the exception CRDS's
+``crds.core.timestamp`` raises for it (``month must be in 1..12``, ``Invalid month value
+'X' in base date '...'``, ``Unknown numerical date format: '...'``, ...): it is quoted
+verbatim in CRDS's ``NOT FOUND`` answers, so the parsing below fails where and as CRDS's
+does (the same unpacking, the same conversions).
 """
 
 from __future__ import annotations
@@ -38,10 +44,10 @@ _COMPACT_DATE_TIME = re.compile(r"^\d\d\d\d\d\d\d\d:\d\d\d\d\d\d$")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
-def _month_number(name: str) -> int:
+def _month_number(name: str, initial: str) -> int:
     abbreviation = name[:3].capitalize()
     if abbreviation not in _MONTHS:
-        raise DateError(f"invalid month {name!r}")
+        raise DateError(f"Invalid month value {name!r} in base date {initial!r}")
     return _MONTHS.index(abbreviation) + 1
 
 
@@ -54,10 +60,10 @@ def parse_time(text: str) -> tuple[int, int, int, int]:
     parts = text.split(":")
     if len(parts) == 2:
         hour, minute, second = parts[0], parts[1], "00"
-    elif len(parts) in (3, 4):  # a fourth part (sub-seconds) is accepted and ignored
-        hour, minute, second = parts[0], parts[1], parts[2]
-    else:
-        raise DateError(f"invalid time {text!r}")
+    elif len(parts) == 3:
+        hour, minute, second = parts
+    else:  # a fourth part (sub-seconds) is accepted and ignored; other counts fail as in CRDS
+        hour, minute, second, _subsecond = parts
     ihour, iminute = int(hour), int(minute)
     seconds = float(second)
     isecond = int(seconds)
@@ -70,6 +76,7 @@ def parse_time(text: str) -> tuple[int, int, int, int]:
 
 
 def _parse_with_month_name(text: str) -> datetime.datetime:
+    initial = text
     while text.lower().endswith(" am"):
         text = text.lower().replace(" am", "am")
     while text.lower().endswith(" pm"):
@@ -77,26 +84,23 @@ def _parse_with_month_name(text: str) -> datetime.datetime:
     words = text.replace("-", " ").replace("/", " ").split()
     if len(words) == 4:
         month, day, year, time = words
-    elif len(words) == 3:
+    else:  # three words; other counts fail with CRDS's unpacking message
         month, day, year = words
         time = "00:00AM"
-    else:
-        raise DateError(f"unknown date format {text!r}")
     if day.endswith(","):
         day = day[:-1]
     try:
-        imonth, iday, iyear = _month_number(month), int(day), int(year)
+        imonth, iday, iyear = _month_number(month, initial), int(day), int(year)
     except ValueError:  # DD-Mon-YYYY: the day came first
         day, month = month, day
-        imonth, iday, iyear = _month_number(month), int(day), int(year)
+        imonth, iday, iyear = _month_number(month, initial), int(day), int(year)
     return datetime.datetime(iyear, imonth, iday, *parse_time(time))
 
 
 def _parse_numeric(text: str) -> datetime.datetime:
-    parts = text.replace("-", "/").split()
-    if not parts:
-        raise DateError("empty date")
-    date = parts[0]
+    text = text.replace("-", "/")
+    parts = text.split()
+    date = parts[0]  # IndexError for an empty value, as in CRDS
     time = " ".join(parts[1:]) if len(parts) > 1 else "00:00:00"
     hour, minute, second, microsecond = parse_time(time)
     if _MONTH_DAY_YEAR.match(date):
@@ -132,11 +136,21 @@ def parse_date(text: str) -> datetime.datetime:
         return _parse_numeric(text)
     except DateError:
         raise
-    except (ValueError, OverflowError, IndexError) as exc:
-        raise DateError(f"invalid date/time {text!r}: {exc}") from exc
+    except (ValueError, OverflowError, IndexError, TypeError) as exc:
+        raise DateError(str(exc)) from exc
+
+
+# The usual spelling of a dataset's date and time, read without the general parser.
+_PLAIN_DATE_TIME = re.compile(r"^(\d\d\d\d)-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d)$")
 
 
 @functools.lru_cache(maxsize=65536)
 def reformat_date(text: str) -> str:
     """Return `text` as CRDS's sortable `YYYY-MM-DD HH:MM:SS[.ffffff]`; `DateError` if invalid."""
+    plain = _PLAIN_DATE_TIME.match(text)
+    if plain is not None:
+        try:
+            return datetime.datetime(*map(int, plain.groups())).isoformat(" ")
+        except ValueError:
+            pass  # out of range: the general parser words the error
     return parse_date(text).isoformat(" ")

@@ -98,6 +98,13 @@ _HOOKS: dict[tuple[str, str], Hook] = {
 }
 
 
+# Hooks whose result depends on no date and changes no date: the keys each reads. Lookups
+# through them can be tabulated by date (see `index.ReferenceIndex.tabulable`).
+DATE_FREE_READS: dict[Hook, tuple[str, ...]] = {
+    precondition_wfc3_biasfile: ("SUBARRAY", "APERTURE"),
+}
+
+
 def find_hook(
     observatory: str,
     instrument: str,

@@ -34,13 +34,29 @@ from crds_events.rules.conditioning import (
     is_na_value,
     is_omit_value,
 )
+from crds_events.rules.datetables import (
+    MISS,
+    SLOW,
+    DateTable,
+    Failure,
+    date_parameters,
+    flattenable,
+    selector_table,
+)
 from crds_events.rules.expressions import (
     EvaluationError,
     Expression,
     ExpressionError,
     compile_expression,
 )
-from crds_events.rules.selectors import RulesError, SelectionError, Selector, build_selector
+from crds_events.rules.hooks import DATE_FREE_READS
+from crds_events.rules.selectors import (
+    MatchSelector,
+    RulesError,
+    SelectionError,
+    Selector,
+    build_selector,
+)
 
 NOT_APPLICABLE = "NOT FOUND n/a"
 
@@ -169,6 +185,9 @@ class ReferenceIndex:
             self.observatory, self.instrument, self.filekind, "fallback_header", named_hooks
         )
         self.do_not_reprocess = hook_registry.do_not_reprocess_check(self.observatory)
+        self._tables: dict[tuple, DateTable] = {}  # Match parameter values -> date table
+        self._tables_by_reads: dict[tuple, DateTable] = {}  # values read -> date table
+        self._table_reads: tuple[str, ...] | None = None
 
     def _required_parkeys(self) -> list[str]:
         names: list[str] = []
@@ -200,6 +219,145 @@ class ReferenceIndex:
                 if isinstance(value, str) and not (is_na_value(value) or is_omit_value(value)):
                     names.add(value)
         return sorted(names)
+
+    # -- date tables (see `datetables`)
+
+    def date_parameters(self) -> set[str]:
+        """The parameters this rmap's UseAfters compare as dates."""
+        return date_parameters(self.selector)
+
+    def tabulable(self, dates: set[str]) -> bool:
+        """Whether `date_table` can answer for this rmap when `dates` are the keys left out
+        of the instrument's cache key: nothing but its UseAfters may read them."""
+        if self.precondition is not None and self.precondition not in DATE_FREE_READS:
+            return False  # a hook may read anything, the date included
+        spelled = dates | {name.replace(".", "_") for name in dates}
+        names = set(self.omit.names) | set(self.relevance.names) | set(self._relevance_names)
+        names |= set(DATE_FREE_READS.get(self.precondition, ()))  # type: ignore[arg-type]
+        names |= {name.upper() for name in self.parkey_relevance}  # may be set to N/A
+        if spelled.intersection(names) or spelled.intersection(n.upper() for n in names):
+            return False
+        return flattenable(self.selector, dates)
+
+    def date_table(self, header: Mapping[str, str], env: Mapping[str, object]) -> DateTable:
+        """`best_ref(header)` as a function of the date, for a `tabulable` rmap: file names,
+        tuples, `NOT FOUND n/a`, None (omit) or `SLOW` (ask `best_ref`).
+
+        Memoised on the values of every name the lookup reads but the dates (`env` holds
+        the header's keys and their underscore spellings)."""
+        reads = self._table_reads
+        if reads is None:
+            dates = self.date_parameters()
+            names = set(self.required_parkeys) | set(self.omit.names)
+            names |= set(self.relevance.names) | set(self._relevance_names)
+            names |= set(DATE_FREE_READS.get(self.precondition, ()))  # type: ignore[arg-type]
+            reads = self._table_reads = tuple(sorted(names - dates))
+        key = tuple(map(env.get, reads))
+        table = self._tables_by_reads.get(key)
+        if table is None:
+            table = self._date_table(header, env)
+            if len(self._tables_by_reads) > 10_000:
+                self._tables_by_reads.clear()
+            self._tables_by_reads[key] = table
+        # Failures are answered per header: their handling reads keys the rules may not.
+        return table if table.variants is None else self.resolved(table, header)
+
+    def _date_table(self, header: Mapping[str, str], env: Mapping[str, object]) -> DateTable:
+        """The table before `resolved`: failure markers (`MISS`, `Failure`) left in."""
+        omit = self._fixed_omit
+        if omit is None:
+            omit = self.omit.truth(env, on_error=False)
+        if omit:
+            return _OMITTED
+        relevant = self._fixed_relevance
+        if relevant is None:
+            relevant = self.relevance.truth(env, on_error=True)
+        if not relevant:
+            return _NOT_APPLICABLE_TABLE
+        if self.precondition is not None:  # a date-free one (see `tabulable`)
+            try:
+                header = self.precondition(header)
+            except Exception as exc:  # noqa: BLE001 - `best_ref` answers NOT FOUND <reason>
+                return DateTable.constant("NOT FOUND " + str(exc)).finish()
+        try:
+            header = self._irrelevant_to_na(header)
+        except SelectionError:
+            return _SLOW_TABLE
+        key = tuple(map(header.get, self.selector.parameters))
+        table = self._tables.get(key)
+        if table is None:
+            table = self._finished(selector_table(self.selector, header))
+            if len(self._tables) > 10_000:
+                self._tables.clear()
+            self._tables[key] = table
+        return table
+
+    def _finished(self, table: DateTable | None) -> DateTable:
+        """A selector's table with its values as `best_ref` gives them (`_final_value`);
+        kept on the table (shared by the selectors' memos), by the one thing it reads."""
+        if table is None:
+            return _SLOW_TABLE
+        match = type(self.selector) is MatchSelector
+        if table.finals is None:
+            table.finals = {}
+        finished = table.finals.get(match)
+        if finished is None:
+            if not match or not _SPECIAL.isdisjoint(table.values):
+                finished = table.map(self._final_value).finish()
+            else:  # file names and failures only, as most are: nothing to change
+                finished = DateTable(table.keys, table.values, table.parameters, table.dater)
+                finished.finish()
+            table.finals[match] = finished
+        return finished
+
+    def _final_value(self, value: object) -> object:
+        """A table value as `best_ref` returns it (`_select`'s last steps), failures left
+        for `resolved` (their handling reads the header)."""
+        if type(value) is str:
+            if value in NA_VALUES:
+                return NOT_APPLICABLE
+            if value in OMIT_VALUES:
+                return None
+            return value
+        if value is MISS and type(self.selector) is not MatchSelector:
+            return SLOW  # a UseAfter's own miss names the date
+        return value
+
+    def resolved(self, table: DateTable, header: Mapping[str, str]) -> DateTable:
+        """`table` (from `_date_table(header, ...)`) with its failures answered for
+        `header`: only `SLOW` is left for `best_ref`. Depends on the header's non-date
+        values, through the do-not-reprocess check."""
+        if table.variants is None:
+            return table
+        try:  # what `_select` hands the do-not-reprocess check
+            relevant = self._irrelevant_to_na(
+                self.precondition(header) if self.precondition else header)
+        except Exception:  # noqa: BLE001 - the plain lookup reports it
+            return _SLOW_TABLE
+        # The failure handling reads the header only through the do-not-reprocess check.
+        excused = self.do_not_reprocess is not None and self.do_not_reprocess(relevant)
+        variant = table.variants.get(excused)
+        if variant is None:
+            variant = table.answered(lambda value: self._failure(value, excused))
+            table.variants[excused] = variant
+        return variant
+
+    def _failure(self, value: object, excused: bool) -> object:
+        """`best_ref`'s answer where the selector fails (`_select`'s failure handling);
+        SLOW where a fallback hook would retry with another header."""
+        if value is MISS:
+            message = "No match found."  # after every candidate, the Match's own miss
+        elif type(value) is Failure:
+            message = value.message
+        else:
+            return value
+        if excused:
+            return NOT_APPLICABLE
+        if self.fallback is not None:
+            return SLOW
+        if self.reffile_required in ("YES", "NONE"):
+            return "NOT FOUND " + message
+        return NOT_APPLICABLE
 
     # -- lookup
 
@@ -315,6 +473,12 @@ class ReferenceIndex:
 
     def __repr__(self) -> str:
         return f"ReferenceIndex({self.name!r})"
+
+
+_OMITTED = DateTable.constant(None).finish()
+_NOT_APPLICABLE_TABLE = DateTable.constant(NOT_APPLICABLE).finish()
+_SLOW_TABLE = DateTable.constant(SLOW).finish()
+_SPECIAL = NA_VALUES | OMIT_VALUES  # rule values `_final_value` changes
 
 
 def _env(header: Mapping[str, object]) -> Mapping[str, object]:

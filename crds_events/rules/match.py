@@ -175,6 +175,18 @@ class MatchSelector(Selector):
 
     # -- lookup
 
+    def candidates(self, header: Mapping[str, str]) -> list[object] | tuple[type, str]:
+        """The ranked candidates for the header's parameter values, best first (ties as
+        `_Tie`), or (error class, message) for an invalid value; memoised as in `choose`."""
+        memo_key = tuple(map(header.get, self.parameters, self._missing))
+        plan = self._memo.get(memo_key)
+        if plan is None:
+            plan = self._plan(header)
+            if len(self._memo) > MEMO_LIMIT:
+                self._memo.clear()
+            self._memo[memo_key] = plan
+        return plan
+
     def choose(self, header: Mapping[str, str]) -> object:
         memo_key = tuple(map(header.get, self.parameters, self._missing))
         plan = self._memo.get(memo_key)
@@ -341,7 +353,8 @@ def validate_value(name: str, value: str, valid: Sequence[str]) -> None:
         if low <= number <= high:
             return
         raise InvalidValueError(
-            f"parameter={name!r} value ={value!r} is not in range [{low} .. {high}]"
+            f" parameter={name!r} value ={value!r} is not in range [{low} .. {high}]"
         )
-    raise InvalidValueError(f"parameter={name!r} value={value!r} is not in {list(valid)!r}")
+    # the leading blank is CRDS's: its NOT FOUND text reads "NOT FOUND  parameter=..."
+    raise InvalidValueError(f" parameter={name!r} value={value!r} is not in {list(valid)!r}")
 

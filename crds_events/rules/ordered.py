@@ -101,7 +101,7 @@ class UseAfterSelector(Selector):
         except dates.DateError as exc:
             raise InvalidValueError(
                 f"{self.kind} Invalid date/time format for {self.parameters!r} "
-                f"value={raw!r} exception is {str(exc)!r}"
+                f"value = {raw!r} exception is {str(exc)!r}"
             ) from exc
 
     def memoised_lookup_key(self, header: Mapping[str, str]) -> object:
@@ -184,7 +184,7 @@ def _number(name: str, value: object, kind: str) -> float:
     try:
         return float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError) as exc:
-        raise InvalidValueError(f"{kind} Invalid number for {name!r} value={value!r}") from exc
+        raise InvalidValueError(f"{kind} Invalid number for {name!r} value = {value!r}") from exc
 
 
 class GeometricallyNearestSelector(Selector):

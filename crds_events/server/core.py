@@ -6,6 +6,15 @@ reprocessing, the web app, the scheduler). It wires them once, in list order: ha
 the runner after the projections, components start after the runner in that order and stop
 in reverse, so whatever depends on the log stops before the log is closed.
 
+Leadership. On a PostgreSQL log several ``serve`` processes may share one database: each
+runs its `Component.every_process` components (the web app) from `Server.start`, and only
+the process elected by `crds_events.server.leader` runs the others (the singletons: the
+handler runner, watchers, workers, scheduler), starting them when elected and stopping them
+when it loses the lead. Its LISTEN thread (`crds_events.store.postgres_notify`) wakes the
+handler runner and the components that poll the log at every append of any process. On
+SQLite the one process leads from start to stop and nothing changes: every component starts
+in list order.
+
 ``crds-events serve`` calls `Server.serve_forever` on `build_server`'s server, which runs
 until SIGINT or SIGTERM and then stops everything cleanly: threads joined, the log closed
 with every acknowledged append committed (WAL mode: an interrupted process never leaves a
@@ -24,11 +33,14 @@ from crds_events.config import Settings
 from crds_events.errors import CrdsEventsError
 from crds_events.handlers.runner import HandlerRunner
 from crds_events.mail.compose import recipient_warnings
+from crds_events.server.leader import Leadership, leader_for
 from crds_events.server.parts import PARTS, Component, Job, PartContext, PartFactory
 from crds_events.server.wsgi import WebServer
-from crds_events.store.eventlog import SQLiteEventStore
+from crds_events.store import open_store
 from crds_events.store.filerepair import FileStoreRepair, repair_file_store
 from crds_events.store.handler import Handler
+from crds_events.store.postgres import is_postgres_url, redact_url
+from crds_events.store.postgres_notify import LogListener
 from crds_events.store.projections import default_projections
 from crds_events.submissions.review import finish_decisions
 from crds_events.web.pages.health import ServerStatus
@@ -38,6 +50,10 @@ __all__ = ["Server", "ServerError", "build_server", "default_handlers"]
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+NOTIFY_FALLBACK_POLL = 3.0
+"""Seconds between the handler runner's polls on PostgreSQL, where NOTIFY wakes it: the
+poll only covers notifications lost while the LISTEN connection was down."""
 
 
 class ServerError(CrdsEventsError, RuntimeError):
@@ -68,7 +84,8 @@ class Server:
         handlers: Sequence[Handler] | None = None,
         poll_interval: float = 0.1,
     ):
-        if not settings.db_path.is_file():
+        self.shared = is_postgres_url(settings.database_url)  # several processes, one log
+        if not self.shared and not settings.db_path.is_file():
             raise ServerError(
                 f"{settings.db_path}: no event log here; run `crds-events init "
                 f"--root {settings.root}` first"
@@ -76,14 +93,19 @@ class Server:
         self.settings = settings
         self.host = host
         self.port = port
-        self.store = SQLiteEventStore(settings.db_path)
-        self._runner_store = SQLiteEventStore(settings.db_path)
+        self.store = open_store(settings)
+        self._runner_store = open_store(settings)
         self._started: list[Component] = []
+        # `_started` changes on the election thread (PostgreSQL) and is read by /health
+        self._lock = threading.RLock()
+        self._stop_errors: list[str] = []
         self._stopping = threading.Event()
         self.file_repair = FileStoreRepair()  # what the last start's repair found
         try:
             wired, components = self._wire(
                 default_handlers() if handlers is None else list(handlers), parts)
+            if self.shared:
+                poll_interval = max(poll_interval, NOTIFY_FALLBACK_POLL)
             self.runner = HandlerRunner(self._runner_store, wired, poll_interval=poll_interval)
         except BaseException:
             self.store.close()
@@ -91,7 +113,16 @@ class Server:
             raise
         runner = self.runner
         self._components = [Component("handlers", runner.start, runner.stop, runner,
-                                      alive=lambda: runner.running), *components]
+                                      alive=lambda: runner.running, wake=runner.wake),
+                            *components]
+        self.leader: Leadership = leader_for(settings.database_url, on_elected=self._lead,
+                                             on_deposed=self._step_down)
+        self.listener: LogListener | None = None
+        if self.shared:
+            self.listener = LogListener(settings.database_url)
+            for component in self._components:
+                if component.wake is not None:
+                    self.listener.subscribe(component.wake)
 
     def _wire(self, handlers: list[Handler], parts: Sequence[PartFactory]
               ) -> tuple[list[Handler], list[Component]]:
@@ -121,7 +152,8 @@ class Server:
 
     def running_components(self) -> list[str]:
         """Names of the components started and not yet stopped, in start order."""
-        return [component.name for component in self._started]
+        with self._lock:
+            return [component.name for component in self._started]
 
     @overload
     def component(self, name: str) -> object: ...
@@ -142,11 +174,15 @@ class Server:
         raise ServerError(f"this server has no {name} component")
 
     def status(self) -> ServerStatus:
-        """The started components (alive or not) and the runner's handlers, for /health."""
+        """The started components (alive or not), the runner's handlers and who leads,
+        for /health."""
+        with self._lock:
+            started = list(self._started)
         return ServerStatus(
             components={c.name: c.alive() if c.alive is not None else True
-                        for c in self._started},
+                        for c in started},
             handlers=tuple(handler.name for handler in self.runner.handlers),
+            leader=self.leader.info().as_dict(),
         )
 
     # --- life cycle ---------------------------------------------------------------------------
@@ -154,11 +190,47 @@ class Server:
     def start(self) -> None:
         for warning in recipient_warnings(self.settings):
             log.warning("%s", warning)
+        if self.shared:
+            for component in self._components:
+                if component.every_process:
+                    self._start_component(component)
+            assert self.listener is not None
+            self.listener.start()
+        self.leader.start()  # SQLite: `_lead` now, on this thread; PostgreSQL: when elected
+
+    def _start_component(self, component: Component) -> None:
+        log.info("starting %s", component.name)
+        component.start()
+        with self._lock:
+            self._started.append(component)
+
+    def _lead(self) -> None:
+        """Elected: repair, then start the singletons in list order (on SQLite: every
+        component). On PostgreSQL this runs on the election thread."""
         self._repair()
         for component in self._components:
-            log.info("starting %s", component.name)
-            component.start()
-            self._started.append(component)
+            if not (self.shared and component.every_process):
+                self._start_component(component)
+
+    def _step_down(self) -> None:
+        """No longer leading: stop the singletons in reverse order (errors are logged and
+        kept for `stop` to report)."""
+        while True:
+            with self._lock:
+                leading = [c for c in self._started
+                           if not (self.shared and c.every_process)]
+                if not leading:
+                    return
+                component = leading[-1]
+                self._started.remove(component)
+            self._stop_component(component)
+
+    def _stop_component(self, component: Component) -> None:
+        try:
+            component.stop()
+        except Exception as exc:  # noqa: BLE001 - stop the rest before reporting
+            log.exception("stopping %s failed", component.name)
+            self._stop_errors.append(f"{component.name}: {exc}")
 
     def _repair(self) -> None:
         """Before anything runs: tidy what a crash or a lost race left in the file store
@@ -170,17 +242,24 @@ class Server:
             log.exception("start-up repair failed; starting anyway")
 
     def stop(self) -> None:
-        """Stop started components in reverse order, then close the log. Idempotent."""
-        errors = []
-        while self._started:
-            component = self._started.pop()
-            try:
-                component.stop()
-            except Exception as exc:  # noqa: BLE001 - stop the rest before reporting
-                log.exception("stopping %s failed", component.name)
-                errors.append(f"{component.name}: {exc}")
+        """Give up the lead (the singletons stop first, then the lock is released), stop
+        the other components in reverse order, then close the log. Idempotent."""
+        try:
+            self.leader.stop()
+        except Exception as exc:  # noqa: BLE001 - stop the rest before reporting
+            log.exception("stopping the leader election failed")
+            self._stop_errors.append(f"leader: {exc}")
+        if self.listener is not None:
+            self.listener.stop()
+        while True:  # what a failed start left, and the every-process components
+            with self._lock:
+                if not self._started:
+                    break
+                component = self._started.pop()
+            self._stop_component(component)
         self.store.close()
         self._runner_store.close()
+        errors, self._stop_errors = self._stop_errors, []
         if errors:
             raise ServerError("; ".join(errors))
 
@@ -200,9 +279,14 @@ class Server:
                 web = f"web app on {self.component('web', WebServer).url}"
             else:
                 web = "no web app"
+            if self.shared:
+                where = (f"log {redact_url(self.settings.database_url)}; the singletons run "
+                         f"in whichever process leads, this is {self.leader.name}")
+            else:
+                where = f"log {self.settings.db_path}"
             announce(
                 f"crds-events serving {self.settings.observatory} from {self.settings.root} "
-                f"(log {self.settings.db_path}); {web}. "
+                f"({where}); {web}. "
                 "Ctrl-C or SIGTERM stops."
             )
             while not self._stopping.wait(0.5):

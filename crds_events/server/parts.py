@@ -35,7 +35,7 @@ from crds_events.handlers.submissions import SubmissionStartedHandler, Submissio
 from crds_events.mail.transports import Transport, transport_for
 from crds_events.server.scheduler import Scheduler
 from crds_events.server.wsgi import DEFAULT_THREADS, WebServer
-from crds_events.store.eventlog import SQLiteEventStore
+from crds_events.store import EventStore, log_target, open_store
 from crds_events.store.folds import EMAILS
 from crds_events.store.handler import Handler
 from crds_events.store.projections import TableProjection
@@ -86,6 +86,12 @@ class Component:
     stop: Callable[[], None]
     target: object = None  # the object itself (what `Server.component` returns)
     alive: Callable[[], bool] | None = None  # for /health; None: alive while started
+    # True: runs in every server process (the web app). False: a singleton, run only by the
+    # leader (`crds_events.server.leader`: several processes may share a PostgreSQL log).
+    every_process: bool = False
+    # Called when the log may have grown (PostgreSQL NOTIFY from any process), so a
+    # component that polls the log can look at once; None: it does not poll.
+    wake: Callable[[], None] | None = None
 
     @classmethod
     def of(cls, name: str, target: Startable, **options: Any) -> Component:
@@ -116,7 +122,7 @@ class Part:
 class PartContext:
     """What a part may use of the server it joins (the ``ctx`` of a part function)."""
 
-    store: SQLiteEventStore  # the server's writer, shared with the web app
+    store: EventStore  # the server's writer, shared with the web app
     host: str
     port: int
     status: Callable[[], ServerStatus]  # the server's status, once it runs
@@ -154,10 +160,10 @@ def mail(settings: Settings, ctx: PartContext, *, base_url: str | None = None,
     backoff_max, max_attempts, batch)."""
     composer = EmailComposer(settings, base_url=base_url or _base_url(ctx.host, ctx.port),
                              context_kinds=context_kinds, mail_history=mail_history)
-    worker = OutboxWorker(settings.db_path, transport or transport_for(settings),
+    worker = OutboxWorker(log_target(settings), transport or transport_for(settings),
                           sender=settings.smtp_from, poll_interval=poll_interval, **policy)
     return Part("mail", handlers=_new((TableProjection(EMAILS), composer), ctx),
-                components=(Component.of("mail", worker),),
+                components=(Component.of("mail", worker, wake=worker.wake),),
                 jobs=(Job(OUTBOX_RETRY_JOB, worker.retry_due, retry_every),))
 
 
@@ -212,12 +218,12 @@ def web(settings: Settings, ctx: PartContext, *, threads: int = DEFAULT_THREADS)
     app = create_app(settings, store=ctx.store)
     attach_server(app, ctx.status)
     server = WebServer(app, ctx.host, ctx.port, threads=threads)
-    return Part("web", components=(Component.of("web", server),))
+    return Part("web", components=(Component.of("web", server, every_process=True),))
 
 
-def _expire_locks(db_path: Path) -> Callable[[], list]:
+def _expire_locks(db_path: str | Path) -> Callable[[], list]:
     def expire() -> list:
-        with SQLiteEventStore(db_path) as store:
+        with open_store(db_path) as store:
             return expire_locks(store)
 
     return expire
@@ -225,7 +231,7 @@ def _expire_locks(db_path: Path) -> Callable[[], list]:
 
 def locks(settings: Settings, ctx: PartContext, *, expire_every: float = 60.0) -> Part:
     """Instrument locks: the scheduler's "lock-expiry" job records expired locks."""
-    return Part("locks", jobs=(Job(LOCK_EXPIRY_JOB, _expire_locks(settings.db_path),
+    return Part("locks", jobs=(Job(LOCK_EXPIRY_JOB, _expire_locks(log_target(settings)),
                                    expire_every),))
 
 

@@ -3,6 +3,8 @@
 * `interface`   - the backend-neutral contract: `EventReader`, `EventStore`, `Transaction`,
   `ConcurrencyError`, ANY, ...
 * `eventlog`    - the SQLite backend (`SQLiteEventStore`); `open_store` picks the backend
+* `postgres`    - the PostgreSQL backend (`PostgresEventStore`; `postgres_schema` its
+  migrations, `postgres_reader` its reads); `transfer` copies a log between backends
 * `reader`      - every query of the ``events`` table over one connection (`LogReader`)
 * `asof`        - state as of event N, from indexed reads and the folds
 * `migrations`  - the log's schema (`sqlite_utils.Migrations`)
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from crds_events.config import Settings
 from crds_events.store.eventlog import SQLiteEventStore, SQLiteTransaction, open_database
 from crds_events.store.interface import (
     ANY,
@@ -45,15 +48,35 @@ __all__ = [
     "StoreError",
     "Transaction",
     "caused_by",
+    "log_target",
     "open_database",
     "open_store",
 ]
 
 
-def open_store(path: str | Path) -> EventStore:
-    """The event log at ``path``, opened for this thread (close it when done).
+def log_target(settings: Settings) -> str | Path:
+    """What `open_store` opens for ``settings``: the PostgreSQL URL, or the SQLite path.
 
-    Domain code that needs a connection of its own asks here rather than naming a backend:
-    SQLite is the only one so far.
+    For parts that open their own connection later (a worker on its thread)."""
+    url = settings.database_url or ""
+    if url.startswith(("postgresql://", "postgres://")):
+        return url
+    return settings.db_path
+
+
+def open_store(target: str | Path | Settings) -> EventStore:
+    """The event log, opened for this thread (close it when done).
+
+    ``target``: the settings (their ``database_url``), a URL (``sqlite:///path``,
+    ``postgresql://...``) or the path of a SQLite log. Domain code that needs a connection
+    of its own asks here rather than naming a backend.
     """
-    return SQLiteEventStore(path)
+    if isinstance(target, Settings):
+        target = target.database_url or target.db_path
+    if isinstance(target, str) and target.startswith(("postgresql://", "postgres://")):
+        from crds_events.store.postgres import PostgresEventStore  # psycopg only when used
+
+        return PostgresEventStore(target)
+    if isinstance(target, str) and target.startswith("sqlite:///"):
+        target = target[len("sqlite:///"):]
+    return SQLiteEventStore(target)

@@ -6,8 +6,11 @@ row a full replay would. The catalog's names at N are read in keyset order from 
 file-name index and a context pointer's last events from the pointer index (store
 migration m004), so a query costs the same at any N and any depth of the log.
 
-Every function takes the log database's ``sqlite3.Connection`` (a store's, or the web's
-read-only request connection) and falls back to unhinted queries on a log not yet migrated.
+Every function takes the log database's connection (a store's, or the web's read-only
+request connection) and falls back to unhinted queries on a log not yet migrated. On
+PostgreSQL (a connection whose `crds_events.store.dialect` says so) the payload keys are
+spelled ``(data::jsonb) ->> 'key'`` as in its m004 indexes, which its planner picks
+without hints, and the few SQLite-only constructs have PostgreSQL twins.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import sqlite3
 from collections.abc import Sequence
 
 from crds_events.store import folds
+from crds_events.store.dialect import POSTGRES, dialect_of
 from crds_events.store.interface import RecordedEvent
 from crds_events.store.migrations import CONTEXT_POINTER_KEY, FILE_NAME_INDEX_WHERE
 from crds_events.store.records import COLUMNS, row_to_record
@@ -57,10 +61,26 @@ def _in(values: Sequence) -> str:
     return ",".join("?" * len(values))
 
 
+def _pg(conn: sqlite3.Connection) -> bool:
+    return dialect_of(conn) is POSTGRES
+
+
+def _spelled(conn: sqlite3.Connection, sql: str) -> str:
+    """``sql`` in the connection's dialect: SQLite's key expressions as PostgreSQL's."""
+    if not _pg(conn):
+        return sql
+    for name in ("name", "observatory", "kind", "pointer", "submission_id", "delivery"):
+        sql = sql.replace(f"json_extract(data, '$.{name}')", POSTGRES.json_text("data", name))
+    return sql
+
+
 def _execute(conn: sqlite3.Connection, sql: str, params: list) -> list[tuple]:
     """``sql`` with ``INDEXED BY`` the as-of indexes of store migration m004 where it says
     ``{hint}`` (file names) or ``{pointer_hint}`` (the planner, without statistics, prefers
     the type index), or without them on a log not yet migrated."""
+    if _pg(conn):  # no hints: PostgreSQL's planner finds the expression indexes itself
+        return conn.execute(_spelled(conn, sql.format(hint="", pointer_hint="")),
+                            params).fetchall()
     try:
         return conn.execute(sql.format(hint="INDEXED BY events_file_name",
                                        pointer_hint="INDEXED BY events_context_pointer"),
@@ -72,7 +92,7 @@ def _execute(conn: sqlite3.Connection, sql: str, params: list) -> list[tuple]:
 
 
 def _records(conn: sqlite3.Connection, where: str, params: list) -> list[RecordedEvent]:
-    sql = f"SELECT {COLUMNS} FROM events WHERE {where} ORDER BY position"
+    sql = _spelled(conn, f"SELECT {COLUMNS} FROM events WHERE {where} ORDER BY position")
     return [row_to_record(r) for r in conn.execute(sql, params)]
 
 
@@ -127,15 +147,24 @@ def file_states(conn: sqlite3.Connection, position: int, after: str = "", limit:
     (``outcomes``: `last_outcomes` of ``position``, when the caller already has them)."""
     outcomes = last_outcomes(conn, position) if outcomes is None else outcomes
     state_types = [t for t in _NAMED if t in _STATE_OF]
+    if _pg(conn):  # no bare columns beside max(), no sum of booleans, string_agg
+        last_type, owners = ("(array_agg(type ORDER BY position DESC))[1]",
+                             "string_agg(DISTINCT CASE WHEN type IN ({}) THEN "
+                             "json_extract(data, '$.submission_id') END, ',')")
+    else:
+        last_type, owners = ("type", "group_concat(DISTINCT CASE WHEN type IN ({}) "
+                             "THEN json_extract(data, '$.submission_id') END)")
     rows = _execute(
         conn,
-        f"SELECT {_NAME}, type, max(position), sum(type = 'FileCertified'), "
-        f"group_concat(DISTINCT CASE WHEN type IN ({_in(_CREATING)}) "
-        f"THEN json_extract(data, '$.submission_id') END) FROM events "
+        f"SELECT {_NAME}, {last_type}, max(position), "
+        f"sum(CASE WHEN type = 'FileCertified' THEN 1 ELSE 0 END), "
+        f"{owners.format(_in(_CREATING))} FROM events "
         f"{{hint}} WHERE {FILE_NAME_INDEX_WHERE} AND type IN ({_in(state_types)}) "
         f"AND {_NAME} > ? AND position <= ? GROUP BY {_NAME} "
-        f"HAVING sum(type IN ({_in(_CREATING)})) > 0 ORDER BY {_NAME} LIMIT ?",
-        [*state_types, *_CREATING, after, position, *_CREATING, limit])
+        f"HAVING sum(CASE WHEN type IN ({_in(_CREATING)}) THEN 1 ELSE 0 END) > 0 "
+        f"ORDER BY {_NAME} LIMIT ?",
+        [*state_types, *_CREATING, after, position, *_CREATING,
+         limit if limit >= 0 or not _pg(conn) else None])
     found = []
     # A name certified by more than one submission (a refused duplicate under a stored
     # name, a resubmission) takes its state from whose submission owns the row, which the
@@ -157,7 +186,7 @@ def small_catalog(conn: sqlite3.Connection, position: int, limit: int) -> bool:
     (count,) = _execute(
         conn,
         f"SELECT count(*) FROM (SELECT 1 FROM events {{hint}} WHERE {FILE_NAME_INDEX_WHERE} "
-        f"AND position <= ? LIMIT ?)", [position, limit + 1])[0]
+        f"AND position <= ? LIMIT ?) AS found", [position, limit + 1])[0]
     return count <= limit
 
 
@@ -192,6 +221,13 @@ def pointer_events(conn: sqlite3.Connection, as_of: int | None = None) -> list[R
     every pointer's row as a full replay would."""
     upto = as_of if as_of is not None else (
         conn.execute("SELECT max(position) FROM events").fetchone()[0] or 0)
+    if _pg(conn):  # one window query over the pointer index
+        observatory, kind = (_spelled(conn, key) for key in CONTEXT_POINTER_KEY)
+        return [row_to_record(r) for r in conn.execute(
+            f"SELECT {COLUMNS} FROM (SELECT {COLUMNS}, row_number() OVER (PARTITION BY "
+            f"{observatory}, {kind} ORDER BY position DESC) AS rank FROM events "
+            "WHERE type = 'ContextSet' AND position <= ?) AS latest WHERE rank <= 2 "
+            "ORDER BY position", [upto])]
     tail: list[int] = []
     for observatory, kind in _pointer_keys(conn):
         tail += [r[0] for r in _execute(
@@ -210,9 +246,9 @@ def deliveries_as_of(conn: sqlite3.Connection, position: int, limit: int) -> lis
     fold = folds.DELIVERIES
     created: dict[str, int] = {}  # name -> position of its (last) DeliveryCreated
     for name, at in conn.execute(  # newest first: read only as far as needed
-            "SELECT json_extract(data, '$.delivery'), position FROM events "
-            "WHERE type = 'DeliveryCreated' AND position <= ? ORDER BY position DESC",
-            (position,)):
+            _spelled(conn, "SELECT json_extract(data, '$.delivery'), position FROM events "
+                     "WHERE type = 'DeliveryCreated' AND position <= ? "
+                     "ORDER BY position DESC"), (position,)):
         created.setdefault(name, at)
         if len(created) == limit:
             break

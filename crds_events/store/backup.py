@@ -112,8 +112,19 @@ def _copy_tree(source: Path, target: Path) -> int:
     return count
 
 
+def _refuse_postgres(settings: Settings, what: str) -> None:
+    """The log on PostgreSQL is backed up by PostgreSQL's own tools, not by copying a file."""
+    url = settings.database_url or ""
+    if url.startswith(("postgresql://", "postgres://")):
+        raise BackupError(
+            f"{what}: the event log is in PostgreSQL (database_url); back it up with "
+            "pg_dump (or WAL archiving / a base backup) and the root's files (store/, "
+            "catalogs/, artifacts/) with your file backups; see docs/operator-guide.md")
+
+
 def backup(settings: Settings, dest: str | os.PathLike) -> BackupResult:
     """Back up the root `settings` describes into `dest` (a new directory, or a tar)."""
+    _refuse_postgres(settings, "backup")
     started = time.perf_counter()
     dest = Path(dest)
     as_tar = dest.name.endswith((".tar", ".tar.gz", ".tgz"))
@@ -163,6 +174,7 @@ def restore(source: str | os.PathLike, settings: Settings, *, force: bool = Fals
 
     The target's configuration decides where things go (its ``crds-events.toml`` if it has
     one; else the backup's is copied in and the root's paths are those defaults)."""
+    _refuse_postgres(settings, "restore")
     started = time.perf_counter()
     source = Path(source)
     with tempfile.TemporaryDirectory(prefix="crds-events-restore-") as scratch:

@@ -28,6 +28,7 @@ from typing import Any
 import sqlite_utils
 
 from crds_events.events import Event
+from crds_events.store.dialect import SQLITE, Dialect
 from crds_events.store.interface import (
     ANY,
     MAX_EVENT_BYTES,
@@ -99,6 +100,8 @@ class SQLiteTransaction:
     Appends made here, and any writes through `execute` / `db` (projection tables,
     checkpoints), commit or roll back together.
     """
+
+    dialect: Dialect = SQLITE
 
     def __init__(self, store: SQLiteEventStore):
         self._store = store
@@ -176,6 +179,8 @@ class SQLiteTransaction:
 
 class SQLiteEventStore:
     """The event log in one SQLite file. See `crds_events.store.interface.EventStore`."""
+
+    dialect: Dialect = SQLITE
 
     def __init__(self, path: str | Path, *, busy_timeout: float = 30.0):
         self.path = Path(path)

@@ -1,4 +1,6 @@
-"""Read-model tables kept by folding events (`crds_events.store.folds`) into SQLite.
+"""Read-model tables kept by folding events (`crds_events.store.folds`) into the log's
+database (SQLite or PostgreSQL: the SQL is the subset both accept, the rest asks the
+transaction's `crds_events.store.dialect`).
 
 `TableProjection` is the handler that persists one `Fold` as one table: for a batch of
 events it loads each touched row once, folds every event into it in memory, then writes the
@@ -19,7 +21,7 @@ import json
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from crds_events.store.eventlog import SQLiteTransaction
+from crds_events.store.dialect import SQLITE, Dialect, dialect_of
 from crds_events.store.folds import Fold, Key, Row, all_folds, replay
 from crds_events.store.handler import Handler, get_checkpoint, set_checkpoint
 from crds_events.store.interface import EventStore, RecordedEvent, Transaction
@@ -75,36 +77,35 @@ class TableProjection(Handler):
         columns = dict(fold.columns)
         self._encode = _encode(columns)
         self.decode_row = _decoder(columns)
-        cols = ", ".join(f"[{c}]" for c in columns)
-        where = " AND ".join(f"[{c}] = ?" for c in fold.pk)
-        self._select = f"SELECT {cols} FROM [{fold.table}] WHERE {where}"
-        self._upsert = (
-            f"INSERT OR REPLACE INTO [{fold.table}] ({cols}) "
-            f"VALUES ({', '.join('?' * len(columns))})"
-        )
-        self._delete = f"DELETE FROM [{fold.table}] WHERE {where}"
+        q = SQLITE.quote  # standard double quotes: the same on both databases
+        cols = ", ".join(q(c) for c in columns)
+        where = " AND ".join(f"{q(c)} = ?" for c in fold.pk)
+        self._select = f"SELECT {cols} FROM {q(fold.table)} WHERE {where}"
+        self._upsert = SQLITE.upsert(fold.table, list(columns), fold.pk)
+        self._delete = f"DELETE FROM {q(fold.table)} WHERE {where}"
 
-    def setup(self, tx: SQLiteTransaction) -> None:
-        table = tx.db[self.fold.table]
-        if table.exists() and set(table.columns_dict) != set(self.fold.columns):
+    def setup(self, tx: Transaction) -> None:
+        dialect: Dialect = dialect_of(tx)
+        table = self.fold.table
+        exists = dialect.table_exists(tx, table)
+        if exists and set(dialect.columns_of(tx, table)) != set(self.fold.columns):
             # The fold's shape changed in a new release (a column added or removed): the
             # table is derived data, so drop it and replay the log into the new shape.
-            table.drop()
+            dialect.drop_table(tx, table)
             set_checkpoint(tx, self.name, 0)
-        if not table.exists():
-            table.create(
-                {c: _SQL_TYPES[k] for c, k in self.fold.columns.items()},
-                pk=self.fold.pk if len(self.fold.pk) > 1 else self.fold.pk[0],
-            )
+            exists = False
+        if not exists:
+            dialect.create_table(tx, table, {c: _SQL_TYPES[k] for c, k in
+                                             self.fold.columns.items()}, self.fold.pk)
 
-    def drop(self, tx: SQLiteTransaction) -> None:
-        tx.db[self.fold.table].drop(ignore=True)
+    def drop(self, tx: Transaction) -> None:
+        dialect_of(tx).drop_table(tx, self.fold.table)
 
-    def _load(self, tx: SQLiteTransaction, key: Key) -> Row | None:
-        values = tx.conn.execute(self._select, key).fetchone()
+    def _load(self, tx: Transaction, key: Key) -> Row | None:
+        values = tx.execute(self._select, key).fetchone()
         return self.decode_row(values) if values is not None else None
 
-    def handle_batch(self, tx: SQLiteTransaction, records: Sequence[RecordedEvent]) -> None:
+    def handle_batch(self, tx: Transaction, records: Sequence[RecordedEvent]) -> None:
         fold = self.fold
         rows: dict[Key, Row | None] = {}
         for record in records:
@@ -114,11 +115,11 @@ class TableProjection(Handler):
         upserts = [self._encode(row) for row in rows.values() if row is not None]
         deletes = [key for key, row in rows.items() if row is None]
         if upserts:
-            tx.conn.executemany(self._upsert, upserts)
+            tx.executemany(self._upsert, upserts)
         if deletes:
-            tx.conn.executemany(self._delete, deletes)
+            tx.executemany(self._delete, deletes)
 
-    def handle(self, tx: SQLiteTransaction, record: RecordedEvent) -> None:
+    def handle(self, tx: Transaction, record: RecordedEvent) -> None:
         self.handle_batch(tx, [record])
 
 
@@ -130,9 +131,9 @@ def default_projections() -> list[TableProjection]:
 def read_table(store: EventStore | Transaction, projection: TableProjection) -> dict[Key, Row]:
     """Every row of a projection table, decoded, by key (for tests and the web)."""
     fold = projection.fold
-    cols = ", ".join(f"[{c}]" for c in fold.columns)
+    cols = ", ".join(SQLITE.quote(c) for c in fold.columns)
     result = {}
-    for values in store.execute(f"SELECT {cols} FROM [{fold.table}]"):
+    for values in store.execute(f"SELECT {cols} FROM {SQLITE.quote(fold.table)}"):
         row = projection.decode_row(values)
         result[fold.key_of(row)] = row
     return result
@@ -141,8 +142,7 @@ def read_table(store: EventStore | Transaction, projection: TableProjection) -> 
 def _table_exists(tx: Transaction, table: str) -> bool:
     if not hasattr(tx, "execute"):  # a bare EventReader (the web's LogReader): fold the log
         return False
-    return tx.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
-                      (table,)).fetchone() is not None
+    return dialect_of(tx).table_exists(tx, table)
 
 
 def current_rows(store: EventStore | Transaction, fold: Fold) -> dict[Key, Row]:

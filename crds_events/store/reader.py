@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from crds_events.store import asof
+from crds_events.store.dialect import Dialect, dialect_of
 from crds_events.store.interface import NO_STREAM, RecordedEvent
 from crds_events.store.records import COLUMNS, row_to_record, where
 
@@ -34,6 +35,11 @@ class LogReader:
 
     def __init__(self, conn: sqlite3.Connection):
         self.conn = conn
+
+    @property
+    def dialect(self) -> Dialect:
+        """The SQL dialect of the connection (SQLite for a plain ``sqlite3`` one)."""
+        return dialect_of(self.conn)
 
     def _select(self, sql: str, params: Iterable[Any] = ()) -> list[RecordedEvent]:
         return [row_to_record(r) for r in self.conn.execute(sql, list(params))]
@@ -126,22 +132,24 @@ class LogReader:
         ``since`` and ``until`` (inclusive), whose payload has ``fields`` (name -> value).
         The stream, type and actor filters are served by indexes (m001, m003)."""
         conditions: list[tuple[str, Any]] = []  # (SQL with one "?", its parameter)
+        dialect = self.dialect
         for name, value in (fields or {}).items():
             if not _FIELD.fullmatch(name):
                 raise ValueError(f"payload field {name!r}: not a field name")
-            conditions.append((f"json_extract(data, '$.{name}') = ?", value))
+            conditions.append((f"{dialect.json_text('data', name)} = ?",
+                               dialect.json_param(value)))
         if stream_prefix is not None:
             conditions += [("stream >= ?", stream_prefix),
                            ("stream < ?", stream_prefix + "\U0010ffff")]
         for sql, value in (("stream = ?", stream), ("type = ?", type),
-                           ("json_extract(meta, '$.actor') = ?", actor),
+                           (f"{dialect.json_text('meta', 'actor')} = ?", actor),
                            ("position >= ?", since), ("position <= ?", until),
                            ("position < ?", before)):
             if value is not None:
                 conditions.append((sql, value))
         clauses = [sql for sql, _ in conditions]
         params = [value for _, value in conditions]
-        clause = " AND ".join(clauses) or "1"
+        clause = " AND ".join(clauses) or "1 = 1"
         return self._select(
             f"SELECT {COLUMNS} FROM events WHERE {clause} ORDER BY position DESC LIMIT ?",
             [*params, limit])
@@ -187,4 +195,4 @@ class LogReader:
         like = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         return self._select(
             f"SELECT {COLUMNS} FROM events WHERE type IN ({','.join('?' * len(types))}) "
-            "AND data LIKE ? ESCAPE '\\' ORDER BY position", [*types, like])
+            f"AND data {self.dialect.like_ci} ? ESCAPE '\\' ORDER BY position", [*types, like])

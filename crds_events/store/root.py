@@ -32,6 +32,11 @@ def init_root(settings: Settings) -> list[Path]:
     if not settings.config_path.exists():
         settings.config_path.write_text(CONFIG_TEMPLATE.format(observatory=settings.observatory))
         created.append(settings.config_path)
+    if settings.database_url.startswith(("postgresql://", "postgres://")):
+        from crds_events.store.postgres import PostgresEventStore  # psycopg only when used
+
+        PostgresEventStore(settings.database_url).close()  # applies pending migrations
+        return created
     if not settings.db_path.exists():
         created.append(settings.db_path)
     SQLiteEventStore(settings.db_path).close()  # applies pending migrations

@@ -30,6 +30,7 @@ from typing import Any
 
 from crds_events.certify import certify_files
 from crds_events.certify.result import FileResult
+from crds_events.config import Settings
 
 __all__ = ["CertifyInterrupted", "CertifyLimits", "certify_contained", "stop_all"]
 
@@ -43,6 +44,11 @@ class CertifyLimits:
 
     def describe(self) -> str:
         return f"{self.seconds:g} s / {_size(self.memory)}"
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> CertifyLimits:
+        """The limits configured by ``certify_seconds`` / ``certify_memory``."""
+        return cls(seconds=settings.certify_seconds, memory=settings.certify_memory)
 
 
 class CertifyInterrupted(BaseException):  # noqa: N818 - a stop, like KeyboardInterrupt

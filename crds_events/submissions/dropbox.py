@@ -318,7 +318,7 @@ def _set_aside(manifest_path: Path, submission_id: str, state: str) -> None:
 # Staging directories are hidden (the watcher skips hidden entries); one older than this is
 # what a killed drop left behind.
 STALE_STAGING_SECONDS = 24 * 3600
-_STAGING_PREFIXES = (".drop-", ".upload-", ".web-upload-")
+_STAGING_PREFIXES = (".drop-", ".upload-", ".web-upload-", ".crds-submit-")
 
 
 def _user_directory(settings: Settings, user: str) -> Path:
@@ -346,12 +346,14 @@ def _staging(user_directory: Path, prefix: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=prefix, dir=user_directory))
 
 
-def _commit(staging: Path, user_directory: Path) -> str:
+def _commit(staging: Path, user_directory: Path, reserved: str | None = None) -> str:
     """Make the complete, fsync'd ``staging`` directory the submission's own directory
-    under a fresh id (one rename: the watcher sees all of it or nothing); the id."""
+    under a fresh id (one rename: the watcher sees all of it or nothing); the id.
+    ``reserved``: an id handed out earlier (a jpoll channel opened before the upload is
+    keyed by it), tried first; taken already, a fresh id is used instead."""
     _fsync(staging)
-    for _ in range(8):
-        submission_id = new_submission_id()
+    for attempt in range(8):
+        submission_id = reserved if attempt == 0 and reserved else new_submission_id()
         try:
             # rename(2) refuses a non-empty target, so a taken id is never overwritten
             os.rename(staging, user_directory / submission_id)
@@ -406,14 +408,18 @@ class Upload(Protocol):
 
 
 def drop_uploads(settings: Settings, user: str, uploads: Sequence[Upload],
-                 fields: dict[str, Any], *, staging_prefix: str = ".upload-") -> str:
+                 fields: dict[str, Any], *, staging_prefix: str = ".upload-",
+                 submission_id: str | None = None) -> str:
     """Save ``uploads`` in a hidden staging directory beside the target, check the manifest
     there, then rename it into place as ``ingest/<user>/<submission-id>/``; the id.
 
     The watcher would reject a bad manifest later; checking first answers the uploader at
     once (`ManifestError`, naming every problem) and leaves nothing in the ingest
     directory. The upload names must have been checked (`is_safe_name`) by the caller.
+    ``submission_id``: an id reserved earlier (`new_submission_id`), used when still free.
     """
+    if submission_id is not None and not is_drop_id(submission_id):
+        raise ValueError(f"submission id {submission_id!r}: not a reserved submission id")
     user_directory = _user_directory(settings, user)
     staging = _staging(user_directory, staging_prefix)
     try:
@@ -425,7 +431,7 @@ def drop_uploads(settings: Settings, user: str, uploads: Sequence[Upload],
             names.append(target.name)
         write_manifest(staging, _with_files(fields, names))
         load_manifest(staging, observatory=settings.observatory)
-        return _commit(staging, user_directory)
+        return _commit(staging, user_directory, submission_id)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -55,6 +55,7 @@ from crds_events.errors import CrdsEventsError
 from crds_events.events.limits import truncate_text
 from crds_events.files.reftypes import hst_types
 from crds_events.files.safeyaml import YamlLimitError, safe_load_limited
+from crds_events.submissions import checklist
 
 __all__ = [
     "MANIFEST_NAME",
@@ -77,25 +78,9 @@ KINDS = ("batch", "references", "mappings", "delete", "add_existing")
 DEFAULT_MAX_FILE_SIZE = 4 * 1024**3  # 4 GiB: larger than any CRDS reference delivered so far
 MAX_MANIFEST_SIZE = 1024 * 1024
 
-# The ReDCaT checklist of the CRDS batch submission form (all optional, free text or yes/no).
-REDCAT_FIELDS = (
-    "calpipe_version",
-    "modes_affected",
-    "correctness_testing",
-    "additional_considerations",
-    "creator_name",
-    "file_type",
-    "history_updated",
-    "pedigree_updated",
-    "keywords_checked",
-    "descrip_updated",
-    "useafter_updated",
-    "useafter_matches",
-    "compliance_verified",
-    "ingest_files",
-    "etc_delivery",
-    "jwst_etc",
-)
+# The ReDCaT checklist of the CRDS batch submission form (all optional; typed: yes/no, a
+# choice or text, `crds_events.submissions.checklist`).
+REDCAT_FIELDS = checklist.NAMES
 _CORE_FIELDS = ("deliverer", "instrument", "description", "change_level", "derive_from",
                 "kind", "auto_rename", "other_emails", "files", "redcat")
 _EMAIL = re.compile(r"^[^@\s,;<>]+@[^@\s,;<>]+\.[^@\s,;<>]+$")
@@ -379,7 +364,11 @@ def parse_manifest(
         elif value is not None and not isinstance(value, str | bool | int | float):
             problems.append((field, f"expected text or yes/no, got {type(value).__name__}"))
         else:
-            redcat[key] = value
+            answer, problem = checklist.normalize(key, value)
+            if problem:
+                problems.append((field, problem))
+            elif answer is not None:  # not answered: left out
+                redcat[key] = answer
 
     names: list[str] = []
     if "files" in data and data["files"] is not None:

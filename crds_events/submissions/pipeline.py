@@ -33,12 +33,13 @@ from crds_events.events.limits import truncate_text
 from crds_events.files.checksums import sha1_file
 from crds_events.store.artifacts import ArtifactStore
 from crds_events.store.filestore import KINDS, FileStore
-from crds_events.store.folds import FILE_DIGESTS
+from crds_events.store.folds import FILE_DIGESTS, FILES
 from crds_events.store.interface import EventReader, EventStore, Transaction
-from crds_events.store.projections import current_rows
+from crds_events.store.projections import current_row, current_rows
 from crds_events.submissions.collisions import collision_hook
 from crds_events.submissions.contained import CertifyInterrupted, CertifyLimits
 from crds_events.submissions.dropbox import uploads_dir, work_dir
+from crds_events.submissions.lockrelease import release_after_outcome
 from crds_events.submissions.processing import (
     ProcessingRequest,
     SubmissionKind,
@@ -184,7 +185,7 @@ def process(store: EventStore, settings: Settings, submission_id: str, *,
         digest = artifacts.put_json({"status": "FAILED", "errors": [error]})
         failed = ev.SubmissionFailed(submission_id=submission_id, error=error,
                                      files=event.files, result_digest=digest)
-        _append_outcome(store, submission_id, [], failed, meta)
+        _append_outcome(store, submission_id, [], failed, meta, started=event)
         return failed
     run = runs + 1
     # Durable before any work: if this run kills the process, the next start counts it.
@@ -192,7 +193,8 @@ def process(store: EventStore, settings: Settings, submission_id: str, *,
                                        message=f">> processing (run {run})"),
                  meta=meta, idempotency_key=f"{submission_id}:attempt:{run}")
     try:
-        return _attempts(store, settings, event, progress, artifacts, meta, limits, cancel)
+        return _attempts(store, settings, event, progress, artifacts, meta,
+                         limits or CertifyLimits.from_settings(settings), cancel)
     except CertifyInterrupted:
         store.record(ev.SubmissionProgress(
             submission_id=submission_id, step="interrupted",
@@ -223,7 +225,8 @@ def _attempts(store: EventStore, settings: Settings, event: ev.SubmissionStarted
             digest = artifacts.put_json(result.to_dict())
             certified, outcome = outcome_events(event, result, digest)
             _append_outcome(store, submission_id, certified, outcome, meta,
-                            recheck_after=snapshot if attempt < _ATTEMPTS else None)
+                            recheck_after=snapshot if attempt < _ATTEMPTS else None,
+                            started=event)
             return outcome
         except _DuplicateRace as race:
             progress(f">> {race}; checking again")
@@ -237,7 +240,7 @@ def _attempts(store: EventStore, settings: Settings, event: ev.SubmissionStarted
             digest = artifacts.put_json(detail)
             failed = ev.SubmissionFailed(submission_id=submission_id, error=error,
                                          files=event.files, result_digest=digest)
-            _append_outcome(store, submission_id, [], failed, meta)
+            _append_outcome(store, submission_id, [], failed, meta, started=event)
             return failed
     raise AssertionError("unreachable: the last attempt does not recheck")
 
@@ -260,17 +263,42 @@ def _run_processing(store: EventStore, settings: Settings, event: ev.SubmissionS
     if missing:
         raise SubmissionError(f"uploaded copies missing from the submission's work "
                               f"directory: {missing}")
+    if settings.tpn_dir is not None and not settings.tpn_dir.is_dir():
+        # Checked at start-up; gone since. Certifying without it would check nothing (no
+        # .tpn applies), so the submission fails on the server's side, not as BAD FILES.
+        raise SubmissionError("the site's .tpn directory (setting tpn_dir) is missing on "
+                              "the server; an operator must restore it")
     request = ProcessingRequest(
         observatory=event.observatory, instrument=event.instrument, kind=event.kind,
         files=files, derive_from=derive_from, mappings_dir=mappings_dir,
         work_dir=output, known_sha1s=sha1s, known_names=taken_names(settings, names),
         auto_rename=event.auto_rename, change_level=event.change_level,
         description=event.description, substitutions=settings.substitutions,
+        tpn_dir=settings.tpn_dir,
         delete_references=tuple(event.files) if deleting else (),
         collisions=collision_hook(store, settings, sid),  # CRDS's collision warning
         certify_limits=limits, cancel=cancel,
     )
-    return process_submission(request, progress)
+    result = process_submission(request, progress)
+    warning = derive_from_warning(store, derive_from)
+    if warning:  # CRDS submits anyway, and says so
+        progress(f"WARNING: {warning}")
+        result.warnings.insert(0, warning)
+    return result
+
+
+def derive_from_warning(store: EventStore, pmap: str) -> str:
+    """Why deriving from ``pmap`` is a bad idea ('' when it is fine): it is marked bad, or
+    blacklisted because it uses files marked bad (`crds_events.contexts.badfiles`)."""
+    row = current_row(store, FILES, (pmap,))
+    if row is None or not (row["rejected"] or row["blacklisted"]):
+        return ""
+    if row["rejected"]:
+        why = f"marked bad ({row['reject_reason']})" if row["reject_reason"] else "marked bad"
+    else:
+        why = "blacklisted: it uses files marked bad"
+    return (f"derived from {pmap}, which is {why}; the new rules carry what it holds "
+            f"unless this submission replaces the bad files")
 
 
 def _summary(outcome: Any) -> str:
@@ -349,10 +377,13 @@ def outcome_events(event: ev.SubmissionStarted, result: Any, digest: str
 
 
 def _append_outcome(store: EventStore, sid: str, certified: Iterable[ev.FileCertified],
-                    outcome: ev.Event, meta: dict, *, recheck_after: int | None = None) -> None:
+                    outcome: ev.Event, meta: dict, *, recheck_after: int | None = None,
+                    started: ev.SubmissionStarted | None = None) -> None:
     """Append the certified files and the outcome in one transaction. With
     ``recheck_after`` (the log position the known files were read at), a READY outcome is
-    refused (`_DuplicateRace`) if another submission recorded one of its files since."""
+    refused (`_DuplicateRace`) if another submission recorded one of its files since.
+    With ``started``: a BAD FILES or FAIL outcome releases the submitter's instrument lock
+    in the same transaction (`crds_events.submissions.lockrelease`)."""
     certified = list(certified)
     with store.transaction() as tx:
         if recheck_after is not None and isinstance(outcome, ev.SubmissionReady):
@@ -361,6 +392,9 @@ def _append_outcome(store: EventStore, sid: str, certified: Iterable[ev.FileCert
             tx.record(event, meta=meta,
                       idempotency_key=f"{sid}:certified:{event.original_name}:{event.name}")
         tx.record(outcome, meta=meta, idempotency_key=f"{sid}:outcome")
+        if started is not None:
+            release_after_outcome(tx, started, started.user or meta.get("actor") or "",
+                                  outcome)
 
 
 def _recheck_duplicates(tx: Transaction, sid: str, certified: list[ev.FileCertified],

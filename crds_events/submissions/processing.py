@@ -13,8 +13,9 @@ The steps, each announced through `progress(">> ...")`:
    reference's type and the rmap of that type in the context;
 3. **official names**: copies in the work directory (the upload is never renamed):
    JWST/Roman ``<obs>_<instr>_<type>_<NNNN>.<ext>``, HST time-based unique names (with
-   FILENAME/ROOTNAME/HISTORY updated, as CRDS's uniqname does), mappings the next name of
-   their series; names known before or given earlier in the submission are never reused;
+   FILENAME/ROOTNAME/HISTORY updated, as CRDS's uniqname does; a GEIS header and its data
+   file together, `geis_pairs`), mappings the next name of their series; names known
+   before or given earlier in the submission are never reused;
 4. **rules**: references are inserted into copies of their rmaps (or deleted from them),
    each written under the next rmap name; hand-edited rmaps are used as they are;
 5. **new context**: new imaps and a new pmap (`rules.newcontext`);
@@ -45,7 +46,6 @@ from crds_events.files.checksums import sha1_file
 from crds_events.files.errors import ReferenceFileError
 from crds_events.files.headers import read_header
 from crds_events.files.reftypes import ReferenceType, reference_type
-from crds_events.files.uniqname import rename_reference
 from crds_events.refactoring.diff import context_diff, format_diff
 from crds_events.refactoring.newcontext import new_context
 from crds_events.refactoring.refactor import delete_references, insert_references
@@ -57,6 +57,7 @@ from crds_events.rules.index import ReferenceIndex
 from crds_events.rules.naming import NamingError, parse_mapping_name
 from crds_events.rules.parse import parse_mapping
 from crds_events.rules.substitutions import Substitutions, load_substitutions
+from crds_events.submissions import geis_pairs
 from crds_events.submissions.contained import certify_contained
 from crds_events.submissions.official_names import NameBook
 from crds_events.submissions.results import (
@@ -125,6 +126,7 @@ class _Run:
         self.pmap_path = self.mappings_dir / str(request.derive_from)
         self.result = ProcessingResult(kind=kind.value, derived_from=str(request.derive_from))
         self.uploads: list[tuple[Path, FileOutcome]] = []
+        self.companions: geis_pairs.Companions = {}  # GEIS data files, beside their headers
         self.names: NameBook | None = None
         self._pipeline: PipelineContext | None = None
         self._substitutions: Substitutions | None = None
@@ -216,6 +218,7 @@ class _Run:
                                   kind="mapping" if is_mapping(path) else "reference")
             self.uploads.append((path, outcome))
             self.result.files.append(outcome)
+        self.companions = geis_pairs.split_pairs(self.uploads, self.kind)
         if request.derive_from and not self.pmap_path.is_file():
             raise FileNotFoundError(f"derive-from context {request.derive_from} is not in "
                                     f"{self.mappings_dir}")
@@ -229,7 +232,7 @@ class _Run:
     def check_duplicates(self) -> None:
         self.say("Checking for files already known (sha1)")
         seen: dict[str, str] = {}
-        for path, outcome in self.uploads:
+        for path, outcome in [*self.uploads, *self.companions.values()]:
             outcome.original_sha1 = outcome.sha1 = sha1_file(path)[0]
             outcome.size = path.stat().st_size
             if self.kind is SubmissionKind.ADD_EXISTING:
@@ -272,6 +275,7 @@ class _Run:
             if any(message.keyword == "limits" for message in found.errors):
                 continue  # past a limit: reading it again here would cost the same
             self.classify(path, outcome)
+        geis_pairs.check_pairs(self.uploads, self.companions)
 
     def classify(self, path: Path, outcome: FileOutcome) -> None:
         """The file's instrument/type, checked against the submission; its rmap."""
@@ -363,6 +367,9 @@ class _Run:
             outcome.size = official.stat().st_size
             self.result.outputs[outcome.official_name] = str(official)
             self.say(f"{outcome.original_name} -> {outcome.official_name}")
+        for line in geis_pairs.name_data_files(self.uploads, self.companions, self.names,
+                                               self.ref_dir, self.result.outputs):
+            self.say(line)
 
     def _keep_name(self, path: Path) -> str:
         assert self.names is not None
@@ -385,7 +392,7 @@ class _Run:
             shutil.copyfile(path, target)
         else:
             name, when = self.names.hst_name(path)
-            target = Path(rename_reference(path, now=when, output_dir=self.ref_dir).new_path)
+            target = geis_pairs.rename_hst(path, when, self.ref_dir)
         outcome.official_name, outcome.path = target.name, str(target)
 
     def name_mapping(self, path: Path, outcome: FileOutcome) -> None:

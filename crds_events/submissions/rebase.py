@@ -33,6 +33,7 @@ from typing import Any
 from crds_events import events as ev
 from crds_events.config import Settings
 from crds_events.errors import CrdsEventsError
+from crds_events.files.geis import is_geis_data
 from crds_events.rules.diff import MappingTree, mapping_diffs
 from crds_events.rules.index import ReferenceIndex
 from crds_events.store.artifacts import ArtifactStore
@@ -97,7 +98,8 @@ class _Rebase(_Run):
                 outcome.path = str(target)
                 if outcome.rmap:
                     self.result.replaced[outcome.rmap] = name
-            self.uploads.append((Path(outcome.path), outcome))
+            if not is_geis_data(name):  # a GEIS data file follows its header, not in rules
+                self.uploads.append((Path(outcome.path), outcome))
             if name and name not in generated:
                 self.result.outputs[name] = outcome.path
 

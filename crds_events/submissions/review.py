@@ -51,9 +51,11 @@ from crds_events.contexts.pointers import context_pointers
 from crds_events.delivery.publish import allocate as allocate_delivery
 from crds_events.errors import CrdsEventsError
 from crds_events.files.checksums import sha1_file
+from crds_events.files.geis import pair_names
 from crds_events.store.artifacts import ArtifactStore
 from crds_events.store.filestore import FileStore, FileStoreError
 from crds_events.store.interface import ConcurrencyError, EventReader, EventStore, RecordedEvent
+from crds_events.submissions import checklist, states
 from crds_events.submissions import rebase as rebasing
 from crds_events.submissions.dropbox import (
     drop_directory,
@@ -187,12 +189,16 @@ def show(settings: Settings, store: EventReader, submission_id: str) -> dict[str
     return {
         "submission_id": submission_id,
         "state": view.state,
+        "status": states.word(view.state),  # CRDS's word for the state (BAD FILES, ...)
         "submitter": view.submitter,
         "instrument": started.instrument if started else "",
         "description": started.description if started else "",
         "deliverer": started.deliverer if started else "",
         "change_level": started.change_level if started else "",
         "uploaded": list(started.files) if started else [],
+        "kind": started.kind if started else "",
+        "derive_from": started.derive_from if started else "",
+        "checklist": checklist.entries(started.redcat) if started else [],
         "progress": view.progress,
         "files": {name: {"original": c.original_name, "status": c.status,
                          "summary": c.summary, "kind": c.kind, "filekind": c.filekind}
@@ -318,6 +324,12 @@ def _official_files(view: SubmissionView, result: dict[str, Any]) -> dict[str, P
             raise ReviewError(f"submission {view.submission_id}: the processed copy of {name} "
                               f"is missing; it cannot be confirmed")
         files[name] = path
+    halves = pair_names(files)  # a GEIS reference is confirmed (and delivered) whole
+    if halves.headers_without_data or halves.data_without_header:
+        raise ReviewError(f"submission {view.submission_id}: a GEIS header and its data file "
+                          f"are one reference; unpaired: "
+                          f"{', '.join(halves.headers_without_data + halves.data_without_header)}"
+                          f"; it cannot be confirmed")
     return files
 
 

@@ -29,7 +29,7 @@ from crds_events.delivery.directory import ensure_marker
 from crds_events.delivery.publish import manifest_name_of
 from crds_events.delivery.reconcile import Reconciler, ReconcileReport
 from crds_events.handlers.worker import STOP, QueueWorker
-from crds_events.store.eventlog import SQLiteEventStore
+from crds_events.store import EventStore, log_target, open_store
 from crds_events.watch.observer import start_observer, stop_observer
 
 __all__ = ["DeliveryWatcher"]
@@ -54,9 +54,9 @@ class DeliveryWatcher(QueueWorker):
     thread_name = "crds-events-delivery-watcher"
     stop_timeout = 60.0
 
-    def __init__(self, settings: Settings, *, store: SQLiteEventStore | None = None,
+    def __init__(self, settings: Settings, *, store: EventStore | None = None,
                  scan_interval: float | None = 60.0):
-        super().__init__(settings.db_path, store=store)
+        super().__init__(log_target(settings), store=store)
         self.settings = settings
         self.directory = Path(settings.delivery)
         self.scan_interval = scan_interval or None
@@ -121,7 +121,7 @@ class DeliveryWatcher(QueueWorker):
             elif self._store is not None:  # a store given by the caller
                 report = Reconciler(self.settings, self._store).run(names)
             else:  # not started (or stopped): a connection for this run only
-                with SQLiteEventStore(self.settings.db_path) as store:
+                with open_store(self.settings) as store:
                     report = Reconciler(self.settings, store).run(names)
             if report.restored or (self._started and self._observer is None
                                    and not report.unavailable):

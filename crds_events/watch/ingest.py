@@ -42,7 +42,7 @@ from pathlib import Path
 
 from crds_events.config import Settings
 from crds_events.handlers.worker import STOP, QueueWorker
-from crds_events.store.eventlog import SQLiteEventStore
+from crds_events.store import EventStore, log_target
 from crds_events.submissions.dropbox import (
     IngestOutcome,
     remove_stale_staging,
@@ -116,12 +116,12 @@ class IngestWatcher(QueueWorker):
         self,
         settings: Settings,
         *,
-        store: SQLiteEventStore | None = None,
+        store: EventStore | None = None,
         settle: float = 0.5,
         scan_interval: float = 60.0,
         max_file_size: int | None = None,
     ):
-        super().__init__(settings.db_path, store=store)
+        super().__init__(log_target(settings), store=store)
         self.settings = settings
         self.root = Path(settings.ingest)
         self.settle = settle

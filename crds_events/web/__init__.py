@@ -4,7 +4,10 @@
 
 * ``/json/...``: the CRDS JSON-RPC service (`crds_events.web.rpc`);
 * ``/unchecked_get/...``: file downloads (`crds_events.web.downloads`);
-* ``/upload/...``: remote submission with a token (`crds_events.web.upload`).
+* ``/upload/...``: remote submission with a token (`crds_events.web.upload`);
+* the web protocol of the real ``crds submit`` (``/login/``, ``/upload/chunked/``, the
+  submission forms, ``/submit_confirm_pipeline/``: `crds_events.web.crds_login`,
+  `crds_events.web.crds_uploads`, `crds_events.web.crds_submit`).
 
 Reads go to the projection tables through a per-request read-only SQLite connection kept on
 ``flask.g`` (`get_db`), so a slow request never holds the writer's lock. Writes (a pushed
@@ -21,7 +24,7 @@ from typing import Any
 from flask import Flask, current_app, g
 
 from crds_events.config import Settings
-from crds_events.store import EventStore, open_store
+from crds_events.store import EventStore, log_target, open_store
 from crds_events.web.streams import StreamBudget
 
 __all__ = ["create_app", "get_db", "get_state", "WebState", "DEFAULT_MAX_CONTENT_LENGTH"]
@@ -52,7 +55,7 @@ class WebState:
         """The event store for writes (opened on first use when none was injected)."""
         with self._lock:
             if self._store is None:
-                self._store = open_store(self.settings.db_path)
+                self._store = open_store(self.settings)
             return self._store
 
     def close(self) -> None:
@@ -68,6 +71,11 @@ def get_state() -> WebState:
 
 
 def _connect(settings: Settings) -> sqlite3.Connection:
+    target = log_target(settings)
+    if isinstance(target, str):  # PostgreSQL: a read-only connection, same contract
+        from crds_events.store.postgres_reader import ReadConnection
+
+        return ReadConnection(target)  # type: ignore[return-value]
     conn = sqlite3.connect(str(settings.db_path), timeout=30.0, check_same_thread=False,
                            isolation_level=None)
     conn.execute("PRAGMA query_only = 1")
@@ -89,7 +97,7 @@ def get_db() -> sqlite3.Connection:
         pool = getattr(_local, "connections", None)
         if pool is None:
             pool = _local.connections = {}
-        conn = pool.pop(str(state.settings.db_path), None)
+        conn = pool.pop(str(log_target(state.settings)), None)
         g.crds_db = conn if conn is not None else _connect(state.settings)
     return g.crds_db
 
@@ -104,7 +112,7 @@ def _release_db(_exc: BaseException | None = None) -> None:
     pool = getattr(_local, "connections", None)
     if pool is None:
         pool = _local.connections = {}
-    key = str(get_state().settings.db_path)
+    key = str(log_target(get_state().settings))
     previous = pool.get(key)
     if previous is not None:
         previous.close()
@@ -119,7 +127,7 @@ def create_app(settings: Settings, store: EventStore | None = None,
     """
     from crds_events.web import converters, downloads, internal_errors, rpc, upload
 
-    if not settings.db_path.is_file():
+    if not isinstance(log_target(settings), str) and not settings.db_path.is_file():
         raise FileNotFoundError(
             f"{settings.db_path}: no event log here; run `crds-events init --root "
             f"{settings.root}` first"
@@ -142,6 +150,13 @@ def create_app(settings: Settings, store: EventStore | None = None,
     from crds_events.web.pages import register_pages
 
     register_pages(app)
+    # the web protocol of `crds submit` (login, uploads, forms): on our sessions, so after
+    # the pages (auth) are registered
+    from crds_events.web import crds_login, crds_submit, crds_uploads
+
+    crds_login.register(app)
+    app.register_blueprint(crds_uploads.bp)
+    app.register_blueprint(crds_submit.bp)
     rpc.register_error_handlers(app)
     app.wsgi_app = downloads.FastDownloads(app.wsgi_app, settings)
     return app

@@ -8,6 +8,7 @@ request. The context pointers are read from the log (`crds_events.contexts.point
 
 from __future__ import annotations
 
+import itertools
 import json
 import sqlite3
 from collections.abc import Iterable, Iterator
@@ -26,6 +27,8 @@ __all__ = [
     "remote_contexts",
     "state_token",
     "query",
+    "dataset_key",
+    "same_dataset",
 ]
 
 # A file is downloadable only once archived and released (the `available` flag).
@@ -149,10 +152,31 @@ def dataset_ids(conn: sqlite3.Connection, instrument: str, since: str | None = N
     return [r[0] for r in query(conn, sql + " ORDER BY id", params)]
 
 
+def dataset_key(dataset_id: str) -> str:
+    """The spelling-free form of a dataset id (or one half of ``<product>:<exposure>``):
+    upper case, and a JWST id's detector joined with a dot, so ``jw..._00011_mirimage``,
+    ``JW..._00011_MIRIMAGE`` and ``jw..._00011.MIRIMAGE`` are one id (crds's bestrefs turns
+    the underscore form into the dotted one the archive's API uses)."""
+    parts = []
+    for part in dataset_id.upper().split(":"):
+        if "_" in part and "." not in part:
+            head, _sep, detector = part.rpartition("_")
+            part = head + "." + detector
+        parts.append(part)
+    return ":".join(parts)
+
+
+def same_dataset(wanted: str, found: str) -> bool:
+    """Is the stored id ``found`` what ``wanted`` asks for (the id, or one of its halves)?"""
+    wanted, found = dataset_key(wanted), dataset_key(found)
+    return found == wanted or wanted in found.split(":")
+
+
 def dataset_headers(conn: sqlite3.Connection, ids: Iterable[str], since: str | None = None
                     ) -> dict[str, dict]:
     """``{id: header}`` for ``ids``; an id may also be one half of ``<product>:<exposure>``
-    (every dataset of that product, or that exposure)."""
+    (every dataset of that product, or that exposure), in any of the spellings
+    `dataset_key` equates (keyed by the catalog's spelling)."""
     wanted = list(dict.fromkeys(ids))
     date = " AND exposure_date >= ?" if since else ""
     extra = [since] if since else []
@@ -162,15 +186,42 @@ def dataset_headers(conn: sqlite3.Connection, ids: Iterable[str], since: str | N
         rows = query(conn, f"SELECT id, header FROM datasets WHERE id IN "
                            f"({','.join('?' * len(chunk))}){date}", (*chunk, *extra))
         found.update((i, json.loads(h)) for i, h in rows)
-    for half in wanted:
-        if half in found or ":" in half:
+    for asked in wanted:
+        if asked in found:
             continue
-        rows = query(conn, f"SELECT id, header FROM datasets WHERE (id LIKE ? ESCAPE '\\' OR "
-                           f"id LIKE ? ESCAPE '\\'){date}",
-                     (_like(half) + ":%", "%:" + _like(half), *extra))
+        halves = asked.split(":")
+        if len(halves) > 2 or not all(halves):
+            continue
+        # the other spellings of the id, looked up exactly (the index serves them)
+        spellings = sorted({":".join(c) for c in itertools.product(*map(_spellings, halves))}
+                           - {asked})[:64]
+        rows = query(conn, f"SELECT id, header FROM datasets WHERE id IN "
+                           f"({','.join('?' * len(spellings))}){date}", (*spellings, *extra))
         found.update((i, json.loads(h)) for i, h in rows)
+        if len(halves) == 2 or any(same_dataset(asked, i) for i in found):
+            continue
+        # one half of <product>:<exposure>. LIKE is case-blind for ASCII and its "_" matches
+        # a "." too; each candidate is then checked with `same_dataset`.
+        half = _like(halves[0])
+        rows = query(conn, f"SELECT id, header FROM datasets WHERE (id LIKE ? ESCAPE '\\' OR "
+                           f"id LIKE ? ESCAPE '\\'){date}", (half + ":%", "%:" + half, *extra))
+        found.update((i, json.loads(h)) for i, h in rows if same_dataset(asked, i))
+    return found
+
+
+def _spellings(half: str) -> set[str]:
+    """``half`` in upper, lower and its own case, its JWST detector after "." or "_"."""
+    found = set()
+    for form in {half, half.upper(), half.lower()}:
+        found.add(form)
+        head, sep, detector = form.rpartition("." if "." in form else "_")
+        if sep and "_" in head:
+            found.add(head + ("_" if sep == "." else ".") + detector)
     return found
 
 
 def _like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    """``text`` as a LIKE pattern (escaped), with "_" (any one character) where it has "."
+    or "_"."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%")
+    return "".join("_" if char in "._" else char for char in escaped)

@@ -29,6 +29,7 @@ from werkzeug.http import http_date
 
 from crds_events.config import Settings
 from crds_events.errors import CrdsEventsError
+from crds_events.store import log_target
 from crds_events.store.filestore import FileStore, is_safe_name
 from crds_events.web import catalog, get_db, get_state
 from crds_events.web.methods import server_info
@@ -200,6 +201,11 @@ def _chunks(handle):
 
 
 def _read_connection(settings: Settings) -> sqlite3.Connection:
+    target = log_target(settings)
+    if isinstance(target, str):  # PostgreSQL: no PRAGMAs; read-only by its session setting
+        from crds_events.store.postgres_reader import ReadConnection
+
+        return ReadConnection(target)  # type: ignore[return-value]
     conn = sqlite3.connect(str(settings.db_path), timeout=30.0, check_same_thread=False,
                            isolation_level=None)
     conn.execute("PRAGMA query_only = 1")

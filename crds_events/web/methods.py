@@ -4,15 +4,16 @@ client (``crds.client.api``) uses.
 Every method checks its parameters (types, the observatory this server manages, a context
 it knows) and raises `RpcError` with a message naming the parameter and the reason. State
 comes from the projection tables (`crds_events.web.catalog`); best references from
-`crds_events.rules` with loaded contexts cached per pmap name. The best-references methods
-are in `crds_events.web.methods_bestrefs`, the download-URL methods in
-`crds_events.web.methods_urls`; both reuse the parameter checks here.
+`crds_events.rules` with loaded contexts cached per pmap name. A context may be named as
+CRDS names it (`resolve_mapping`: a mapping name or a specifier such as ``hst-acs-edit``).
+The best-references methods are in `crds_events.web.methods_bestrefs`, the download-URL
+methods in `crds_events.web.methods_urls`, ``get_sqlite_db`` in
+`crds_events.web.methods_sqlite`; they reuse the parameter checks here.
 """
 
 from __future__ import annotations
 
 import fnmatch
-import re
 import threading
 from collections import OrderedDict
 from datetime import UTC, datetime
@@ -21,25 +22,28 @@ from typing import Any
 from flask import request
 
 from crds_events import __version__ as version
+from crds_events import events as ev
+from crds_events.accounts import users
 from crds_events.contexts import pointers as contexts
-from crds_events.contexts import remote
+from crds_events.contexts import remote, specs
 from crds_events.contexts.pointers import context_pointers
 from crds_events.rules.bestrefs import Context, load_context
 from crds_events.rules.context import ContextLoadError, InstrumentContext, MappingStore
 from crds_events.rules.index import ReferenceIndex
 from crds_events.rules.parse import MappingError
-from crds_events.store.filestore import FileStore, FileStoreError, check_name, is_safe_name
+from crds_events.store.filestore import FileStore, FileStoreError, check_name
 from crds_events.store.reader import LogReader
-from crds_events.web import affected, catalog, get_db, get_state, upload
-from crds_events.web.rpc import RpcError, crds_encode, rpc_method
+from crds_events.submissions import uploadarea
+from crds_events.web import affected, catalog, get_db, get_state, jpoll, upload
+from crds_events.web.rpc import RpcError, crds_encode, rpc_method, warn
 
-__all__ = ["loaded_context", "server_info", "resolve_context", "CONTEXT_CACHE_SIZE"]
+__all__ = ["loaded_context", "server_info", "resolve_context", "resolve_mapping",
+           "CONTEXT_CACHE_SIZE"]
 
 CONTEXT_CACHE_SIZE = 8  # loaded pmaps kept in memory (an HST context is ~50 MB compiled)
 MAX_HEADERS_PER_RPC = 500
 MAX_BESTREFS_PER_RPC = 5000
 POINTER_KINDS = ("latest", "operational", "edit", "versions", "build")
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?Z?)?$")
 _FILE_FIELDS = ("name", "observatory", "instrument", "filekind", "type", "state", "sha1sum",
                 "size", "rejected", "blacklisted", "reject_reason", "useafter_date",
                 "delivery_date", "delivery", "submission_id", "reference_file_type",
@@ -110,32 +114,44 @@ def _pointer(conn, kind: str) -> str:
 
 def resolve_context(conn, value: Any, what: str = "context") -> str:
     """A known pmap name for ``value``: a pmap name, ``<obs>-latest|edit|...`` or a date."""
+    name = resolve_mapping(conn, value, what)
+    if not name.endswith(".pmap"):
+        raise RpcError(f"{what} {value!r}: names {name}, expected a .pmap (or "
+                       f"{_settings().observatory}-latest, -edit, a date)")
+    return name
+
+
+def resolve_mapping(conn, value: Any, what: str = "context") -> str:
+    """A known mapping name for ``value``: a pmap, imap or rmap name, or a CRDS context
+    specifier (`crds_events.contexts.specs`: ``hst-latest``, ``hst-acs-edit``,
+    ``jwst-miri-2024-01-01T00:00:00``, a date). A date before the first recorded latest
+    answers the earliest known context and says so (`crds_events.web.rpc.warn`)."""
     text = _text(value, what)
     observatory = _settings().observatory
-    rest = text[len(observatory) + 1:] if text.lower().startswith(observatory + "-") else text
-    if rest.lower() in POINTER_KINDS:
-        return _pointer(conn, rest.lower())
-    if _DATE.match(rest):
-        return _context_at(conn, rest)
+    spec = specs.parse_spec(text)
+    if spec is not None:
+        try:
+            resolved = specs.resolve_spec(
+                spec, observatory, lambda kind: _pointer(conn, kind), get_state().store,
+                FileStore.from_settings(_settings()).mappings_dir)
+        except specs.ContextSpecError as exc:
+            raise RpcError(f"{what}: {exc}") from None
+        if resolved.warning:
+            warn(resolved.warning)
+        return resolved.name
     try:
         check_name(text)
     except FileStoreError as exc:
         raise RpcError(f"{what}: {exc}") from None
-    if not text.endswith(".pmap"):
-        raise RpcError(f"{what} {text!r}: expected a .pmap name (or {observatory}-latest, "
-                       f"{observatory}-edit, a date)")
+    if not text.endswith((".pmap", ".imap", ".rmap")):
+        raise RpcError(f"{what} {text!r}: expected a mapping name (.pmap, .imap, .rmap) or "
+                       f"a context such as {observatory}-latest, {observatory}-edit, "
+                       f"{observatory}-<instrument>-<date>, a date")
     info = catalog.file_info(conn, text)
     if info is None or info["kind"] != "mapping":
-        raise RpcError(f"{what} {text!r}: unknown context on this server")
+        kind = "context" if text.endswith(".pmap") else "mapping"
+        raise RpcError(f"{what} {text!r}: unknown {kind} on this server")
     return text
-
-
-def _context_at(conn, date: str) -> str:
-    try:
-        return contexts.context_by_date(get_state().store, date, "latest",
-                                        _settings().observatory)
-    except contexts.ContextError as exc:
-        raise RpcError(str(exc)) from None
 
 
 def loaded_context(name: str) -> Context:
@@ -251,7 +267,8 @@ def get_build_context(observatory: str | None = None, calver: str | None = None)
 @rpc_method
 def get_context_by_date(date: str, observatory: str | None = None) -> str:
     _observatory(observatory)
-    return resolve_context(get_db(), date, "date")
+    # an instrument (or instrument and type) specifier answers that imap (rmap), as CRDS's
+    return resolve_mapping(get_db(), date, "date")
 
 
 @rpc_method
@@ -263,13 +280,10 @@ def get_context_history(observatory: str | None = None) -> list[list[str]]:
 def _mapping_closure(value: Any, what: str) -> tuple[list[str], list[str]]:
     """(mapping names, reference names) of a known pmap, imap or rmap; clients fall back to
     asking for an imap's or rmap's closure when their cached copy does not load."""
-    text = _text(value, what)
-    if not text.endswith((".imap", ".rmap")):
-        loaded = _context(text, what)[1]
+    text = resolve_mapping(get_db(), value, what)  # a known mapping from here on
+    if text.endswith(".pmap"):
+        loaded = loaded_context(text)
         return loaded.mapping_names(), loaded.reference_names()
-    info = catalog.file_info(get_db(), text) if is_safe_name(text) else None
-    if info is None or info["kind"] != "mapping":
-        raise RpcError(f"{what} {text!r}: unknown mapping on this server")
     store = MappingStore(FileStore.from_settings(_settings()).mappings_dir)
     try:
         document = store.document(text)
@@ -429,8 +443,8 @@ def get_dataset_headers_by_id(context: str, dataset_ids: list[str],
 
 
 def _same_dataset(wanted: str, found: str) -> bool:
-    wanted = wanted.upper()
-    return found.upper() == wanted or wanted in found.upper().split(":")
+    # any spelling CRDS accepts: case, and a JWST detector after "." or "_"
+    return catalog.same_dataset(wanted, found)
 
 
 # --- reprocessing ---------------------------------------------------------------------------
@@ -495,19 +509,58 @@ def jpoll_pull_messages(key: str, since_id: int | str | None = None) -> list[dic
             since_id = int(since_id)
         except (TypeError, ValueError):
             raise RpcError(f"since_id {since_id!r}: expected a message id (integer)") from None
-    return upload.progress_messages(get_state().store, key, since_id or 0,
+    submission_id = _channel(key)
+    store = get_state().store
+    if store.stream_version(ev.submission_stream(submission_id)) == 0:
+        return []  # a channel opened before its submission started: nothing yet
+    return upload.progress_messages(store, submission_id, since_id or 0,
                                     base_url=request.url_root)
+
+
+def _channel(key: str) -> str:
+    """The submission a jpoll key reads (only its unguessable key does: the progress is
+    personal; `crds_events.web.jpoll`)."""
+    submission_id = jpoll.submission_of(key)
+    if submission_id is None:  # CRDS's wording: its monitor waits on "Channel ... not found"
+        raise RpcError(f"Channel {key!r} not found")
+    return submission_id
 
 
 @rpc_method
 def jpoll_abort(key: str) -> bool:
     _text(key, "key")
-    upload.progress_messages(get_state().store, key, 0)  # unknown channel -> error
+    upload.progress_messages(get_state().store, _channel(key), 0)  # unknown -> error
     raise RpcError(f"Channel {key!r}: submission processing cannot be aborted remotely; "
                    f"cancel the submission once it is ready (POST /upload/<id>/cancel)")
+
+
+# --- submissions (crds submit) ---------------------------------------------------------------
+
+# What ``--submission-kind`` may name, and the form each posts to (crds_events.web.crds_submit).
+SUBMISSION_KINDS = {"batch": "/batch_submit_references/", "references": "/submit/reference/",
+                    "mappings": "/submit/mapping/", "certify": "/certify/"}
+
+
+@rpc_method
+def get_submission_info(observatory: str, username: str) -> dict[str, Any]:
+    """Where ``username``'s files go before a submission and which kinds there are. The
+    ingest directory is named relative to the server's ingest root (no server path: the
+    files reach it through ``/upload/chunked/``)."""
+    observatory = _observatory(observatory)
+    _text(username, "username")
+    try:
+        users.validate_name(username)
+    except users.UserError as exc:
+        raise RpcError(f"username: {exc}") from None
+    return {"observatory": observatory, "username": username,
+            "ingest_dir": f"{username}/{uploadarea.AREA_NAME}/",
+            "upload_url": request.url_root.rstrip("/") + "/upload/chunked/",
+            "submission_kinds": list(SUBMISSION_KINDS),
+            "submission_urls": dict(SUBMISSION_KINDS)}
 
 
 # The methods of the other concepts register themselves on import; they use the parameter
 # checks above, so they are imported once this module is complete.
 from crds_events.web import methods_bestrefs as _methods_bestrefs  # noqa: E402,F401
+from crds_events.web import methods_sqlite as _methods_sqlite  # noqa: E402,F401
 from crds_events.web import methods_urls as _methods_urls  # noqa: E402,F401

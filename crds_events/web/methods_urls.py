@@ -16,7 +16,7 @@ from flask import request
 
 from crds_events.store.filestore import is_safe_name
 from crds_events.web import catalog, get_db, get_state
-from crds_events.web.methods import _text, resolve_context
+from crds_events.web.methods import _text, resolve_mapping
 from crds_events.web.rpc import RpcError, rpc_method
 
 __all__ = ["download_url"]
@@ -29,12 +29,7 @@ def _check_context(value: Any, what: str = "context") -> None:
     observatory = get_state().settings.observatory
     if text.lower() == observatory:
         return
-    if text.endswith((".imap", ".rmap")):
-        info = catalog.file_info(get_db(), text) if is_safe_name(text) else None
-        if info is None or info["kind"] != "mapping":
-            raise RpcError(f"{what} {text!r}: unknown mapping on this server")
-        return
-    resolve_context(get_db(), text, what)
+    resolve_mapping(get_db(), text, what)  # any known mapping or context specifier
 
 
 def download_url(name: Any, what: str, kind: str | None = None) -> str:

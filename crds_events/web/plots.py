@@ -76,14 +76,27 @@ def context_changes_svg(changes: Sequence[tuple[str, str, str]]) -> str:
     return _svg(figure)
 
 
+def _latency_unit(hours: Sequence[float]) -> tuple[str, float]:
+    """The unit a person reads these latencies in (seconds, minutes or hours: never
+    "0.0003 hours") and the factor from hours to it."""
+    top = max(hours, default=0.0)
+    if top < 2 / 60:
+        return "seconds", 3600.0
+    if top < 2:
+        return "minutes", 60.0
+    return "hours", 1.0
+
+
 def delivery_latency_svg(latencies: Sequence[tuple[str, float]]) -> str:
-    """``latencies``: (archived_at, hours from confirm to archived) -> scatter over time."""
-    figure, axes = _figure("Delivery latency: confirm → archived (hours)")
+    """``latencies``: (archived_at, hours from confirm to archived) -> scatter over time,
+    in seconds, minutes or hours as their size calls for."""
+    unit, factor = _latency_unit([h for _, h in latencies])
+    figure, axes = _figure(f"Delivery latency: confirm → archived ({unit})")
     if not latencies:
         _empty(axes)
     else:
-        axes.plot([_parse_time(t) for t, _ in latencies], [h for _, h in latencies], "o",
-                  markersize=3)
+        axes.plot([_parse_time(t) for t, _ in latencies], [h * factor for _, h in latencies],
+                  "o", markersize=3)
         axes.set_ylim(bottom=0)
         figure.autofmt_xdate()
     return _svg(figure)

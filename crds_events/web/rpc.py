@@ -24,14 +24,14 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, request
+from flask import Blueprint, Flask, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException
 
 from crds_events.errors import CrdsEventsError
 from crds_events.web.jsoninput import JsonInputError, loads_bounded
 
 __all__ = ["bp", "RpcError", "rpc_method", "METHODS", "crds_encode", "crds_decode",
-           "register_error_handlers", "ENCODE_THRESHOLD"]
+           "register_error_handlers", "ENCODE_THRESHOLD", "warn"]
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,14 @@ def rpc_method(func: Callable[..., Any]) -> Callable[..., Any]:
     """Expose ``func`` as the JSON-RPC method of the same name."""
     METHODS[func.__name__] = func
     return func
+
+
+def warn(message: str) -> None:
+    """Tell the caller something about its answer that is not an error (e.g. the context it
+    got is not exactly the one asked for): logged here, and listed under ``warnings`` in the
+    reply (beside ``result``, ``error`` and ``id``, which clients read; they ignore it)."""
+    log.warning("JSON-RPC %s: %s", request.path, message)
+    g.setdefault("rpc_warnings", []).append(message)
 
 
 def crds_encode(obj: Any) -> dict[str, str]:
@@ -150,6 +158,10 @@ def dispatch(decoration: str) -> Response:
         # the type only: an exception's text can name server paths (the log has it all)
         return _reply(error=f"internal error ({type(exc).__name__}); the server log has the "
                             f"details", ident=ident)
+    warnings = g.pop("rpc_warnings", None)
+    if warnings:
+        body = {"result": result, "error": None, "id": ident, "warnings": warnings}
+        return Response(_dumps(body), status=200, mimetype="application/json")
     if method not in _NEVER_ENCODED:
         text = _dumps(result)
         if len(text) > ENCODE_THRESHOLD:

@@ -8,8 +8,11 @@
   Answers ``{"submission_id", "jpoll_key", "files"}``.
 * ``POST /upload/submissions/<id>/confirm|force|cancel`` (``{"reason"}`` for cancel) call
   `crds_events.submissions.review` as the token's user.
-* Progress: the JSON-RPC ``jpoll_pull_messages(<submission id>, since_id)`` returns the
-  submission's events after ``since_id`` as CRDS monitor messages (`progress_messages`).
+* ``POST /upload/logout`` releases the instrument locks the token's user holds
+  (``crds-events submit --logout``); answers ``{"user", "released": [instrument, ...]}``.
+* Progress: the JSON-RPC ``jpoll_pull_messages(<jpoll_key>, since_id)`` returns the
+  submission's events after ``since_id`` as CRDS monitor messages (`progress_messages`);
+  the key is the unguessable one answered with the id (`crds_events.web.jpoll`).
 
 Authentication: ``Authorization: Bearer <token>`` (or ``Token <token>``) or a ``token``
 form field, checked with `crds_events.accounts.users.user_for_token`. 401 without a valid token, 403
@@ -26,14 +29,14 @@ from flask import Blueprint, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from crds_events import events as ev
-from crds_events.accounts import users
+from crds_events.accounts import locks, users
 from crds_events.errors import CrdsEventsError
 from crds_events.store.filestore import is_safe_name
 from crds_events.store.interface import EventReader
 from crds_events.submissions import review
 from crds_events.submissions.dropbox import drop_uploads
 from crds_events.submissions.manifest import ManifestError
-from crds_events.web import catalog, get_state
+from crds_events.web import catalog, get_state, jpoll
 from crds_events.web.jsoninput import JsonInputError, loads_bounded
 from crds_events.web.rpc import RpcError
 
@@ -112,6 +115,7 @@ def submit() -> Response:
     user = _user("submit")
     settings = get_state().settings
     fields = _fields()
+    fields.setdefault("deliverer", user.name)  # the token names who delivers
     uploads = request.files.getlist("file")
     if not uploads:
         raise _Fail(400, "file: no files uploaded (send one or more 'file' parts)")
@@ -138,7 +142,9 @@ def submit() -> Response:
         raise _Fail(status, f"cannot store the upload now "
                             f"({exc.strerror or 'I/O error'}); try again later") from None
     # answered only now: the drop is fsync'd and renamed into place, so the id is real
-    return jsonify(submission_id=submission_id, jpoll_key=submission_id, files=names)
+    # the progress is personal: read with the unguessable key, not the id (web.jpoll)
+    return jsonify(submission_id=submission_id, jpoll_key=jpoll.channel_key(submission_id),
+                   files=names)
 
 
 def _decide(submission_id: str, action: str) -> Response:
@@ -177,6 +183,23 @@ def decide(submission_id: str, action: str) -> Response:
     if action not in ("confirm", "force", "cancel"):
         raise _Fail(404, f"unknown action {action!r}: confirm, force or cancel")
     return _decide(submission_id, action)
+
+
+@bp.route("/logout", methods=["POST"])
+def logout() -> Response:
+    """``crds-events submit --logout``: release every instrument lock the token's user
+    holds (what CRDS's logout does to the submitter's lock); answers the instruments."""
+    user = _user("submit")
+    store = get_state().store
+    released = []
+    for held in locks.list_locks(store):
+        if held.owner == user.name:
+            try:
+                if locks.release_lock(store, held.instrument, user.name) is not None:
+                    released.append(held.instrument)
+            except locks.LockError:
+                continue  # taken over meanwhile (after its expiry): not ours any more
+    return jsonify(user=user.name, released=released)
 
 
 # --- jpoll -----------------------------------------------------------------------------------
@@ -221,8 +244,8 @@ def _done_data(event: ev.Event, key: str, base_url: str) -> dict[str, Any]:
 
 def progress_messages(store: EventReader, key: str, since_id: int = 0, *,
                       base_url: str = "/") -> list[dict[str, Any]]:
-    """The submission ``key``'s events after version ``since_id`` as monitor messages;
-    ``base_url`` is the server's, for the ready URL."""
+    """The submission ``key``'s events after version ``since_id`` as monitor messages, up
+    to the first outcome (``done``); ``base_url`` is the server's, for the ready URL."""
     stream = ev.submission_stream(key)
     records = store.read_stream(stream, after_version=max(0, since_id))
     if not records and store.stream_version(stream) == 0:
@@ -241,6 +264,10 @@ def progress_messages(store: EventReader, key: str, since_id: int = 0, *,
                                      f"certified {event.name}: {event.status}"))
         elif type(event) in _DONE:
             messages.append(_message(record, "done", _done_data(event, key, base_url)))
+            # the channel's last word in this answer: crds's monitor takes the status of
+            # the last message it reads, so a line after "done" (the confirmation) would
+            # make it wait forever on a finished submission
+            break
         elif isinstance(event, ev.SubmissionConfirmed | ev.SubmissionForced):
             messages.append(_message(record, "log_message",
                                      f"confirmed by {event.by}: new edit context "

@@ -32,6 +32,8 @@ from crds_events import events as ev
 from crds_events.contexts.importcache import import_cache
 from crds_events.reprocessing.datasets import import_datasets
 from crds_events.store.eventlog import SQLiteEventStore
+from crds_events.web import jpoll
+from crds_events.web.pages.auth import load_secret_key
 
 PMAP = "hst_9000.pmap"
 RMAP = "hst_acs_bpixtab_9000.rmap"
@@ -170,8 +172,9 @@ def _record_submission(settings, sid: str, outcome: ev.Event) -> None:
 
 
 def _monitor(server, sid: str) -> subprocess.CompletedProcess:
-    _settings, url, work = server
-    return subprocess.run([sys.executable, "-m", "crds.submit.monitor", "--key", sid,
+    settings, url, work = server
+    key = jpoll.key_for(load_secret_key(settings.root), sid)  # what the submitter was given
+    return subprocess.run([sys.executable, "-m", "crds.submit.monitor", "--key", key,
                            "--poll-delay", "0"], env=_env(url, work / "cache"),
                           capture_output=True, text=True, timeout=120)
 

@@ -4,6 +4,9 @@ The final state is read from the root the demo leaves behind (its log, its file 
 maildir), not from the demo's output: a new latest context one serial past the previous
 one, its files archived and available, a DPAS e-mail naming the context change in the
 maildir, addressed to the configured DPAS recipients.
+
+The lifecycle test runs on both backends (`database_url` of tests/conftest.py): on
+PostgreSQL the demo is given ``CRDS_EVENTS_DATABASE_URL`` and the log is read back there.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from rich.console import Console
 from crds_events import events as ev
 from crds_events.config import load_settings
 from crds_events.contexts.pointers import get_context
-from crds_events.store import SQLiteEventStore
+from crds_events.store import open_store
 from crds_events.store.folds import FILES
 from crds_events.store.projections import TableProjection, read_table
 
@@ -31,9 +34,11 @@ pytestmark = pytest.mark.slow
 CLI = [sys.executable, "-m", "crds_events"]
 
 
-def _run_demo(root: Path, *extra: str) -> subprocess.CompletedProcess:
+def _run_demo(root: Path, *extra: str, database_url: str = "") -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CRDS_EVENTS_")}
     env["COLUMNS"] = "160"
+    if database_url:
+        env["CRDS_EVENTS_DATABASE_URL"] = database_url
     return subprocess.run(
         [*CLI, "demo", "--root", str(root), "--port", "0", "--exit-after-script",
          "--datasets", "4000", "--instruments", "2", "--types", "6", "--step-timeout", "40",
@@ -51,7 +56,7 @@ def _dpas_mails(settings, new_context: str) -> list:
 
 
 def _check_state(settings, previous: str, expected: str) -> None:
-    store = SQLiteEventStore(settings.db_path)
+    store = open_store(settings)
     try:
         assert get_context(store, "latest") == expected
         sets = [r.event for r in store.iter_all() if r.type == ev.ContextSet.type
@@ -74,15 +79,18 @@ def _check_state(settings, previous: str, expected: str) -> None:
     assert expected in body and previous in body
 
 
-def test_demo_runs_the_lifecycle_twice(tmp_path):
+def test_demo_runs_the_lifecycle_twice(tmp_path, database_url):
     root = tmp_path / "demo"
-    first = _run_demo(root)
+    first = _run_demo(root, database_url=database_url)
     assert first.returncode == 0, first.stdout + first.stderr
     assert "lifecycle complete" in first.stdout
-    settings = load_settings(root, environ={})
+    settings = load_settings(root, environ={"CRDS_EVENTS_DATABASE_URL": database_url}
+                             if database_url else {})
+    if database_url:  # the log is in PostgreSQL, nothing under the root
+        assert not settings.db_path.exists()
     _check_state(settings, "jwst_0001.pmap", "jwst_0002.pmap")
 
-    second = _run_demo(root)  # reuses the root: the next context
+    second = _run_demo(root, database_url=database_url)  # reuses the root: the next context
     assert second.returncode == 0, second.stdout + second.stderr
     assert "reusing" in second.stdout
     _check_state(settings, "jwst_0002.pmap", "jwst_0003.pmap")

@@ -1,13 +1,12 @@
 """Contract tests for the event store: every backend must pass them.
 
-Backends are listed in `BACKENDS`; a PostgreSQL backend adds itself there (with its own
-way of running raw SQL for the append-only checks).
+The backends are listed in `BACKENDS` (tests/store/conftest.py): SQLite and PostgreSQL;
+each test taking ``store`` or ``backend`` runs once per backend.
 """
 
 from __future__ import annotations
 
 import re
-import sqlite3
 import threading
 
 import pytest
@@ -22,26 +21,7 @@ from crds_events.store import (
     StoreError,
     caused_by,
 )
-
-
-def _sqlite(tmp_path):
-    store = SQLiteEventStore(tmp_path / "events.db")
-    return store, store.db.conn.execute
-
-
-BACKENDS = {"sqlite": _sqlite}
-
-
-@pytest.fixture(params=sorted(BACKENDS))
-def backend(request, tmp_path):
-    store, raw_sql = BACKENDS[request.param](tmp_path)
-    yield store, raw_sql
-    store.close()
-
-
-@pytest.fixture
-def store(backend):
-    return backend[0]
+from crds_events.store.handler import Handler, catch_up, get_checkpoint, step
 
 
 def progress(n: int, submission: str = "1") -> ev.SubmissionProgress:
@@ -126,21 +106,22 @@ def test_idempotency_key_dedupes(store):
 
 
 def test_update_and_delete_are_rejected(backend):
-    store, raw_sql = backend
+    store, raw_sql = backend.store, backend.raw_sql
     store.append("s:a", progress(1))
-    with pytest.raises(sqlite3.IntegrityError, match="append-only: UPDATE"):
+    with pytest.raises(backend.integrity_error, match="append-only: UPDATE"):
         raw_sql("UPDATE events SET type = 'Other' WHERE position = 1")
-    with pytest.raises(sqlite3.IntegrityError, match="append-only: DELETE"):
+    with pytest.raises(backend.integrity_error, match="append-only: DELETE"):
         raw_sql("DELETE FROM events")
     assert store.get(1).type == "SubmissionProgress"
 
 
 def test_duplicate_stream_version_is_rejected_by_the_schema(backend):
-    store, raw_sql = backend
+    store, raw_sql = backend.store, backend.raw_sql
     store.append("s:a", progress(1))
-    with pytest.raises(sqlite3.IntegrityError):
-        raw_sql("INSERT INTO events (stream, version, type, schema_version, data, meta, "
-                "recorded_at) VALUES ('s:a', 1, 'X', 1, '{}', '{}', 'now')")
+    # an explicit free position: only UNIQUE(stream, version) can refuse the row
+    with pytest.raises(backend.integrity_error, match="(?i)unique"):
+        raw_sql("INSERT INTO events (position, stream, version, type, schema_version, data, "
+                "meta, recorded_at) VALUES (99, 's:a', 1, 'X', 1, '{}', '{}', 'now')")
 
 
 def test_read_all_filters(store):
@@ -172,8 +153,9 @@ def test_transaction_commits_or_rolls_back_together(store):
         pass
 
 
-def test_two_connections_see_each_other(store, tmp_path):
-    other = SQLiteEventStore(store.path)
+def test_two_connections_see_each_other(backend):
+    store = backend.store
+    other = backend.open_other()
     try:
         store.append("s:a", progress(1))
         assert other.head() == 1
@@ -185,10 +167,11 @@ def test_two_connections_see_each_other(store, tmp_path):
         other.close()
 
 
-def test_wait_for(store):
+def test_wait_for(backend):
+    store = backend.store
     assert store.wait_for(0, timeout=0)
     assert not store.wait_for(1, timeout=0.05)
-    other = SQLiteEventStore(store.path)
+    other = backend.open_other()
     timer = threading.Timer(0.1, lambda: other.append("s:a", progress(1)))
     timer.start()
     try:
@@ -228,3 +211,32 @@ def test_sqlite_settings_and_migrations(tmp_path):
         again.close()
     with pytest.raises(StoreError, match="does not exist"):
         SQLiteEventStore(tmp_path / "missing" / "e.db")
+
+
+class _Echo(Handler):
+    """Appends one reaction per consumed event (but its own); fails on a poisoned one."""
+
+    name = "echo"
+    consumes = frozenset({"SubmissionProgress"})
+
+    def handle(self, tx, record) -> None:
+        if record.stream == "echo":
+            return
+        if record.event.message == "poison":
+            raise RuntimeError("handler failed")
+        tx.append("echo", ev.SubmissionProgress("echo", f"saw {record.position}"),
+                  meta=caused_by(record))
+
+
+def test_a_checkpoint_commits_with_the_handlers_events(store):
+    store.append("s:a", [progress(1), progress(2)])
+    handler = _Echo()
+    assert catch_up(store, [handler]) == 4  # its own two reactions are consumed too
+    assert get_checkpoint(store, "echo") == store.head() == 4
+    assert [r.event.message for r in store.read_stream("echo")] == ["saw 1", "saw 2"]
+    store.append("s:a", [progress(3), ev.SubmissionProgress("1", "poison")])
+    head = store.head()
+    with pytest.raises(RuntimeError, match="handler failed"):
+        step(store, handler)
+    # neither the reaction to progress(3) nor the checkpoint: the transaction rolled back
+    assert store.head() == head and get_checkpoint(store, "echo") == 4

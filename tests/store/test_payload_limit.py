@@ -1,5 +1,6 @@
 """No event payload over 64 KB: the append refuses it with a clear error, writes nothing,
-and the transaction it was part of rolls back whole."""
+and the transaction it was part of rolls back whole (on each backend: ``store`` comes from
+tests/store/conftest.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from crds_events.store.interface import MAX_EVENT_BYTES, PayloadTooLargeError, R
 
 
 @pytest.fixture
-def store(tmp_path):
+def sqlite_store(tmp_path):
     with SQLiteEventStore(tmp_path / "log.sqlite") as opened:
         yield opened
 
@@ -35,7 +36,10 @@ def test_a_payload_over_the_limit_is_refused_and_nothing_is_written(store):
     assert store.read_all()[-1].data["message"] == "first"
 
 
-def test_a_payload_just_under_the_limit_is_appended(store):
+def test_a_payload_just_under_the_limit_is_appended(store, sqlite_store):
     store.record(_progress("z" * (MAX_EVENT_BYTES - 100)))  # 100: the JSON around it
+    assert store.read_all()[-1].data["message"] == "z" * (MAX_EVENT_BYTES - 100)
+    store = sqlite_store
+    store.record(_progress("z" * (MAX_EVENT_BYTES - 100)))
     rows = store.db.conn.execute("SELECT max(length(CAST(data AS BLOB))) FROM events").fetchone()
     assert rows[0] <= MAX_EVENT_BYTES

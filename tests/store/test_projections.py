@@ -1,17 +1,15 @@
 """Projections: a full lifecycle folds to the expected rows, and rebuilt projections equal
-incrementally built ones (and the pure in-memory replay) for random event sequences."""
+incrementally built ones (and the pure in-memory replay) for random event sequences, on
+both backends (`backend` / `new_log` of tests/store/conftest.py)."""
 
 from __future__ import annotations
-
-import tempfile
-from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from crds_events import events as ev
 from crds_events.handlers.runner import HandlerRunner
-from crds_events.store import RawEvent, SQLiteEventStore
+from crds_events.store import RawEvent, open_store
 from crds_events.store.folds import replay
 from crds_events.store.handler import get_checkpoint
 from crds_events.store.projections import default_projections, read_table, rebuild
@@ -21,8 +19,8 @@ def tables(store, projections):
     return {p.fold.table: read_table(store, p) for p in projections}
 
 
-def test_lifecycle_folds_to_expected_rows(tmp_path):
-    store = SQLiteEventStore(tmp_path / "e.db")
+def test_lifecycle_folds_to_expected_rows(backend):
+    store = backend.store
     projections = default_projections()
     runner = HandlerRunner(store, projections)
     files = ("x_bia.fits", "hst_acs_bias_0002.rmap")
@@ -48,6 +46,11 @@ def test_lifecycle_folds_to_expected_rows(tmp_path):
             store.record(event, meta={"actor": "jdoe"})
         runner.run_until_idle()
         got = tables(store, projections)
+        # the rows read as of the head equal the tables (nothing behind)
+        from crds_events.store.folds import FILES
+        from crds_events.store.projections import current_row, current_rows
+        assert current_rows(store, FILES) == got["files"]
+        assert current_row(store, FILES, (files[0],)) == got["files"][(files[0],)]
     finally:
         store.close()
     bias = got["files"][(files[0],)]
@@ -113,16 +116,18 @@ def _stream(event) -> str:
 
 
 @settings(max_examples=30, deadline=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                 HealthCheck.function_scoped_fixture])
 @given(
     events=st.lists(st.tuples(EVENTS, st.sampled_from(["", "jdoe", "ops"])), max_size=40),
     chunk=st.integers(1, 8),
     batch=st.integers(1, 7),
     rebuild_batch=st.integers(1, 50),
 )
-def test_rebuild_equals_incremental_and_in_memory_replay(events, chunk, batch, rebuild_batch):
-    with tempfile.TemporaryDirectory() as tmp:
-        store = SQLiteEventStore(Path(tmp) / "e.db")
+def test_rebuild_equals_incremental_and_in_memory_replay(new_log, events, chunk, batch,
+                                                         rebuild_batch):
+    with new_log() as target:
+        store = open_store(target)
         try:
             projections = default_projections()
             runner = HandlerRunner(store, projections, batch=batch)
@@ -163,14 +168,14 @@ def test_every_domain_read_model_is_rebuilt(tmp_path):
         assert repr(table) in tables.stdout
 
 
-def test_a_fold_whose_columns_changed_is_dropped_and_replayed(tmp_path):
+def test_a_fold_whose_columns_changed_is_dropped_and_replayed(backend):
     """A release that adds a column to a fold: the old table is rebuilt in the new shape."""
     import dataclasses
 
     from crds_events.store.folds import FILES
     from crds_events.store.projections import TableProjection
 
-    store = SQLiteEventStore(tmp_path / "e.db")
+    store = backend.store
     try:
         store.record(ev.FileCertified("9", "x_bia.fits", "bias.fits", "f00", 2880, "reference",
                                       "acs", "biasfile", "2020-01-01 00:00:00"))

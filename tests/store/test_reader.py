@@ -1,5 +1,6 @@
 """The reading half of the store interface (`EventReader`): a store, an open transaction and
-a `LogReader` over a read-only connection answer every read the same way."""
+a `LogReader` over a read-only connection answer every read the same way, on both backends
+(on PostgreSQL the plain `LogReader` over a translating connection: what the web uses)."""
 
 from __future__ import annotations
 
@@ -8,45 +9,64 @@ import sqlite3
 import pytest
 
 from crds_events import events as ev
-from crds_events.store import RawEvent, SQLiteEventStore
+from crds_events.store import RawEvent
 from crds_events.store.folds import CONTEXT_POINTERS, replay
 from crds_events.store.reader import LogReader
 
 
+def _read_only(backend):
+    """A read-only connection of the backend's log, as the web opens one per request."""
+    if backend.name == "sqlite":
+        conn = sqlite3.connect(str(backend.target), isolation_level=None)
+        conn.execute("PRAGMA query_only = 1")
+        return conn, conn.close
+    import psycopg
+
+    from crds_events.store.postgres_reader import TranslatingConnection
+
+    raw = psycopg.connect(backend.target, autocommit=True)
+    raw.execute("SET default_transaction_read_only = on")
+    return TranslatingConnection(raw), raw.close
+
+
 @pytest.fixture
-def store(tmp_path):
-    with SQLiteEventStore(tmp_path / "events.db") as store:
-        store.record(ev.ContextSet(observatory="hst", kind="latest", context="hst_0001.pmap"),
-                     meta={"actor": "ada"}, idempotency_key="first")
-        store.append("delivery:hst_0001", ev.DeliveryRequested(
-            delivery="hst_0001", observatory="hst", submission_id="s1", files=("a.fits",),
-            serial=1))
-        store.append("delivery:hst_0012", ev.DeliveryRequested(
-            delivery="hst_0012", observatory="hst", submission_id="s2", files=("b.fits",),
-            serial=12))
-        store.append("context:hst", RawEvent("ContextSet", {
-            "observatory": "hst", "pointer": "edit", "context": "hst_0001.pmap"},
-            schema_version=1))
-        for serial in (2, 3, 4):
-            store.record(ev.ContextSet(observatory="hst", kind="latest",
-                                       context=f"hst_000{serial}.pmap"), meta={"actor": "bo"})
-        store.record(ev.FileMarkedBad(name="a.fits", by="ada", reason="bad a.fits"))
-        yield store
+def reader_conn(backend):
+    conn, close = _read_only(backend)
+    yield conn
+    close()
 
 
-def _readers(store, tmp_path):
-    conn = sqlite3.connect(str(store.path), isolation_level=None)
-    conn.execute("PRAGMA query_only = 1")
+@pytest.fixture
+def store(backend):
+    store = backend.store
+    store.record(ev.ContextSet(observatory="hst", kind="latest", context="hst_0001.pmap"),
+                 meta={"actor": "ada"}, idempotency_key="first")
+    store.append("delivery:hst_0001", ev.DeliveryRequested(
+        delivery="hst_0001", observatory="hst", submission_id="s1", files=("a.fits",),
+        serial=1))
+    store.append("delivery:hst_0012", ev.DeliveryRequested(
+        delivery="hst_0012", observatory="hst", submission_id="s2", files=("b.fits",),
+        serial=12))
+    store.append("context:hst", RawEvent("ContextSet", {
+        "observatory": "hst", "pointer": "edit", "context": "hst_0001.pmap"},
+        schema_version=1))
+    for serial in (2, 3, 4):
+        store.record(ev.ContextSet(observatory="hst", kind="latest",
+                                   context=f"hst_000{serial}.pmap"), meta={"actor": "bo"})
+    store.record(ev.FileMarkedBad(name="a.fits", by="ada", reason="bad a.fits"))
+    yield store
+
+
+def _readers(store, conn):
     yield "store", store
     with store.transaction() as tx:
         yield "transaction", tx
     yield "reader", LogReader(conn)
-    conn.close()
 
 
-def test_every_reader_answers_alike(store, tmp_path):
+def test_every_reader_answers_alike(store, reader_conn):
     answers = {}
-    for name, reader in _readers(store, tmp_path):
+    for name, reader in _readers(store, reader_conn):
         answers[name] = (
             reader.head(),
             [r.position for r in reader.read_all(2, types=["ContextSet"], limit=3)],
@@ -75,8 +95,8 @@ def test_pointer_events_fold_to_the_full_replay(store):
             replay(CONTEXT_POINTERS, upto), position
 
 
-def test_newest_pages_and_filters(store):
-    reader = LogReader(store.db.conn)
+def test_newest_pages_and_filters(store, reader_conn):
+    reader = LogReader(reader_conn)
     assert [r.position for r in reader.newest(3)] == [8, 7, 6]
     assert [r.position for r in reader.newest(3, before=6)] == [5, 4, 3]
     assert [r.position for r in reader.newest(10, type="ContextSet", actor="bo")] == [7, 6, 5]
@@ -93,8 +113,8 @@ def test_newest_pages_and_filters(store):
     assert [r.position for r in reader.mentioning(["FileMarkedBad"], "a_fits")] == []
 
 
-def test_dates_become_positions(store):
-    reader = LogReader(store.db.conn)
+def test_dates_become_positions(store, reader_conn):
+    reader = LogReader(reader_conn)
     stamps = [r.recorded_at for r in store.read_all()]
     assert reader.first_position_since(stamps[3]) == 4
     assert reader.last_position_until(stamps[3]) == 4

@@ -173,7 +173,8 @@ def test_submit_review_confirm_archive_set_latest_time_travel(chromium, live, tm
     assert "jwst_nircam_flat_0002.fits" in page.inner_text("#certify")
     _shot(page, "04-result-ready")
     before_confirm = store.head()
-    page.click("#confirm")
+    page.click("#confirm")  # issue 18: Confirm asks once more before anything is recorded
+    page.click("#confirm-final")
     page.wait_for_selector("#state.confirmed")
     assert contexts.get_context(store, "edit") == new_pmap
     _shot(page, "05-result-confirmed")

@@ -108,6 +108,10 @@ def test_health_reports_components_and_lag(root):
         assert body["ok"] is True and body["problems"] == []
         assert body["log_head"] == server.store.head()
         assert body["components"] == {"handlers": True, "mail": True}
+        # on SQLite the one process leads (on PostgreSQL: whichever holds the lock)
+        assert body["leader"]["self"] is True
+        assert body["leader"]["process"] == server.leader.name
+        assert body["leader"]["process"].startswith("crds-events@")
         metrics = parse_metrics(client.get("/metrics").get_data(as_text=True))
         assert metrics[("crds_events_component_running", (("component", "mail"),))] == 1
         # a lag over the configured limit makes it unhealthy (503), naming the handler

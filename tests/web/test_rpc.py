@@ -19,7 +19,7 @@ from crds_events.handlers.runner import HandlerRunner
 from crds_events.store.artifacts import ArtifactStore
 from crds_events.store.eventlog import SQLiteEventStore
 from crds_events.store.projections import default_projections
-from crds_events.web import create_app
+from crds_events.web import create_app, jpoll
 
 N_SYNTHETIC = 5
 
@@ -110,7 +110,12 @@ def test_default_build_and_history(client, seeded):
     assert ok(client, "get_context_by_date", sets[0].recorded_at, "hst") == "hst_0001.pmap"
     assert ok(client, "get_context_by_date", "hst-" + sets[1].recorded_at.rstrip("Z"),
               "hst") == "hst_9000.pmap"
-    assert "no latest context" in err(client, "get_context_by_date", "1999-01-01", "hst")
+    # before the first recorded latest (issue 15): the earliest context, and a warning
+    early = client.post("/json/get_context_by_date/t-1/", data=json.dumps(
+        {"jsonrpc": "1.0", "method": "get_context_by_date", "params": ["1999-01-01", "hst"],
+         "id": "t-1"})).get_json()
+    assert (early["result"], early["error"]) == ("hst_0001.pmap", None)
+    assert "before the first recorded latest context" in early["warnings"][0]
     assert "unknown observatory" in err(client, "get_default_context", "jwst")
     assert "state" in err(client, "get_default_context", "hst", "bogus")
 
@@ -344,24 +349,30 @@ def test_push_and_get_remote_context(client, seeded):
 
 def test_jpoll_messages_follow_a_submission(client, seeded):
     _, store, _ = seeded
+    with client.application.app_context():  # the unguessable key handed to the submitter
+        key = jpoll.channel_key("sub-x")
     assert "Channel 'sub-x' not found" in err(client, "jpoll_pull_messages", "sub-x")
+    assert ok(client, "jpoll_pull_messages", key) == []  # a channel open before its start
     store.record(ev.SubmissionStarted(submission_id="sub-x", observatory="hst",
                                       deliverer="jane", instrument="acs", description="d",
                                       files=("a.fits",)))
     store.record(ev.SubmissionProgress(submission_id="sub-x", message="certifying a.fits"))
-    first = ok(client, "jpoll_pull_messages", "sub-x")
+    # knowing the submission id (shown on pages) is not enough to read its progress
+    assert "Channel 'sub-x' not found" in err(client, "jpoll_pull_messages", "sub-x")
+    assert "not found" in err(client, "jpoll_pull_messages", "sub-x." + "0" * 32)
+    first = ok(client, "jpoll_pull_messages", key)
     assert [m["type"] for m in first] == ["log_message", "log_message"]
     assert first[1]["data"] == "certifying a.fits"
     store.record(ev.SubmissionReady(submission_id="sub-x", files=("x.fits",),
                                     new_context="hst_9001.pmap"))
-    later = ok(client, "jpoll_pull_messages", "sub-x", str(first[-1]["id"]))
+    later = ok(client, "jpoll_pull_messages", key, str(first[-1]["id"]))
     assert len(later) == 1 and later[0]["type"] == "done"
     assert later[0]["data"]["status"] == 0
     # CRDS's shape: the result is the ready URL (crds submit takes the id from its end)
     assert later[0]["data"]["result"] == "http://localhost/submissions/sub-x"
     assert later[0]["data"]["new_context"] == "hst_9001.pmap"
-    assert "since_id" in err(client, "jpoll_pull_messages", "sub-x", "abc")
-    assert "cannot be aborted" in err(client, "jpoll_abort", "sub-x")
+    assert "since_id" in err(client, "jpoll_pull_messages", key, "abc")
+    assert "cannot be aborted" in err(client, "jpoll_abort", key)
 
 
 # --- protocol errors -------------------------------------------------------------------------

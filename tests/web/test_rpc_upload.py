@@ -11,6 +11,7 @@ from functools import partial
 import pytest
 import yaml
 from fixtures.submissions import make_flat, seed_root
+from helpers import wait_for
 
 from crds_events.accounts import users
 from crds_events.config import load_settings
@@ -95,7 +96,9 @@ def test_upload_follow_and_confirm(running, tmp_path):
     assert response.status_code == 200, response.get_json()
     answer = response.get_json()
     sid = answer["submission_id"]
-    assert answer["jpoll_key"] == sid and answer["files"] == ["flat_new.fits"]
+    key = answer["jpoll_key"]  # unguessable: not the id (the progress is personal)
+    assert key.startswith(f"{sid}.") and len(key) > len(sid) + 30
+    assert answer["files"] == ["flat_new.fits"]
     # the id names the submission's own drop directory, complete when the id is answered
     drop = settings.ingest / "jane" / sid
     assert (drop / "flat_new.fits").read_bytes() == flat.read_bytes()
@@ -109,7 +112,7 @@ def test_upload_follow_and_confirm(running, tmp_path):
     assert raw is not None and yaml.safe_load(raw)["files"] == ["flat_new.fits"]
     messages, since, deadline = [], 0, time.monotonic() + 90
     while time.monotonic() < deadline:
-        reply = _rpc(client, "jpoll_pull_messages", sid, since)
+        reply = _rpc(client, "jpoll_pull_messages", key, since)
         if reply["error"] is None:
             messages += reply["result"]
             if reply["result"]:
@@ -137,3 +140,15 @@ def test_upload_follow_and_confirm(running, tmp_path):
     assert again.status_code == 409 and "confirmed" in again.get_json()["error"]
     missing = client.post("/upload/submissions/nope/confirm", headers=auth)
     assert missing.status_code == 404
+
+
+def test_a_missing_deliverer_is_the_token_user(running, tmp_path):
+    _, server, client, tokens = running
+    flat = make_flat(tmp_path / "made" / "flat_a.fits")
+    fields = {k: v for k, v in FIELDS.items() if k != "deliverer"}
+    response = _upload(client, [flat], fields, Authorization=f"Token {tokens['jane']}")
+    assert response.status_code == 200, response.get_json()
+    submission_id = response.get_json()["submission_id"]
+    stream = f"submission:{submission_id}"
+    assert wait_for(lambda: server.store.read_stream(stream), timeout=30)
+    assert server.store.read_stream(stream)[0].event.deliverer == "jane"

@@ -35,7 +35,9 @@ from crds_events.server.wsgi import WebServer
 from crds_events.store.eventlog import SQLiteEventStore
 
 EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
-SKIP_ENDPOINTS = {"static"}  # the stylesheet and scripts: no data
+# the stylesheet and scripts: no data; the crds client's GET /logout/ ends the crawler's
+# session (as the client needs it to), so the operator's crawl would go on anonymous
+SKIP_ENDPOINTS = {"static", "crds_login.logout"}
 PER_RULE = 400  # URLs per route at most (products of several parameters)
 
 

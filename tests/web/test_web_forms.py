@@ -419,7 +419,7 @@ def test_bad_file_rejected_then_cancel_a_ready_one(site, tmp_path):
     done = _sse_events(client.get(f"/submissions/{sid}/events").text)[-1]
     assert done[1] == "done" and done[2]["state"] == "rejected"
 
-    # (jane still holds the NIRCAM lock, and one user holds one instrument at a time)
+    # (BAD FILES gave jane's NIRCAM lock back; this one takes it again)
     good = make_flat(tmp_path / "good.fits", "nircam", "F070W", seed=3)
     sid = _submit(site, client, [good]).headers["Location"].split("/")[2]
     assert isinstance(site.process(sid), ev.SubmissionReady)

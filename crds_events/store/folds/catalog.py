@@ -148,6 +148,16 @@ def _submission_apply(key: Key, row: Row | None, record: RecordedEvent) -> Row |
             "new_context": "", "message": "", "decided_by": "", "delivery": "",
             "actor": record.actor or "", "started_at": record.recorded_at,
         }
+    elif row is None and isinstance(event, ev.SubmissionRejected):
+        # refused before it started (a bad manifest, the instrument locked by someone
+        # else): still a submission its user made, listed with its reason
+        row = {
+            "submission_id": event.submission_id, "observatory": "", "deliverer": "",
+            "instrument": "", "description": "", "change_level": "", "state": "rejected",
+            "uploaded": (), "certified": (), "files": event.files, "new_context": "",
+            "message": event.reason, "decided_by": "", "delivery": "",
+            "actor": record.actor or "", "started_at": record.recorded_at,
+        }
     elif row is None:
         return None
     else:

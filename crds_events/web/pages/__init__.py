@@ -33,15 +33,17 @@ NAV: list[tuple[str, tuple[str, ...]]] = [
     ("Deliveries", ("operate.deliveries", "activity.deliveries")),
     ("Pipelines", ("operate.pipelines", "activity.pipelines")),
     ("Reprocessing", ("operate.reprocessing", "activity.reprocessing")),
-    ("E-mails", ("operate.emails", "activity.emails")),
+    ("E-mails", ("mails.index", "operate.emails", "activity.emails")),
     ("Events", ("timeline.events",)),
     ("Best refs", ("bestrefs.dataset",)),
+    ("Diff", ("contexts.diff_form",)),
+    ("My locks", ("locks.page",)),
     ("Plots", ("plots.index",)),
 ]
 
 PUBLIC_MODULES = ("home", "contexts", "browse", "catalog", "activity", "bestrefs",
-                  "timeline", "plotpages")
-OPTIONAL_MODULES = ("auth", "submit", "operate", "deliveries", "health")
+                  "timeline", "plotpages", "badness", "refdiff")
+OPTIONAL_MODULES = ("auth", "submit", "operate", "deliveries", "health", "locks", "mails")
 
 
 def _module_exists(name: str) -> bool:
@@ -57,8 +59,26 @@ def _error_page(exc: HTTPException):
     return render_template("error.html", code=code, name=exc.name, message=message), code
 
 
+def _may_open(view, user) -> bool:
+    """May ``user`` (None: anonymous) open ``view``? Views guarded by `auth.login_required`
+    / `auth.role_required` say so in attributes; a link they would bounce is not shown."""
+    if not getattr(view, "login_needed", False):
+        return True
+    if user is None:
+        return False
+    action = getattr(view, "required_action", "")
+    if not action:
+        return True
+    from crds_events.accounts import users
+
+    return users.can(user, action)
+
+
 def register_pages(app: Flask) -> None:
     """Register the page blueprints, the navigation and the page error handlers on ``app``."""
+    from crds_events.web.pages.words import register_filters
+
+    register_filters(app)
     for name in PUBLIC_MODULES + OPTIONAL_MODULES:
         if not _module_exists(name):
             continue
@@ -76,8 +96,11 @@ def register_pages(app: Flask) -> None:
     def _page_context() -> dict:
         views = app.view_functions
         items = []
+        user = g.get("user")
         for label, candidates in NAV:
             endpoint = next((e for e in candidates if e in views), None)
+            if endpoint is not None and not _may_open(views[endpoint], user):
+                continue  # anonymous users see only the links they can open
             items.append((endpoint, label))
         return {
             "nav_items": items,

@@ -80,7 +80,10 @@ SESSION_HOURS = 12
 SESSION_GENERATION = "generation"  # the session key holding the generation signed in at
 _BACKOFF = "crds_events_login_backoff"  # app.extensions key: the app's LoginBackoff
 # Blueprints authenticated per request by an API token (no cookie authority): no CSRF.
-CSRF_EXEMPT_BLUEPRINTS = frozenset({"rpc", "upload", "downloads"})
+CSRF_EXEMPT_BLUEPRINTS = frozenset({"rpc", "upload", "downloads",
+                                    # the crds submit protocol: Django's CSRF convention
+                                    # (crds_events.web.crds_login checks it instead)
+                                    "crds_login", "crds_uploads", "crds_submit"})
 # ... and their URL prefixes: a request that fails routing there has no blueprint, and must
 # get its own error (a JSON-RPC 405), not a CSRF 400.
 CSRF_EXEMPT_PREFIXES = ("/json", "/unchecked_get/", "/upload/")
@@ -208,6 +211,7 @@ def login_required(view: F) -> F:
             abort(401, "log in first")
         return view(*args, **kwargs)
 
+    wrapped.login_needed = True  # type: ignore[attr-defined]  # the nav hides such links
     return wrapped  # type: ignore[return-value]
 
 
@@ -224,7 +228,9 @@ def role_required(action: str) -> Callable[[F], F]:
                 abort(403, f"user {user.name!r} (role {user.role}) may not {action.replace('_', ' ')}")
             return view(*args, **kwargs)
 
-        return login_required(checked)  # type: ignore[return-value]
+        guarded = login_required(checked)
+        guarded.required_action = action  # type: ignore[attr-defined]  # read by the nav
+        return guarded  # type: ignore[return-value]
 
     return decorate
 
@@ -282,6 +288,20 @@ def logout() -> Any:
 
 def _backoff() -> LoginBackoff:
     return current_app.extensions[_BACKOFF]
+
+
+def login_backoff() -> LoginBackoff:
+    """The app's login back-off (shared by every login form, ours and CRDS's)."""
+    return _backoff()
+
+
+def sign_in(user: users.User) -> None:
+    """Start a fresh session for ``user`` (new CSRF token: no fixation), as login does."""
+    session.clear()
+    session.permanent = True
+    session["user"] = user.name
+    session[SESSION_GENERATION] = user.session_generation
+    csrf_token()
 
 
 def error_page(exc: HTTPException) -> Any:

@@ -6,7 +6,8 @@ from __future__ import annotations
 import os
 import tempfile
 
-from flask import Blueprint, abort, request
+from flask import Blueprint, abort, render_template, request
+from werkzeug.exceptions import HTTPException
 
 from crds_events.web.pages import common
 from crds_events.web.pages.contexts import mapping_tables
@@ -79,9 +80,33 @@ def _compute(context_name: str, header: dict) -> dict:
     return dict(sorted(found.items()))
 
 
+def _error_field(message: str) -> str:
+    """The form field a 400's message is about (shown beside it)."""
+    if message.startswith("upload"):
+        return "fits"
+    if "'context'" in message:
+        return "context"
+    return "header"
+
+
 @bp.route("/bestrefs", methods=["GET", "POST"])
 @bp.route("/bestrefs.json", methods=["GET", "POST"], endpoint="dataset_json")
 def dataset():
+    try:
+        return _dataset()
+    except HTTPException as exc:
+        if common.wants_json() or exc.code != 400:
+            raise
+        # the page again with what was typed, the error beside its field (not a bare 400)
+        message = str(exc.description)
+        return render_template(
+            "bestrefs.html", context=request.values.get("context", "").strip(),
+            header={}, bestrefs=None, header_text=request.values.get("header", ""),
+            pointers=common.pointers(), title="Best references",
+            errors={_error_field(message): message}), 400
+
+
+def _dataset():
     header_text = request.values.get("header", "")
     header = parse_header_text(header_text)
     header.update({k.upper(): v for k, v in request.values.items()
@@ -94,6 +119,10 @@ def dataset():
         context = _context_name()
         results = _compute(context, header)
     data = {"context": context, "header": header, "bestrefs": results}
+    if results is not None:  # the JSON twin names rejected references too
+        from crds_events.web.pages.badness import bad_json
+
+        data["bad"] = bad_json([context, *results.values()])
     return common.respond("bestrefs.html", data, header_text=header_text,
                           pointers=common.pointers(), title="Best references")
 

@@ -8,6 +8,7 @@ from flask import Blueprint, abort
 
 from crds_events import events as ev
 from crds_events.certify.specs import constraints_for
+from crds_events.certify.tpn import TpnError, tpn_constraints
 from crds_events.contexts.contents import is_mapping, users_of
 from crds_events.files.headers import read_header
 from crds_events.store.filestore import FileStoreError, check_name
@@ -87,11 +88,33 @@ def _used_by(name: str) -> list[str]:
                          lambda: sorted(users_of(files, [name])[name]), limit=128)
 
 
+def constraints_source() -> dict:
+    """Where the server's certify takes reference constraints from: the site's .tpn
+    directory (the ``tpn_dir`` setting; shown by its last two path parts, not the whole
+    server path) or the built-in specs."""
+    tpn_dir = common.get_state().settings.tpn_dir
+    if tpn_dir is None:
+        return {"kind": "builtin", "shown": "the built-in constraint specs"}
+    return {"kind": "tpn", "shown": "the site's .tpn files (setting tpn_dir: …/"
+            + "/".join(tpn_dir.parts[-2:]) + ")"}
+
+
 def _constraints(row: dict | None) -> list[dict]:
     if not row or row.get("kind") != "reference" or not row.get("instrument"):
         return []
-    observatory = row.get("observatory") or common.get_state().settings.observatory
-    found = constraints_for(observatory, row["instrument"], row.get("filekind") or "all")
+    settings = common.get_state().settings
+    observatory = row.get("observatory") or settings.observatory
+    filekind = row.get("filekind") or "all"
+    if settings.tpn_dir is not None:
+        try:
+            found = tpn_constraints(settings.tpn_dir, observatory, row["instrument"], filekind)
+        except TpnError:
+            # A broken site file: the page still shows; certify reports it on submissions.
+            return [{"name": "", "keytype": "", "datatype": "", "presence": "",
+                     "condition": "", "values": [], "range": None, "expression": "",
+                     "source": "a .tpn file for this type cannot be read"}]
+    else:
+        found = constraints_for(observatory, row["instrument"], filekind)
     return [{"name": c.name, "keytype": c.keytype, "datatype": c.datatype,
              "presence": c.presence, "condition": c.condition or "",
              "values": list(c.values), "range": list(c.value_range) if c.value_range else None,
@@ -117,7 +140,8 @@ def file(name: str):
     actions = [visibility.visible_record(r) for r in past_actions(name, row)]
     data = {"name": name, "catalog": row, "contents": _contents(name, row),
             "past_actions": [event_json(r) for r in actions],
-            "used_by": _used_by(name), "constraints": _constraints(row)}
+            "used_by": _used_by(name), "constraints": _constraints(row),
+            "constraints_from": constraints_source()}
     if json_twin:
         return data
     return common.respond("browse.html", data, actions=actions, title=name)

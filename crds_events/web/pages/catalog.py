@@ -5,10 +5,13 @@ from __future__ import annotations
 from flask import Blueprint, abort, request, url_for
 
 from crds_events.web.pages import common
+from crds_events.web.pages.keepinput import keeps_input
 
 bp = Blueprint("catalog", __name__)
 
-_STATES = ("submitted", "confirmed", "delivered", "archived", "cancelled")
+# Only files the store holds are public: an upload still in review, or refused (BAD FILES,
+# FAIL, CANCELLED), is seen on its submission's result page, never in the catalog.
+_STATES = ("confirmed", "delivered", "archived")
 _COLUMNS = ("name", "kind", "instrument", "filekind", "useafter", "state", "available",
             "rejected", "blacklisted", "delivery", "created_at", "updated_at")
 
@@ -19,6 +22,7 @@ def _like(text: str) -> str:
 
 @bp.route("/catalog")
 @bp.route("/catalog.json", endpoint="search_json")
+@keeps_input("catalog.html", files=[], states=_STATES, next_url=None, title="Catalog")
 def search():
     args = {k: request.args.get(k, "").strip() for k in
             ("instrument", "type", "name", "state", "kind", "since", "until", "after")}
@@ -32,7 +36,7 @@ def search():
         abort(400, "parameter 'kind': must be reference or mapping")
     since, until = common.date_arg("since"), common.date_arg("until")
     limit = common.int_arg("limit", 100, minimum=1, maximum=1000)
-    clauses, params = [], []
+    clauses, params = [f"state IN ({', '.join(repr(s) for s in _STATES)})"], []
     if args["instrument"]:
         clauses.append("instrument = ? COLLATE NOCASE")
         params.append(args["instrument"])

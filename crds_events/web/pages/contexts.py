@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, redirect, request, url_for
-from werkzeug.exceptions import HTTPException
+from flask import Blueprint, abort, render_template, request
 
 from crds_events.contexts import pointers as ctx
+from crds_events.contexts.contents import is_mapping
 from crds_events.events import ContextSet
 from crds_events.rules.document import load_mapping
 from crds_events.rules.parse import Call
-from crds_events.web.pages import common
+from crds_events.web.pages import common, rules_outline
 
 bp = Blueprint("contexts", __name__)
 
@@ -132,25 +132,20 @@ def display(name: str):
     data = {k: v for k, v in tables.items() if k != "text"}
     if json_twin:
         return data
-    children = []
-    queue = [tables] if tables["kind"] != "reference" else []
-    seen = {name}
-    while queue:  # breadth first: the pmap's imaps, then their rmaps
-        parent = queue.pop(0)
-        for row in parent["rows"]:
-            for child in row["files"]:
-                if not child.endswith((".imap", ".rmap")) or child in seen:
-                    continue
-                seen.add(child)
-                try:
-                    found = mapping_tables(child)
-                except HTTPException as exc:  # a missing child is shown, not fatal
-                    children.append({"name": child, "error": exc.description})
-                    continue
-                children.append(found)
-                if found["kind"] != "reference":
-                    queue.append(found)
-    named = sorted({f for t in [tables, *children] for r in t.get("rows", ()) for f in r["files"]
+    if tables["kind"] == "reference":  # an rmap: its rules in full
+        return common.respond("context.html", data, tables=tables, outline=None,
+                              catalog=_catalog_of([tables]), title=name, q="")
+    # a pmap or imap: an outline of collapsed instruments and types; an rmap's rules are
+    # loaded when its section is opened (`rules_fragment`), never all at once
+    q = request.args.get("q", "").strip()[:100]
+    shown = rules_outline.outline(tables, mapping_tables, q)
+    return common.respond("context.html", data, tables=tables, outline=shown,
+                          catalog={}, title=name, q=q)
+
+
+def _catalog_of(tables: list[dict]) -> dict[str, dict]:
+    """The catalog rows (state, cataloged, bad) of the references the tables name."""
+    named = sorted({f for t in tables for r in t.get("rows", ()) for f in r["files"]
                     if not f.endswith((".pmap", ".imap", ".rmap"))})
     catalog = {}
     for start in range(0, len(named), 500):
@@ -158,16 +153,22 @@ def display(name: str):
         for row in common.rows(f"SELECT name, state, created_at, rejected, blacklisted FROM files "
                                f"WHERE name IN ({','.join('?' * len(chunk))})", chunk):
             catalog[row["name"]] = row
-    return common.respond("context.html", data, tables=tables, children=children,
-                          catalog=catalog, title=name)
+    return catalog
+
+
+@bp.route("/contexts/<name>/rules")
+def rules_fragment(name: str):
+    """One mapping's rules as an HTML table fragment: what an outline section loads when
+    it is opened (no page around it)."""
+    tables = mapping_tables(name)
+    return render_template("_mapping_table.html", t=tables, catalog=_catalog_of([tables]))
 
 
 @bp.route("/diff")
 def diff_form():
-    old, new = request.args.get("old", "").strip(), request.args.get("new", "").strip()
-    if not old or not new:
-        abort(400, "parameters 'old' and 'new': name two mappings to compare")
-    return redirect(url_for("contexts.diff", old=old, new=new))
+    from crds_events.web.pages.refdiff import compare_form
+
+    return compare_form()  # the form; its errors keep the input
 
 
 @bp.route("/diff/<old>/<new>")
@@ -179,6 +180,10 @@ def diff(old: str, new: str):
     json_twin = new.endswith(".json")
     if json_twin:
         new = new[:-5]
+    if not (is_mapping(old) and is_mapping(new)):  # references: crds diff of FITS, ASDF...
+        from crds_events.web.pages.refdiff import reference_diff_page
+
+        return reference_diff_page(old, new, json_twin)
     old_path, new_path = common.mapping_path(old), common.mapping_path(new)
     if old_path.suffix != new_path.suffix:
         abort(400, f"{old} and {new} are not the same kind of mapping (.pmap, .imap, .rmap)")

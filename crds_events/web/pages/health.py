@@ -3,7 +3,9 @@
 Both read the log database through the request's read-only connection, so they work the
 same in the server's own web app and in a gunicorn worker that only reads. Where the app
 runs inside a server (`attach_server` was given its status), ``/health`` also lists the
-server's components and says whether the handler thread is alive.
+server's components, says whether the handler thread is alive, and names the process that
+leads (``"leader": {"process": "crds-events@host:pid", "self": ...}``: on a PostgreSQL log
+only that one of several server processes runs the singletons; on SQLite, this one).
 
 /health answers 200 with ``{"ok": true, ...}``, or 503 with ``"ok": false`` and the
 ``problems`` when the log cannot be read, a component is not running, or a handler is more
@@ -54,6 +56,9 @@ class ServerStatus:
 
     components: dict[str, bool]  # started components, in start order -> alive
     handlers: tuple[str, ...]  # the handlers its runner runs (each has a lag, run yet or not)
+    # who runs the singletons: {"process": "crds-events@host:pid" or None, "self": bool,
+    # "since": time.time() elected or None} (`crds_events.server.leader.LeaderInfo`)
+    leader: dict | None = None
 
 
 def attach_server(app: Flask, status: Callable[[], ServerStatus]) -> None:
@@ -63,8 +68,9 @@ def attach_server(app: Flask, status: Callable[[], ServerStatus]) -> None:
 
 
 def _table_exists(db: sqlite3.Connection, name: str) -> bool:
-    return db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
-                      (name,)).fetchone() is not None
+    from crds_events.store.dialect import dialect_of
+
+    return dialect_of(db).table_exists(db, name)
 
 
 def _age_seconds(stamp: str, now: float) -> float:
@@ -102,7 +108,8 @@ def collect(db: sqlite3.Connection, server: ServerStatus | None = None,
         oldest = max((_age_seconds(stamp, now) for stamp in stamps), default=0.0)
     return {"head": head, "events_by_type": by_type, "handler_lag": lag, "outbox": outbox,
             "reprocessing_held": held, "oldest_held_age_seconds": round(oldest, 3),
-            "components": dict(server.components) if server is not None else {}}
+            "components": dict(server.components) if server is not None else {},
+            "leader": server.leader if server is not None else None}
 
 
 def _escape(value: str) -> str:
@@ -165,7 +172,8 @@ def health():
     body = {"ok": not problems, "problems": problems,
             "warnings": recipient_warnings(settings), "observatory": settings.observatory,
             "log_head": facts["head"], "handler_lag": facts["handler_lag"],
-            "components": facts["components"], "outbox": facts["outbox"],
+            "components": facts["components"], "leader": facts["leader"],
+            "outbox": facts["outbox"],
             "reprocessing_held": facts["reprocessing_held"]}
     return jsonify(body), 200 if not problems else 503
 

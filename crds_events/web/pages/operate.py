@@ -40,6 +40,7 @@ from flask import (
 from crds_events import events as ev
 from crds_events.accounts import users
 from crds_events.store.folds import SUBMISSIONS, replay
+from crds_events.submissions import states
 from crds_events.web import get_state, visibility
 from crds_events.web.pages.auth import login_required, register_error_pages, role_required
 
@@ -83,7 +84,9 @@ def submission_rows(store, *, state: str = "", instrument: str = "",
                     limit: int = HISTORY_LIMIT) -> list[dict]:
     """Submissions newest first, folded from the log with the projection's own fold."""
     rows = replay(SUBMISSIONS, store.iter_all(types=SUBMISSIONS.consumes)).values()
-    chosen = [r for r in rows if (not state or r["state"] == state)
+    # STARTED covers "processing" too: one word, one filter
+    wanted = {state, "processing"} if state == "started" else {state}
+    chosen = [r for r in rows if (not state or r["state"] in wanted)
               and (not instrument or r["instrument"].lower() == instrument.lower())]
     chosen.sort(key=lambda r: (r["started_at"], r["position"]), reverse=True)
     return chosen[:limit]
@@ -93,9 +96,14 @@ def submission_rows(store, *, state: str = "", instrument: str = "",
 @bp.route("/submissions.json", endpoint="submissions_json")
 @login_required
 def submissions() -> Any:
-    state = request.args.get("state", "").strip().lower()
+    asked = request.args.get("state", "").strip()
+    state = states.code_of(asked) if asked else ""
+    if asked and not state:
+        abort(400, f"state {asked[:40]!r}: one of "
+                   f"{', '.join(states.word(c) for c in states.CODES)}")
     instrument = request.args.get("instrument", "").strip()
     rows = [visibility.redact_row(r, visibility.SUBMISSION_ROW_PERSONAL)
+            | {"status": states.word(r["state"])}  # CRDS's word beside the code
             for r in submission_rows(_log(), state=state, instrument=instrument)]
     if _wants_json():
         return jsonify(submissions=_json_safe(rows))
@@ -136,9 +144,41 @@ def _context_page(status: int = 200, values: dict | None = None, error: str = ""
     if can_set:
         pmaps = sorted((name for name, row in file_rows(_store()).items()
                         if name.endswith(".pmap")), reverse=True)[:200]
+    if can_set and values is None:  # a fresh form: suggest the usual change
+        values = suggested_change(_store(), pointers, request.args.get("context", "").strip())
     return render_template("forms/set_context.html", pointers=pointers, history=history,
                            kinds=KINDS, can_set=can_set, pmaps=pmaps, values=values or {},
                            error=error), status
+
+
+def _serial(pmap: str) -> int:
+    found = re.search(r"_(\d+)\.pmap$", pmap or "")
+    return int(found.group(1)) if found else -1
+
+
+def suggested_change(store, pointers: dict, context: str = "") -> dict[str, str]:
+    """The set-context form's starting values: ``context`` (else the edit context when it
+    is ahead of latest) made latest; when the change brings exactly one submission's work,
+    the reason is that submission's description (CRDS's habit), else left to the operator."""
+    from crds_events.contexts.contents import file_rows
+
+    latest = (pointers.get("latest") or {}).get("context", "")
+    target = context or (pointers.get("edit") or {}).get("context", "")
+    if not target or target == latest or not _PMAP.match(target):
+        return {"context": context} if context else {}
+    values = {"kind": "latest", "context": target}
+    low, high = _serial(latest), _serial(target)
+    made = {row.get("submission_id") for name, row in file_rows(store).items()
+            if name.endswith(".pmap") and low < _serial(name) <= high}
+    made.discard("")
+    made.discard(None)
+    if len(made) == 1:
+        sid = made.pop()
+        started = next((r.event for r in store.read_stream(ev.submission_stream(sid))
+                        if isinstance(r.event, ev.SubmissionStarted)), None)
+        if started is not None and started.description:
+            values["reason"] = started.description
+    return values
 
 
 @bp.route("/operate/context", methods=["GET"])
@@ -232,6 +272,7 @@ def bad_files_post() -> Any:
 @bp.route("/operate/pipelines.json", endpoint="pipelines_json")
 @login_required
 def pipelines() -> Any:
+    from crds_events.contexts.contents import file_rows
     from crds_events.contexts.pointers import get_context
     from crds_events.contexts.remote import remote_contexts
 
@@ -240,7 +281,12 @@ def pipelines() -> Any:
     commanded = get_context(_log(), "latest", observatory)
     if _wants_json():
         return jsonify(commanded=commanded, pipelines=rows)
-    return render_template("forms/pipelines.html", rows=rows, commanded=commanded)
+    # how old the context each pipeline runs is: when that context was cataloged
+    catalog = file_rows(_store()) if rows else {}
+    made = {row["actual"]: (catalog.get(row.get("actual") or "") or {}).get("created_at", "")
+            for row in rows}
+    return render_template("forms/pipelines.html", rows=rows, commanded=commanded,
+                           made=made)
 
 
 # --- reprocessing --------------------------------------------------------------------------

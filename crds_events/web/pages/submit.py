@@ -49,7 +49,7 @@ from crds_events.accounts import users
 from crds_events.errors import CrdsEventsError
 from crds_events.store.filestore import is_safe_name
 from crds_events.store.interface import EventReader, RecordedEvent
-from crds_events.submissions import review
+from crds_events.submissions import checklist, review, states
 from crds_events.submissions.dropbox import drop_uploads
 from crds_events.submissions.manifest import (
     CHANGE_LEVELS,
@@ -60,6 +60,7 @@ from crds_events.submissions.manifest import (
 )
 from crds_events.web import get_state, visibility
 from crds_events.web.converters import SQLITE_MAX_INT
+from crds_events.web.pages import result_view
 from crds_events.web.pages.auth import register_error_pages, role_required
 from crds_events.web.pages.common import log
 from crds_events.web.streams import RETRY_AFTER, StreamBudgetExceeded
@@ -96,7 +97,8 @@ def _store():
 
 def _choices() -> dict[str, Any]:
     return {"instruments": [i.upper() for i in instruments_for(_settings().observatory)],
-            "change_levels": CHANGE_LEVELS, "kinds": KINDS, "redcat_fields": REDCAT_FIELDS}
+            "change_levels": CHANGE_LEVELS, "kinds": KINDS, "redcat_fields": REDCAT_FIELDS,
+            "checklist_items": checklist.ITEMS}
 
 
 def manifest_fields(form: Mapping[str, str], user: users.User) -> dict[str, Any]:
@@ -115,7 +117,7 @@ def manifest_fields(form: Mapping[str, str], user: users.User) -> dict[str, Any]
     emails = form.get("other_emails", "").strip()
     if emails:
         fields["other_emails"] = emails
-    redcat = {name: form[name].strip() for name in REDCAT_FIELDS if form.get(name, "").strip()}
+    redcat = checklist.from_form(form)
     if redcat:
         fields["redcat"] = redcat
     if fields.get("kind", "").lower() == "delete":  # the manifest names what to delete
@@ -129,9 +131,22 @@ def delete_names(form: Mapping[str, str]) -> list[str]:
     return [name for name in re.split(r"[\s,]+", form.get("delete_references", "")) if name]
 
 
+def field_problems(problems: list[str]) -> dict[str, list[str]]:
+    """The form's problems ("field: reason") by form field, to show beside each field
+    (``files[2]`` -> ``files``, ``redcat.history_updated`` -> ``history_updated``)."""
+    by_field: dict[str, list[str]] = {}
+    for problem in problems:
+        field, sep, reason = problem.partition(": ")
+        if not sep:
+            continue
+        field = re.sub(r"\[\d+\]$", "", field.strip()).removeprefix("redcat.")
+        by_field.setdefault(field, []).append(reason)
+    return by_field
+
+
 def _render_form(values: Mapping[str, Any], problems: list[str], status: int = 200):
     return render_template("forms/submit.html", values=values, problems=problems,
-                           **_choices()), status
+                           field_problems=field_problems(problems), **_choices()), status
 
 
 @bp.route("/submit", methods=["GET", "POST"])
@@ -224,7 +239,7 @@ def monitor_message(record: RecordedEvent, personal: bool = True) -> dict[str, A
         message["message"] = f"certified {event.name}: {event.status}"
     elif record.type in _OUTCOMES:
         state = _OUTCOMES[record.type]
-        message.update(kind="done", state=state)
+        message.update(kind="done", state=state, status=states.word(state))
         if isinstance(event, ev.SubmissionReady):
             message["message"] = (f"READY: {len(event.files)} file(s)"
                                   + (f", new context {event.new_context}"
@@ -233,12 +248,12 @@ def monitor_message(record: RecordedEvent, personal: bool = True) -> dict[str, A
         elif isinstance(event, ev.SubmissionRejected):
             message["message"] = f"BAD FILES: {event.reason}"
         elif isinstance(event, ev.SubmissionFailed):
-            message["message"] = f"FAILED: {event.error}"
+            message["message"] = f"FAIL: {event.error}"
         elif isinstance(event, ev.SubmissionCancelled):
             message["message"] = f"CANCELLED by {event.by}" + (
                 f": {event.reason}" if event.reason else "")
         else:
-            message["message"] = f"{state.upper()} by {event.by}: edit context " \
+            message["message"] = f"{states.word(state)} by {event.by}: edit context " \
                                  f"{event.new_context}"
     else:
         return None
@@ -364,11 +379,24 @@ def allowed_actions(shown: Mapping[str, Any], user: users.User | None) -> list[s
     return actions
 
 
+def _delivery_of(submission_id: str) -> Any:
+    """The newest delivery of a confirmed submission (None before it is requested)."""
+    from crds_events.delivery.publish import delivery_states
+
+    found = [info for info in delivery_states(log()).values()
+             if info.submission_id == submission_id]
+    found.sort(key=lambda i: (i.times.get("requested") or i.times.get("created", ""), i.name))
+    return found[-1] if found else None
+
+
 def _result_page(submission_id: str, status: int = 200, error: str = ""):
     shown = _show(submission_id)
     result = shown.get("result") or {}
+    delivery = (_delivery_of(submission_id) if shown["state"] in ("confirmed", "forced")
+                else None)
     return render_template("forms/result.html", s=shown, result=result,
-                           files=result.get("files", []), error=error,
+                           v=result_view.review_view(shown), error=error,
+                           delivery=delivery, delivery_steps=result_view.DELIVERY_STEPS,
                            actions=allowed_actions(shown, g.user)), status
 
 
@@ -386,6 +414,46 @@ def result_json(submission_id: str) -> Any:
         "result": {k: v for k, v in (shown.get("result") or {}).items()
                    if k not in ("outputs", "traceback")}}
     return jsonify(shown)
+
+
+@bp.route("/submissions/<submission_id>/delivery.json")
+@role_required("view_personal")
+def delivery_json(submission_id: str) -> Any:
+    """The delivery of a confirmed submission, for the result page's live progress."""
+    _check_id(submission_id)
+    info = _delivery_of(submission_id)
+    if info is None:
+        return jsonify(delivery=None, steps=[])
+    return jsonify(delivery=info.name, state=info.state, reason=info.reason,
+                   steps=[{"step": step, "text": text, "at": info.times.get(step, "")}
+                          for step, text in result_view.DELIVERY_STEPS])
+
+
+_QUESTIONS = {
+    "confirm": "Confirm this submission? Its files go to the archive and {new} becomes the "
+               "edit context.",
+    "force": "Force this submission on {submitter}'s behalf? Its files go to the archive "
+             "and {new} becomes the edit context.",
+    "cancel": "Cancel this submission? Nothing from it will be delivered.",
+}
+
+
+@bp.route("/submissions/<submission_id>/<action>", methods=["GET"])
+@role_required("submit")
+def decide_form(submission_id: str, action: str) -> Any:
+    """The confirmation step: what pressing the button will do, and the button."""
+    _check_id(submission_id)
+    if action not in _QUESTIONS:
+        abort(404, f"unknown action {action!r}: confirm, force or cancel")
+    shown = _show(submission_id)
+    if action not in allowed_actions(shown, g.user):
+        return _result_page(submission_id, 409, error=(
+            f"submission {submission_id} is {states.word(shown['state'])}: you cannot "
+            f"{action} it now"))
+    question = _QUESTIONS[action].format(new=shown["new_context"] or "(no new context)",
+                                         submitter=shown["submitter"])
+    return render_template("forms/decide.html", s=shown, action=action, question=question,
+                           v=result_view.review_view(shown))
 
 
 @bp.route("/submissions/<submission_id>/<action>", methods=["POST"])

@@ -10,17 +10,19 @@ N, folded with the projection folds themselves from indexed reads (`crds_events.
 
 from __future__ import annotations
 
+import datetime as _dt
 import json
 from collections import Counter
 from typing import Any
 
-from flask import Blueprint, abort, request, url_for
+from flask import Blueprint, abort, redirect, render_template, request, url_for
 
 from crds_events.contexts.pointers import get_pointers
 from crds_events.store import asof as store_asof
 from crds_events.store.folds import CONTEXT_POINTERS
 from crds_events.web import visibility
 from crds_events.web.pages import common
+from crds_events.web.pages.keepinput import keeps_input
 from crds_events.web.visibility import event_json
 
 __all__ = ["bp", "event_json"]
@@ -57,6 +59,7 @@ def _filters() -> tuple[dict[str, Any], dict[str, str]]:
 
 @bp.route("/events")
 @bp.route("/events.json", endpoint="events_json")
+@keeps_input("events.html", records=[], next_url=None, title="Events")
 def events():
     before = common.int_arg("before", None, minimum=1)
     limit = common.int_arg("limit", common.PAGE_SIZE, minimum=1, maximum=500)
@@ -157,6 +160,36 @@ def _catalog_page(position: int, after: str, state_filter: str, limit: int
             break
     rows = store_asof.files_as_of(conn, found, position)
     return [rows[n] for n in found], cursor
+
+
+@bp.route("/asof")
+def asof_jump():
+    """The "as of" box: an event number, or a date (the last event recorded by then),
+    sent to that as-of page. A bad entry shows the box again with the entry and why."""
+    text = request.args.get("at", "").strip()[:40]
+    head = common.head()
+    error = ""
+    if not text:
+        error = "type an event number or a date (YYYY-MM-DD[THH:MM:SS])"
+    elif text.isdigit():
+        position = int(text)
+        if position > head:
+            error = f"event {position}: the log has {head} events"
+    else:
+        try:
+            moment = _dt.datetime.fromisoformat(text.replace("Z", "+00:00").replace(" ", "T"))
+        except ValueError:
+            error = f"{text!r} is neither an event number nor a date (YYYY-MM-DD[THH:MM:SS])"
+        else:
+            when = (moment.strftime("%Y-%m-%d") if len(text) <= 10
+                    else moment.strftime("%Y-%m-%dT%H:%M:%S"))
+            position = common.log().last_position_until(when)
+            if not position:
+                error = f"no event was recorded by {text}"
+    if error:
+        return render_template("asof_jump.html", at=text, error=error, head=head,
+                               title="As of"), 400
+    return redirect(url_for("timeline.asof", position=position))
 
 
 @bp.route("/asof/<int:position>")

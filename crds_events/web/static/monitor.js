@@ -35,13 +35,14 @@
     source.addEventListener("open", function () { note.textContent = noteText; });
     source.addEventListener("progress", function (e) {
       add(JSON.parse(e.data));
-      if (outcome.textContent === "WAITING") { outcome.textContent = "PROCESSING"; }
+      if (outcome.textContent === "WAITING") { outcome.textContent = "STARTED"; }
     });
     source.addEventListener("done", function (e) {
       var message = JSON.parse(e.data);
       add(message);
       source.close();
-      outcome.textContent = message.state.toUpperCase();
+      // CRDS's word for the state (BAD FILES, FAIL, ...), as every other page shows it
+      outcome.textContent = message.status || message.state.toUpperCase();
       outcome.className = "outcome " + message.state;
       link.hidden = false;
       note.textContent = "";
