@@ -1,7 +1,8 @@
 """`crds-events migrate-store`: move the root's event log from SQLite to PostgreSQL.
 
-Thin over `crds_events.store.transfer.copy_sqlite_to_postgres`, which copies, verifies
-(counts and a digest of the stream) and refuses a target that is not empty.
+Thin over `crds_events.store.transfer`: `copy_sqlite_to_postgres` copies, verifies (counts
+and a digest of the stream) and refuses a target that is not empty; `rebuild_target` then
+replays the projections there and compares them with the source's.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ def migrate_store_command(root: Path | None, target: str) -> None:
     if not settings.db_path.is_file():
         raise click.ClickException(
             f"{settings.db_path}: no event log; run `crds-events init --root {settings.root}`")
-    from crds_events.store.transfer import copy_sqlite_to_postgres  # psycopg when used
+    # psycopg when used
+    from crds_events.store.transfer import copy_sqlite_to_postgres, rebuild_target
 
     def report(copied: int, total: int) -> None:
         click.echo(f"  {copied}/{total} events", err=True)
@@ -51,5 +53,19 @@ def migrate_store_command(root: Path | None, target: str) -> None:
                f"{done.checkpoints} checkpoints to {redact_url(target)} in "
                f"{done.seconds:.1f} s")
     click.echo(f"verified: {done.events} events, stream digest sha256:{done.digest}")
+
+    def replayed(position: int, head: int) -> None:
+        click.echo(f"  replayed {position}/{head}", err=True)
+
+    try:
+        built = rebuild_target(settings.db_path, target, progress=replayed)
+    except StoreError as exc:
+        raise click.ClickException(
+            f"{exc} (with database_url set, `crds-events rebuild` replays the projections "
+            "again)") from None
+    click.echo(f"rebuilt {len(built.projections)} projections from {built.head} events in "
+               f"{built.seconds:.1f} s; {len(built.compared)} equal to the source's"
+               + (f" ({len(built.not_compared)} not up to date there, not compared: "
+                  f"{', '.join(built.not_compared)})" if built.not_compared else ""))
     click.echo(f"next: set database_url = \"{redact_url(target)}\" (with its password) in "
                f"{settings.config_path}, then start the server")

@@ -58,27 +58,12 @@ def remote_options(fn: F) -> F:
     return fn
 
 
-# The commands that work with ``database_url = "postgresql://..."`` so far; the others run
-# SQLite SQL (projections, handlers, web) and would silently use <root>/events.db instead.
-POSTGRES_READY = frozenset({"init", "migrate-store", "serve", "demo", "events", "rebuild",
-                            "backup", "restore", "user"})
-
-
 def settings_for(root: Path | None, **overrides: Any) -> Settings:
     """The settings of `root` (a bad config file is one clear error line)."""
     try:
         settings = load_settings(root, overrides)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
-    if settings.database_url.startswith(("postgresql://", "postgres://")):
-        ctx = click.get_current_context(silent=True)
-        while ctx is not None and ctx.parent is not None and ctx.parent.parent is not None:
-            ctx = ctx.parent  # the top-level command (`user` of `user add`)
-        command = ctx.info_name if ctx is not None else None
-        if command not in POSTGRES_READY:
-            raise click.ClickException(
-                f"database_url names PostgreSQL: `crds-events {command}` runs on a SQLite "
-                f"log only so far (on PostgreSQL: {', '.join(sorted(POSTGRES_READY))})")
     return settings
 
 

@@ -15,7 +15,8 @@ tables, named as CRDS's server names them:
   state, description``); ``state`` is the pointer changed (``latest``, ``edit``, ...).
 
 Built from the projection tables (``files``, ``submissions``, ``context_history``) inside
-one read transaction, so the two tables agree with each other, and entirely in memory
+one read transaction (on either backend: the request's connection and its dialect), so the
+two tables agree with each other, and entirely in memory
 (`sqlite3.Connection.serialize`): nothing is written on the server's disk. `SqliteExport`
 keeps the last build keyed on the projections' checkpoints (the last event each folded), so
 a change of the catalog or of the history rebuilds it on the next request and repeated
@@ -30,8 +31,11 @@ import threading
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from crds_events.errors import CrdsEventsError
+from crds_events.store.dialect import dialect_of
+from crds_events.store.projections import PROJECTION_PREFIX
 
 __all__ = ["SqliteExportError", "SqliteExport", "build_catalog_db", "encode_db",
            "CATALOG_COLUMNS", "HISTORY_COLUMNS", "table_names"]
@@ -74,24 +78,25 @@ def _crds_date(recorded_at: str | None) -> str:
     return (recorded_at or "").replace("T", " ")[:19]
 
 
-def _rows(conn: sqlite3.Connection, sql: str, params: Iterable[object] = ()) -> list[tuple]:
+def _rows(conn: Any, sql: str, params: Iterable[object] = ()) -> list[tuple]:
     try:
-        return conn.execute(sql, tuple(params)).fetchall()
+        return [tuple(row) for row in conn.execute(sql, tuple(params)).fetchall()]
     except sqlite3.OperationalError as exc:
+        # (also PostgreSQL's missing table: `crds_events.store.dialect.MissingTableError`)
         if "no such table" in str(exc):  # a projection not created yet reads as empty
             return []
         raise SqliteExportError(f"catalog database: reading the projections failed: "
                                 f"{exc}") from None
 
 
-def _token(conn: sqlite3.Connection) -> tuple:
-    names = [f"projection:{table}" for table in _TABLES]
+def _token(conn: Any) -> tuple:
+    names = [f"{PROJECTION_PREFIX}{table}" for table in _TABLES]
     return tuple(sorted(_rows(
         conn, f"SELECT handler, position FROM _checkpoints WHERE handler IN "
               f"({','.join('?' * len(names))})", names)))
 
 
-def _catalog_rows(conn: sqlite3.Connection, observatory: str) -> list[tuple]:
+def _catalog_rows(conn: Any, observatory: str) -> list[tuple]:
     levels = dict(_rows(conn, "SELECT submission_id, change_level FROM submissions"))
     states = ",".join("?" * len(_KNOWN_STATES))
     rows = _rows(conn, f"SELECT name, observatory, kind, instrument, filekind, useafter, sha1, "
@@ -114,7 +119,7 @@ def _catalog_rows(conn: sqlite3.Connection, observatory: str) -> list[tuple]:
     return out
 
 
-def _history_rows(conn: sqlite3.Connection, observatory: str) -> list[tuple]:
+def _history_rows(conn: Any, observatory: str) -> list[tuple]:
     rows = _rows(conn, "SELECT recorded_at, context, kind, description FROM context_history "
                        "WHERE observatory = ? ORDER BY position", (observatory,))
     return [(number, _crds_date(at), context, kind, description or "")
@@ -126,9 +131,12 @@ def _create(db: sqlite3.Connection, table: str, columns: tuple, rows: list[tuple
     db.executemany(f'INSERT INTO "{table}" VALUES ({",".join("?" * len(columns))})', rows)
 
 
-def build_catalog_db(conn: sqlite3.Connection, observatory: str) -> tuple[tuple, bytes]:
-    """(the projections' checkpoints it was built at, the SQLite database file's bytes)."""
-    conn.execute("BEGIN")  # one snapshot: the tables and the token agree
+def build_catalog_db(conn: Any, observatory: str) -> tuple[tuple, bytes]:
+    """(the projections' checkpoints it was built at, the SQLite database file's bytes).
+
+    ``conn``: a read connection to the log's database, SQLite or PostgreSQL (the web's
+    `crds_events.web.get_db`)."""
+    conn.execute(dialect_of(conn).begin_snapshot)  # the tables and the token agree
     try:
         token = _token(conn)
         catalog = _catalog_rows(conn, observatory)
@@ -169,7 +177,7 @@ class SqliteExport:
         self._lock = threading.Lock()
         self._built: _Built | None = None
 
-    def encoded(self, conn: sqlite3.Connection) -> str:
+    def encoded(self, conn: Any) -> str:
         """The current database, compressed and base64-encoded."""
         token = _token(conn)
         built = self._built

@@ -100,6 +100,8 @@ class Context:
         self._raw_ok = self.observatory != "jwst"  # JWST renames keys before minimizing
         # (instrument, types) -> the plan answering new datasets (see `plans`).
         self._plans: dict[tuple, InstrumentPlan] = {}
+        # Raw instrument value -> its plan of all types (see `_header_plan`).
+        self._all_types_plans: dict[str, InstrumentPlan] = {}
         #: False: every call computes its answer (no header-level cache; benchmarks).
         self.cache_results = True
         self._lock = threading.Lock()
@@ -188,8 +190,18 @@ class Context:
         Raises `DatasetError` when the dataset fails as a whole.
         """
         wanted = tuple(sorted({t.lower() for t in types})) if types is not None else None
-        raw_key = self._raw_key(header, wanted) if self._raw_ok else None
         use_cache = self.cache_results
+        if not use_cache and self._raw_ok:
+            # A new dataset in a known mode, its values strings, its date the usual one:
+            # read from the header itself (no key of its values to make for a cache).
+            plan = self._header_plan(header, wanted)
+            found = plan.answer_header(header) if plan is not None else None
+            if found is not None:
+                results = found[0]
+                for filekind in found[1]:
+                    results[filekind] = list(results[filekind])  # type: ignore[arg-type]
+                return results  # type: ignore[return-value]
+        raw_key = self._raw_key(header, wanted) if self._raw_ok else None
         if raw_key is not None:
             cached = self._raw_cache.get(raw_key) if use_cache else None
             if cached is not None:
@@ -243,6 +255,31 @@ class Context:
             except DatasetError as exc:
                 answers.append(exc)
         return answers
+
+    def _header_plan(
+        self, header: Mapping[str, object], wanted: tuple[str, ...] | None
+    ) -> InstrumentPlan | None:
+        """The plan answering `header` from its own values, where `_raw_key` could key it."""
+        try:
+            joined = "".join(header)
+        except TypeError:  # a key that is not a string
+            return None
+        if joined.upper() != joined:
+            return None
+        value = header.get(self.instrument_key)
+        if type(value) is not str:
+            return None
+        if wanted is None:  # all types, the usual question: one lookup
+            plan = self._all_types_plans.get(value)
+            if plan is not None:
+                return plan
+        known = self._raw_instruments.get(value)
+        if known is None:
+            return None
+        plan = self._plan(known[0], wanted)
+        if wanted is None:
+            self._all_types_plans[value] = plan  # as many as `_raw_instruments`
+        return plan
 
     def _raw_key(self, header: Mapping[str, object], wanted: tuple[str, ...] | None):
         """A cache key made of the header's own values, or None where that is not safe.
@@ -300,7 +337,7 @@ class Context:
             imap = self._imap(instrument)
             kinds = self._kinds(imap, wanted)
             keys = (*imap.required_parkeys, self.instrument_key)  # as `_learn_instrument`
-            plan = InstrumentPlan(kinds, keys, _condition_raws)
+            plan = InstrumentPlan(kinds, keys, _condition_raws, _MISSING)
             with self._lock:
                 if len(self._plans) > 256:  # many distinct `types` lists: start again
                     self._plans.clear()

@@ -22,16 +22,24 @@ from collections.abc import Mapping
 
 from crds_events.rules.match import MatchSelector, _Tie
 from crds_events.rules.ordered import UseAfterSelector
-from crds_events.rules.selection import MEMO_LIMIT, SelectionError, Selector
+from crds_events.rules.selection import (
+    MEMO_LIMIT,
+    InvalidValueError,
+    SelectionError,
+    Selector,
+)
 
 __all__ = [
     "MISS",
     "SLOW",
     "DateTable",
     "Failure",
+    "StrictDater",
     "date_parameters",
     "flattenable",
+    "overlay",
     "selector_table",
+    "split_table",
     "walk_selectors",
 ]
 
@@ -74,7 +82,8 @@ class DateTable:
     """
 
     __slots__ = (
-        "dater", "failures", "finals", "keys", "parameters", "slow", "tuples", "values",
+        "dater", "failures", "final", "final_plain", "keys", "omits", "parameters", "slow",
+        "tuples", "values",
         "variants",
     )
 
@@ -92,12 +101,15 @@ class DateTable:
         # Set by `finish`: where the failure markers are, whether SLOW is among the values,
         # and (where there are failures) the tables with them answered, by how (see
         # `index.ReferenceIndex.resolved`).
-        self.failures: list[int] = []
+        self.failures: tuple[int, ...] = ()
         self.slow = False
         self.tuples = True  # some value may be a tuple of files (known after `finish`)
+        self.omits = True  # some value may be None (known after `finish`)
         self.variants: dict | None = None
-        # This table as rmaps finish it (see `index.ReferenceIndex._date_table`), by how.
-        self.finals: dict | None = None
+        # This table as rmaps finish it (see `index.ReferenceIndex._finished`): rmaps whose
+        # selector is a Match, and the others. (Tables are many and long-lived: no dict.)
+        self.final: DateTable | None = None
+        self.final_plain: DateTable | None = None
 
     def finish(self) -> DateTable:
         """Note where the failure markers (`MISS`, `Failure`) and `SLOW` are; returns self."""
@@ -106,11 +118,12 @@ class DateTable:
         misses = values.count(MISS)
         kinds = set(map(type, values))
         self.tuples = tuple in kinds
+        self.omits = type(None) in kinds
         if Failure in kinds or (misses and not (misses == 1 and values[0] is MISS)):
-            self.failures = [i for i, v in enumerate(values)
-                             if v is MISS or v.__class__ is Failure]
+            self.failures = tuple(i for i, v in enumerate(values)
+                                  if v is MISS or v.__class__ is Failure)
         else:
-            self.failures = [0] if misses else []
+            self.failures = (0,) if misses else ()
         self.variants = {} if self.failures else None
         self.slow = SLOW in values
         return self
@@ -123,6 +136,7 @@ class DateTable:
         table = DateTable(self.keys, values, self.parameters, self.dater)
         table.slow = self.slow or any(values[index] is SLOW for index in self.failures)
         table.tuples = self.tuples  # failures are answered by strings
+        table.omits = self.omits or any(values[index] is None for index in self.failures)
         return table
 
     @classmethod
@@ -267,3 +281,59 @@ def _first_of(first: DateTable, then: DateTable) -> DateTable | None:
             value = then.values[0] if point is None else then.at(point)
         values.append(value)
     return DateTable(keys, values, first.parameters, first.dater)
+
+
+class StrictDater:
+    """A UseAfter's lookup date, refused (`SelectionError`) where a date value is empty
+    or missing: there a hook reading the same values (`hooks.DateSplit`) could read
+    another date, so the plain lookup answers."""
+
+    __slots__ = ("parameters", "use_after")
+
+    def __init__(self, use_after: UseAfterSelector):
+        self.use_after = use_after
+        self.parameters = use_after.parameters
+
+    def _check(self, header: Mapping[str, str]) -> None:
+        for name in self.parameters:
+            if not header.get(name):
+                raise InvalidValueError(f"Empty date parameter {name!r}")
+
+    def memoised_lookup_key(self, header: Mapping[str, str]) -> object:
+        self._check(header)
+        return self.use_after.memoised_lookup_key(header)
+
+    def lookup_key(self, header: Mapping[str, str]) -> object:
+        self._check(header)
+        return self.use_after.lookup_key(header)
+
+
+def split_table(before: DateTable, after: DateTable, point: str, dater: StrictDater) -> DateTable:
+    """`before` for dates below `point`, `after` from it on; the date read by `dater`
+    (always: a table through a date-split hook reads the date even where both sides are
+    one constant, since the hook fails on a date it cannot read)."""
+    below = bisect.bisect_left(before.keys, point)  # before's breakpoints < point
+    above = bisect.bisect_right(after.keys, point)  # after's breakpoints <= point
+    keys = [*before.keys[:below], point, *after.keys[above:]]
+    values = [*before.values[: below + 1], *after.values[above:]]
+    return DateTable(keys, values, dater.parameters, dater).finish()
+
+
+def overlay(first: DateTable, then: DateTable, where) -> DateTable | None:
+    """`first`, with `then`'s value at the same date wherever `where(first's value)` (None:
+    the two read the date under different parameters)."""
+    if not then.parameters:
+        value = then.values[0]
+        table = DateTable(first.keys, [value if where(v) else v for v in first.values],
+                          first.parameters, first.dater)
+        return table.finish()
+    if first.parameters and first.parameters != then.parameters:
+        return None
+    keys = sorted(set(first.keys) | set(then.keys))
+    values = []
+    for point in (None, *keys):
+        value = first.values[0] if point is None else first.at(point)
+        if where(value):
+            value = then.values[0] if point is None else then.at(point)
+        values.append(value)
+    return DateTable(keys, values, then.parameters, then.dater).finish()

@@ -8,6 +8,7 @@ number, boolean and None constants, names, tuples and lists of those, `and`/`or`
 unary minus, comparisons (`==`, `!=`, `<`, `<=`, `>`, `>=`, `in`, `not in`) and `a if c else
 b`. Anything else (calls, attributes, subscripts, lambdas, comprehensions, arithmetic, ...)
 is refused when the expression is compiled. Evaluation looks names up in the header only.
+`MemoisedExpression` remembers results per tuple of the values of the names read.
 """
 
 from __future__ import annotations
@@ -207,3 +208,56 @@ def expression_env(header: Mapping[str, object]) -> dict[str, object]:
         if "." in key:
             env[key.replace(".", "_")] = value
     return env
+
+
+_ABSENT = object()
+
+
+class MemoisedExpression:
+    """An expression memoised per tuple of the values of the names it reads."""
+
+    def __init__(self, expression: Expression):
+        self.expression = expression
+        self.names = tuple(sorted(expression.names))
+        self._absent = (_ABSENT,) * len(self.names)  # defaults for map(env.get, ...)
+        self._memo: dict[tuple, tuple[bool, object]] = {}
+        self._constant: tuple[bool, object] | None = None
+        if not self.names:  # e.g. ALWAYS -> True: evaluate once
+            try:
+                self._constant = (True, expression.evaluate({}))
+            except EvaluationError as exc:
+                self._constant = (False, str(exc))
+
+    def fixed_truth(self, on_error: bool) -> bool | None:
+        """The truth of a constant expression (`on_error` if it fails); None if it varies."""
+        if self._constant is None:
+            return None
+        ok, value = self._constant
+        return bool(value) if ok else on_error
+
+    def evaluate(self, env: Mapping[str, object]) -> object:
+        ok, value = self._outcome(env)
+        if not ok:
+            raise EvaluationError(value)
+        return value
+
+    def truth(self, env: Mapping[str, object], on_error: bool) -> bool:
+        """The expression's truth over `env`, or `on_error` if it cannot be evaluated."""
+        ok, value = self._outcome(env)
+        return bool(value) if ok else on_error
+
+    def _outcome(self, env: Mapping[str, object]) -> tuple[bool, object]:
+        """(True, value) or (False, the evaluation error's text), memoised."""
+        if self._constant is not None:
+            return self._constant
+        key = tuple(map(env.get, self.names, self._absent))
+        found = self._memo.get(key)
+        if found is None:
+            try:
+                found = (True, self.expression.evaluate(env))
+            except EvaluationError as exc:
+                found = (False, str(exc))
+            if len(self._memo) > 10_000:
+                self._memo.clear()
+            self._memo[key] = found
+        return found

@@ -102,6 +102,45 @@ _HOOKS: dict[tuple[str, str], Hook] = {
 # through them can be tabulated by date (see `index.ReferenceIndex.tabulable`).
 DATE_FREE_READS: dict[Hook, tuple[str, ...]] = {
     precondition_wfc3_biasfile: ("SUBARRAY", "APERTURE"),
+    fallback_wfpc2_flatfile: ("FILTER1", "FILTER2"),
+}
+
+
+class DateSplit:
+    """How a hook depends on the date: only through whether the exposure start is before
+    `point`. `before` / `after` are date values on either side (the hook given them reads
+    every other key as it would with the dataset's own date); `dates` are the keys it reads
+    the date from, `reads` the others. The start is `reformat_date` of the `dates` values
+    joined by a blank, which is a UseAfter's lookup date over the same keys wherever none
+    of the values is empty (the UseAfter strips the joined text, the hook does not)."""
+
+    __slots__ = ("after", "before", "dates", "point", "reads")
+
+    def __init__(self, dates_keys: tuple[str, ...], point: str, reads: tuple[str, ...]):
+        self.dates = dates_keys
+        self.point = point
+        self.reads = reads
+        day, time = point.split(" ")
+        self.before = dict(zip(dates_keys, ("1980-01-01", "00:00:00"), strict=True))
+        self.after = dict(zip(dates_keys, (day, time), strict=True))
+
+    def sides(self, header: Mapping[str, str]) -> tuple[Header, Header]:
+        """`header` with a date before the split, and with one after it."""
+        return {**header, **self.before}, {**header, **self.after}
+
+
+# Hooks that read the date, but only to compare it with one fixed date: a lookup through
+# them is two date-free lookups, one each side (see `index.ReferenceIndex.date_table`).
+DATE_SPLITS: dict[Hook, DateSplit] = {
+    precondition_acs_biasfile: DateSplit(
+        ("DATE-OBS", "TIME-OBS"), _ACS_SM4,
+        ("APERTURE", "NUMCOLS", "CCDAMP", "DETECTOR", "XCORNER", "YCORNER", "NUMROWS"),
+    ),
+}
+
+# The keys each do-not-reprocess check reads (the failure handling's only header input).
+DO_NOT_REPROCESS_READS: dict[Callable[[Mapping[str, str]], bool], tuple[str, ...]] = {
+    hst_do_not_reprocess: ("DETECTOR", "CCDGAIN"),
 }
 
 

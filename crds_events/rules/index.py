@@ -39,17 +39,22 @@ from crds_events.rules.datetables import (
     SLOW,
     DateTable,
     Failure,
+    StrictDater,
     date_parameters,
     flattenable,
+    overlay,
     selector_table,
+    split_table,
+    walk_selectors,
 )
 from crds_events.rules.expressions import (
     EvaluationError,
-    Expression,
     ExpressionError,
     compile_expression,
 )
-from crds_events.rules.hooks import DATE_FREE_READS
+from crds_events.rules.expressions import MemoisedExpression as _CachedExpression
+from crds_events.rules.hooks import DATE_FREE_READS, DATE_SPLITS, DO_NOT_REPROCESS_READS
+from crds_events.rules.ordered import UseAfterSelector
 from crds_events.rules.selectors import (
     MatchSelector,
     RulesError,
@@ -80,56 +85,6 @@ def header_string(header: Mapping[str, object], key: str, default: object = None
     if isinstance(value, str) and not (value.startswith("(") and value.endswith(")")):
         return value.lower()
     return value
-
-
-class _CachedExpression:
-    """An expression memoised per tuple of the values of the names it reads."""
-
-    def __init__(self, expression: Expression):
-        self.expression = expression
-        self.names = tuple(sorted(expression.names))
-        self._absent = (_ABSENT,) * len(self.names)  # defaults for map(env.get, ...)
-        self._memo: dict[tuple, tuple[bool, object]] = {}
-        self._constant: tuple[bool, object] | None = None
-        if not self.names:  # e.g. ALWAYS -> True: evaluate once
-            try:
-                self._constant = (True, expression.evaluate({}))
-            except EvaluationError as exc:
-                self._constant = (False, str(exc))
-
-    def fixed_truth(self, on_error: bool) -> bool | None:
-        """The truth of a constant expression (`on_error` if it fails); None if it varies."""
-        if self._constant is None:
-            return None
-        ok, value = self._constant
-        return bool(value) if ok else on_error
-
-    def evaluate(self, env: Mapping[str, object]) -> object:
-        ok, value = self._outcome(env)
-        if not ok:
-            raise EvaluationError(value)
-        return value
-
-    def truth(self, env: Mapping[str, object], on_error: bool) -> bool:
-        """The expression's truth over `env`, or `on_error` if it cannot be evaluated."""
-        ok, value = self._outcome(env)
-        return bool(value) if ok else on_error
-
-    def _outcome(self, env: Mapping[str, object]) -> tuple[bool, object]:
-        """(True, value) or (False, the evaluation error's text), memoised."""
-        if self._constant is not None:
-            return self._constant
-        key = tuple(map(env.get, self.names, self._absent))
-        found = self._memo.get(key)
-        if found is None:
-            try:
-                found = (True, self.expression.evaluate(env))
-            except EvaluationError as exc:
-                found = (False, str(exc))
-            if len(self._memo) > 10_000:
-                self._memo.clear()
-            self._memo[key] = found
-        return found
 
 
 _ABSENT = object()
@@ -188,6 +143,11 @@ class ReferenceIndex:
         self._tables: dict[tuple, DateTable] = {}  # Match parameter values -> date table
         self._tables_by_reads: dict[tuple, DateTable] = {}  # values read -> date table
         self._table_reads: tuple[str, ...] | None = None
+        # (values read, values the do-not-reprocess check reads) -> the table answered
+        self._answered: dict[tuple, DateTable] = {}
+        # None: a check whose reads are not declared (then answered for every row)
+        self._excuse_reads = (() if self.do_not_reprocess is None
+                              else DO_NOT_REPROCESS_READS.get(self.do_not_reprocess))
 
     def _required_parkeys(self) -> list[str]:
         names: list[str] = []
@@ -229,11 +189,19 @@ class ReferenceIndex:
     def tabulable(self, dates: set[str]) -> bool:
         """Whether `date_table` can answer for this rmap when `dates` are the keys left out
         of the instrument's cache key: nothing but its UseAfters may read them."""
-        if self.precondition is not None and self.precondition not in DATE_FREE_READS:
+        split = DATE_SPLITS.get(self.precondition)  # type: ignore[arg-type]
+        if split is not None:
+            # Its date must be the one every UseAfter reads (see `_split_table`).
+            if any(type(node) is UseAfterSelector and node.parameters != split.dates
+                   for node in walk_selectors(self.selector)):
+                return False
+            if self._split_dater() is None:
+                return False
+        elif self.precondition is not None and self.precondition not in DATE_FREE_READS:
             return False  # a hook may read anything, the date included
         spelled = dates | {name.replace(".", "_") for name in dates}
         names = set(self.omit.names) | set(self.relevance.names) | set(self._relevance_names)
-        names |= set(DATE_FREE_READS.get(self.precondition, ()))  # type: ignore[arg-type]
+        names |= set(self._hook_reads())
         names |= {name.upper() for name in self.parkey_relevance}  # may be set to N/A
         if spelled.intersection(names) or spelled.intersection(n.upper() for n in names):
             return False
@@ -244,37 +212,86 @@ class ReferenceIndex:
         tuples, `NOT FOUND n/a`, None (omit) or `SLOW` (ask `best_ref`).
 
         Memoised on the values of every name the lookup reads but the dates (`env` holds
-        the header's keys and their underscore spellings)."""
+        the header's keys and their underscore spellings); where the table has failures,
+        their answers also on the names the do-not-reprocess check reads.
+        """
         reads = self._table_reads
         if reads is None:
-            dates = self.date_parameters()
-            names = set(self.required_parkeys) | set(self.omit.names)
-            names |= set(self.relevance.names) | set(self._relevance_names)
-            names |= set(DATE_FREE_READS.get(self.precondition, ()))  # type: ignore[arg-type]
-            reads = self._table_reads = tuple(sorted(names - dates))
-        key = tuple(map(env.get, reads))
+            self.table_reads()
+            reads = self._table_reads
+        key = tuple(map(env.get, reads))  # type: ignore[arg-type]
         table = self._tables_by_reads.get(key)
         if table is None:
-            table = self._date_table(header, env)
+            split = DATE_SPLITS.get(self.precondition)  # type: ignore[arg-type]
+            if split is None:
+                table = self._date_table(header, env)
+            else:
+                table = self._split_table(header, env, split)
             if len(self._tables_by_reads) > 10_000:
                 self._tables_by_reads.clear()
             self._tables_by_reads[key] = table
+        if table.variants is None:
+            return table
         # Failures are answered per header: their handling reads keys the rules may not.
-        return table if table.variants is None else self.resolved(table, header)
+        if self._excuse_reads is None:
+            return self.resolved(table, header)
+        key = (key, tuple(map(env.get, self._excuse_reads)))
+        answered = self._answered.get(key)
+        if answered is None:
+            answered = self.resolved(table, header)
+            if len(self._answered) > 10_000:
+                self._answered.clear()
+            self._answered[key] = answered
+        return answered
+
+    def table_reads(self) -> tuple[str, ...] | None:
+        """Every name `date_table`'s answer depends on (None: not all known): its memo
+        keys, which a caller may key its own memo on."""
+        if self._table_reads is None:
+            dates = self.date_parameters()
+            names = set(self.required_parkeys) | set(self.omit.names)
+            names |= set(self.relevance.names) | set(self._relevance_names)
+            names |= set(self._hook_reads())
+            self._table_reads = tuple(sorted(names - dates))
+        if self._excuse_reads is None:
+            return None
+        return tuple(dict.fromkeys((*self._table_reads, *self._excuse_reads)))
+
+    def _hook_reads(self) -> tuple[str, ...]:
+        """The non-date keys the hooks read."""
+        split = DATE_SPLITS.get(self.precondition)  # type: ignore[arg-type]
+        return (
+            *DATE_FREE_READS.get(self.precondition, ()),  # type: ignore[arg-type]
+            *(split.reads if split is not None else ()),
+            *DATE_FREE_READS.get(self.fallback, ()),  # type: ignore[arg-type]
+        )
+
+    def _split_dater(self) -> StrictDater | None:
+        """The date reader of tables through a date-split hook: a UseAfter of this rmap."""
+        for node in walk_selectors(self.selector):
+            if type(node) is UseAfterSelector:
+                return StrictDater(node)
+        return None
+
+    def _split_table(self, header: Mapping[str, str], env: Mapping[str, object],
+                     split) -> DateTable:
+        """The table through a `hooks.DateSplit` precondition: the lookup with a date on
+        either side of the split, each side's table on its side (the steps before the hook,
+        omit and relevance, read no date); failure markers left for `resolved`."""
+        if self._omitted(env):
+            return _OMITTED
+        if not self._relevant(env):
+            return _NOT_APPLICABLE_TABLE
+        sides = [self._date_table(side, _env(side)) for side in split.sides(header)]
+        return split_table(sides[0], sides[1], split.point, self._split_dater())  # type: ignore[arg-type]
 
     def _date_table(self, header: Mapping[str, str], env: Mapping[str, object]) -> DateTable:
         """The table before `resolved`: failure markers (`MISS`, `Failure`) left in."""
-        omit = self._fixed_omit
-        if omit is None:
-            omit = self.omit.truth(env, on_error=False)
-        if omit:
+        if self._omitted(env):
             return _OMITTED
-        relevant = self._fixed_relevance
-        if relevant is None:
-            relevant = self.relevance.truth(env, on_error=True)
-        if not relevant:
+        if not self._relevant(env):
             return _NOT_APPLICABLE_TABLE
-        if self.precondition is not None:  # a date-free one (see `tabulable`)
+        if self.precondition is not None:  # date-free, or given a side of its split
             try:
                 header = self.precondition(header)
             except Exception as exc:  # noqa: BLE001 - `best_ref` answers NOT FOUND <reason>
@@ -298,16 +315,17 @@ class ReferenceIndex:
         if table is None:
             return _SLOW_TABLE
         match = type(self.selector) is MatchSelector
-        if table.finals is None:
-            table.finals = {}
-        finished = table.finals.get(match)
+        finished = table.final if match else table.final_plain
         if finished is None:
             if not match or not _SPECIAL.isdisjoint(table.values):
                 finished = table.map(self._final_value).finish()
             else:  # file names and failures only, as most are: nothing to change
                 finished = DateTable(table.keys, table.values, table.parameters, table.dater)
                 finished.finish()
-            table.finals[match] = finished
+            if match:
+                table.final = finished
+            else:
+                table.final_plain = finished
         return finished
 
     def _final_value(self, value: object) -> object:
@@ -326,25 +344,71 @@ class ReferenceIndex:
     def resolved(self, table: DateTable, header: Mapping[str, str]) -> DateTable:
         """`table` (from `_date_table(header, ...)`) with its failures answered for
         `header`: only `SLOW` is left for `best_ref`. Depends on the header's non-date
-        values, through the do-not-reprocess check."""
+        values, through the do-not-reprocess check and the fallback hook."""
         if table.variants is None:
             return table
-        try:  # what `_select` hands the do-not-reprocess check
-            relevant = self._irrelevant_to_na(
-                self.precondition(header) if self.precondition else header)
-        except Exception:  # noqa: BLE001 - the plain lookup reports it
+        split = DATE_SPLITS.get(self.precondition)  # type: ignore[arg-type]
+        excuses = set()
+        for side in (header,) if split is None else split.sides(header):
+            try:  # what `_select` hands the do-not-reprocess check
+                relevant = self._irrelevant_to_na(
+                    self.precondition(side) if self.precondition else side)
+            except Exception:  # noqa: BLE001 - the plain lookup reports it
+                return _SLOW_TABLE
+            excuses.add(self.do_not_reprocess is not None and self.do_not_reprocess(relevant))
+        if len(excuses) > 1:  # the hook's two sides differ: not worth a table
             return _SLOW_TABLE
         # The failure handling reads the header only through the do-not-reprocess check.
-        excused = self.do_not_reprocess is not None and self.do_not_reprocess(relevant)
+        excused = excuses.pop()
+        if not excused and self.fallback in DATE_FREE_READS:
+            return self._retried(table, header)
         variant = table.variants.get(excused)
         if variant is None:
             variant = table.answered(lambda value: self._failure(value, excused))
             table.variants[excused] = variant
         return variant
 
-    def _failure(self, value: object, excused: bool) -> object:
+    def _retried(self, table: DateTable, header_in: Mapping[str, str]) -> DateTable:
+        """`table` with its failures answered by the (date-free) fallback hook's retry at
+        the same date, as `_select` retries; its failures stand or become N/A."""
+        try:
+            retry = self.fallback(dict(header_in))  # type: ignore[misc]
+        except Exception:  # noqa: BLE001 - the plain lookup reports it
+            return _SLOW_TABLE
+        if not retry:  # `_select` re-raises the first failure
+            return table.answered(lambda value: self._failure(value, False, retried=True))
+        retry = {key: retry.get(key, UNDEFINED) for key in self.required_parkeys}
+        try:
+            retry_table = self._finished(selector_table(self.selector, self._irrelevant_to_na(retry)))
+        except SelectionError as exc:
+            retry_table = DateTable.constant(Failure(type(exc), str(exc))).finish()
+        retry_table = retry_table.answered(
+            lambda value: self._failure(value, False, retried=True))
+        combined = overlay(table, retry_table, _is_failure)
+        return _SLOW_TABLE if combined is None else combined
+
+    def date_failure(self, header: Mapping[str, str], failure: Failure) -> object:
+        """`best_ref(header)` where the date cannot be read (`failure`: how reading it
+        failed), for a tabulable rmap whose table for `header` reads the date: its walk
+        reaches a UseAfter before any answer, which fails so, and `_select` handles that
+        (SLOW where a hook takes part: the plain lookup answers)."""
+        if self.fallback is not None or self.precondition in DATE_SPLITS:
+            return SLOW
+        try:  # what `_select` hands the do-not-reprocess check
+            relevant = self._irrelevant_to_na(
+                self.precondition(header) if self.precondition else header)
+        except Exception:  # noqa: BLE001 - the plain lookup reports it
+            return SLOW
+        if self.do_not_reprocess is not None and self.do_not_reprocess(relevant):
+            return NOT_APPLICABLE
+        if self.reffile_required in ("YES", "NONE"):
+            return "NOT FOUND " + failure.message
+        return NOT_APPLICABLE
+
+    def _failure(self, value: object, excused: bool, retried: bool = False) -> object:
         """`best_ref`'s answer where the selector fails (`_select`'s failure handling);
-        SLOW where a fallback hook would retry with another header."""
+        SLOW where a fallback hook would retry with another header (`retried`: the retry's
+        own failure, or a fallback that gave no header)."""
         if value is MISS:
             message = "No match found."  # after every candidate, the Match's own miss
         elif type(value) is Failure:
@@ -353,13 +417,25 @@ class ReferenceIndex:
             return value
         if excused:
             return NOT_APPLICABLE
-        if self.fallback is not None:
+        if self.fallback is not None and not retried:
             return SLOW
         if self.reffile_required in ("YES", "NONE"):
             return "NOT FOUND " + message
         return NOT_APPLICABLE
 
     # -- lookup
+
+    def _omitted(self, env: Mapping[str, object]) -> bool:
+        """rmap_omit: true -> the type is left out (an expression that cannot be evaluated
+        counts as "not omitted"); the rmap's constant when it has one."""
+        omit = self._fixed_omit
+        return self.omit.truth(env, on_error=False) if omit is None else omit
+
+    def _relevant(self, env: Mapping[str, object]) -> bool:
+        """rmap_relevance: false -> N/A (an expression that cannot be evaluated counts as
+        "relevant"); the rmap's constant when it has one."""
+        relevant = self._fixed_relevance
+        return self.relevance.truth(env, on_error=True) if relevant is None else relevant
 
     def best_ref(self, header: Mapping[str, str], env: Mapping[str, object] | None = None):
         """The result for `header` (the instrument-level minimized, conditioned header):
@@ -371,17 +447,9 @@ class ReferenceIndex:
         if env is None:
             env = _env(header)
         try:
-            # rmap_omit true -> left out; rmap_relevance false -> N/A (an expression that
-            # cannot be evaluated counts as "not omitted" / "relevant").
-            omit = self._fixed_omit
-            if omit is None:
-                omit = self.omit.truth(env, on_error=False)
-            if omit:
+            if self._omitted(env):
                 return None
-            relevant = self._fixed_relevance
-            if relevant is None:
-                relevant = self.relevance.truth(env, on_error=True)
-            if not relevant:
+            if not self._relevant(env):
                 return NOT_APPLICABLE
             return self._select(header)
         except NotApplicable:
@@ -479,6 +547,10 @@ _OMITTED = DateTable.constant(None).finish()
 _NOT_APPLICABLE_TABLE = DateTable.constant(NOT_APPLICABLE).finish()
 _SLOW_TABLE = DateTable.constant(SLOW).finish()
 _SPECIAL = NA_VALUES | OMIT_VALUES  # rule values `_final_value` changes
+
+
+def _is_failure(value: object) -> bool:
+    return value is MISS or type(value) is Failure
 
 
 def _env(header: Mapping[str, object]) -> Mapping[str, object]:

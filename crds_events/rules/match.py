@@ -117,6 +117,7 @@ class MatchSelector(Selector):
         self._memo: dict[tuple, object] = {}
         self._missing = (MISSING,) * len(self.parameters)  # defaults for map(header.get, ...)
         self._ties: dict[tuple[int, ...], _Tie] = {}
+        self._checked: list[dict[str, str | None]] | None = None  # see `_validate`
 
     def choices(self) -> list[object]:
         return list(self._choices)
@@ -177,7 +178,8 @@ class MatchSelector(Selector):
 
     def candidates(self, header: Mapping[str, str]) -> list[object] | tuple[type, str]:
         """The ranked candidates for the header's parameter values, best first (ties as
-        `_Tie`), or (error class, message) for an invalid value; memoised as in `choose`."""
+        `_Tie`), or (error class, message) for an invalid value; memoised (`choose` reads
+        them here)."""
         memo_key = tuple(map(header.get, self.parameters, self._missing))
         plan = self._memo.get(memo_key)
         if plan is None:
@@ -188,13 +190,7 @@ class MatchSelector(Selector):
         return plan
 
     def choose(self, header: Mapping[str, str]) -> object:
-        memo_key = tuple(map(header.get, self.parameters, self._missing))
-        plan = self._memo.get(memo_key)
-        if plan is None:
-            plan = self._plan(header)
-            if len(self._memo) > MEMO_LIMIT:
-                self._memo.clear()
-            self._memo[memo_key] = plan
+        plan = self.candidates(header)
         if type(plan) is tuple:  # (error class, message): fail the same way every time
             raise plan[0](plan[1])
         for choice in plan:
@@ -222,8 +218,25 @@ class MatchSelector(Selector):
                 raise InvalidValueError(
                     f"{self.kind} required lookup parameter {name!r} is undefined."
                 )
-        for name in self.parameters:
-            validate_value(name, header.get(name, "UNDEFINED"), self.valid_values[name])
+        checked = self._checked
+        if checked is None:
+            checked = self._checked = [{} for _ in self.parameters]
+        # `validate_value` of each value, memoised per parameter (None: valid; else the
+        # message): a valid-values list can be long, and values come back.
+        for name, seen in zip(self.parameters, checked, strict=True):
+            value = header.get(name, "UNDEFINED")
+            error = seen.get(value, _UNCHECKED)
+            if error is _UNCHECKED:
+                try:
+                    validate_value(name, value, self.valid_values[name])
+                    error = None
+                except InvalidValueError as exc:
+                    error = str(exc)
+                if len(seen) > MEMO_LIMIT:
+                    seen.clear()
+                seen[value] = error
+            if error is not None:
+                raise InvalidValueError(error)
 
     def _ranked_choices(self, header: Mapping[str, str]) -> list[object]:
         """Candidates best first: keys failing no parameter, weighted by exact matches
@@ -233,8 +246,10 @@ class MatchSelector(Selector):
             return []
         alive = (1 << len(self.keys)) - 1
         exact: list[int] = []  # per parameter, the keys matching it exactly
+        value_masks = self._value_masks
         for i, name in enumerate(self.parameters):
-            alive_mask, exact_mask = self._masks(i, header.get(name, "UNDEFINED"))
+            value = header.get(name, "UNDEFINED")
+            alive_mask, exact_mask = value_masks[i].get(value) or self._masks(i, value)
             alive &= alive_mask
             if not alive:
                 return []
@@ -280,6 +295,9 @@ class MatchSelector(Selector):
                 self._ties.clear()
             tie = self._ties[group] = _Tie([self._choices[k] for k in group], self.merge_overlaps)
         return tie
+
+
+_UNCHECKED = object()
 
 
 class _Tie:

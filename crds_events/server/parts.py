@@ -8,7 +8,9 @@ by the scheduler. Options are keyword arguments, bound with `functools.partial`.
 `crds_events.server.core.Server` wires a list of parts in order, and the order is the rule:
 
 * handlers run in list order, after the runner's own (the projections);
-* components start in list order and stop in reverse;
+* components start in list order and stop in reverse; on a PostgreSQL log shared by
+  several server processes only the leader runs them (`crds_events.server.leader`), except
+  those marked `Component.every_process` (the web app), which every process runs;
 * a part gets what it needs of the server, and of the parts before it, from its
   `PartContext`: the server's store and address, a callable for the server's status
   (/health), the handlers and the jobs of the parts before it (the scheduler runs those).

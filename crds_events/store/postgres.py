@@ -33,7 +33,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from crds_events.events import Event
-from crds_events.store.dialect import POSTGRES, Dialect
+from crds_events.store.dialect import POSTGRES, DatabaseUnavailable, Dialect, database_error
 from crds_events.store.eventlog import utc_now
 from crds_events.store.interface import (
     ANY,
@@ -246,8 +246,8 @@ class PostgresEventStore:
                 apply_migrations(conn)
         except psycopg.OperationalError as exc:
             reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else "no answer"
-            raise StoreError(f"cannot open the event log at {redact_url(url)}: {reason}") \
-                from None
+            raise DatabaseUnavailable(f"cannot open the event log at {redact_url(url)}: "
+                                      f"{reason}") from None
         self._pool = ConnectionPool(
             url, min_size=1, max_size=max(1, pool_size), kwargs={"autocommit": True},
             timeout=connect_timeout, open=False, name="crds-events-log")
@@ -270,10 +270,16 @@ class PostgresEventStore:
 
     @contextlib.contextmanager
     def _connection(self) -> Iterator[Any]:
+        """A pooled connection; psycopg's errors in the block (the pool's timeout, a lost
+        connection, a failed commit) leave it as ours (`dialect.database_error`), so no
+        caller sees a driver traceback. The pool replaces a broken connection itself."""
         if self._closed:
             raise StoreError("the event log is closed")
-        with self._pool.connection() as conn:
-            yield conn
+        try:
+            with self._pool.connection() as conn:
+                yield conn
+        except self._psycopg.Error as exc:
+            raise database_error(exc) from exc
 
     # --- writing ---------------------------------------------------------------------------
 

@@ -18,8 +18,8 @@ import functools
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from crds_events.store.dialect import POSTGRES, Dialect, MissingTableError
-from crds_events.store.interface import RecordedEvent, StoreError
+from crds_events.store.dialect import POSTGRES, Dialect, database_error
+from crds_events.store.interface import RecordedEvent
 from crds_events.store.reader import LogReader
 from crds_events.store.records import COLUMNS, row_to_record
 
@@ -63,8 +63,10 @@ def translate(sql: str, named: bool = False) -> str:
 class TranslatingConnection:
     """The ``execute`` of a psycopg connection, taking SQLite-placeholder SQL.
 
-    A missing table raises `MissingTableError` (also a ``sqlite3.OperationalError`` "no
-    such table"), which callers that read a projection not yet created as empty expect.
+    A psycopg error is raised as ours (`crds_events.store.dialect.database_error`): a
+    missing table as `MissingTableError` (also a ``sqlite3.OperationalError`` "no such
+    table", which callers that read a projection not yet created as empty expect), a lost
+    connection as `DatabaseUnavailable`.
     """
 
     dialect: Dialect = POSTGRES
@@ -91,10 +93,13 @@ class TranslatingConnection:
 
 
 def _reraise(exc: Exception) -> None:
-    """Raise ``exc`` as our error where callers handle it by kind (a missing table)."""
-    if getattr(exc, "sqlstate", None) == "42P01":  # undefined_table
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise MissingTableError(f"no such table ({message})") from exc
+    """Raise a psycopg error as ours (`crds_events.store.dialect.database_error`: a
+    missing table, a constraint, a database gone), which callers handle by kind on both
+    backends; anything else is left to propagate as it is."""
+    import psycopg
+
+    if isinstance(exc, psycopg.Error):
+        raise database_error(exc) from exc
 
 
 class PostgresLogReader(LogReader):
@@ -128,8 +133,8 @@ class ReadConnection(TranslatingConnection):
         try:
             conn = psycopg.connect(url, autocommit=True,
                                    connect_timeout=max(1, int(connect_timeout)))
-        except psycopg.OperationalError as exc:
-            raise StoreError(f"cannot read the event log: {exc}".strip()) from None
+        except psycopg.Error as exc:  # a sqlite3.Error too: /health answers 503 alike
+            raise database_error(exc) from None
         conn.execute("SET default_transaction_read_only = on")
         super().__init__(conn)
 

@@ -3,7 +3,8 @@ database (SQLite or PostgreSQL: the SQL is the subset both accept, the rest asks
 transaction's `crds_events.store.dialect`).
 
 `TableProjection` is the handler that persists one `Fold` as one table: for a batch of
-events it loads each touched row once, folds every event into it in memory, then writes the
+events it loads each touched row once (on PostgreSQL, where each query is a round trip, the
+batch's rows in a few queries), folds every event into them in memory, then writes the
 final rows back, all inside the runner's transaction (so together with its checkpoint).
 
 `rebuild` drops every projection table and replays the whole log into it in ONE
@@ -26,8 +27,8 @@ from crds_events.store.folds import Fold, Key, Row, all_folds, replay
 from crds_events.store.handler import Handler, get_checkpoint, set_checkpoint
 from crds_events.store.interface import EventStore, RecordedEvent, Transaction
 
-__all__ = ["TableProjection", "default_projections", "rebuild", "read_table", "current_rows",
-           "current_row"]
+__all__ = ["PROJECTION_PREFIX", "TableProjection", "default_projections", "rebuild", "read_table",
+           "current_rows", "current_row"]
 
 _SQL_TYPES = {str: str, int: int, bool: int, tuple: str, float: float}
 
@@ -65,6 +66,10 @@ def _decoder(columns: dict[str, type]) -> Callable[[Sequence[Any]], Row]:
     return decode
 
 
+PROJECTION_PREFIX = "projection:"  # of every projection's checkpoint name
+LOAD_CHUNK = 500  # keys per query loading a batch's rows (well under SQLite's 32,766 "?")
+
+
 class TableProjection(Handler):
     """Persists one `Fold` as the table ``fold.table`` (checkpoint ``projection:<table>``)."""
 
@@ -72,7 +77,7 @@ class TableProjection(Handler):
 
     def __init__(self, fold: Fold):
         self.fold = fold
-        self.name = f"projection:{fold.table}"
+        self.name = f"{PROJECTION_PREFIX}{fold.table}"
         self.consumes = fold.consumes
         columns = dict(fold.columns)
         self._encode = _encode(columns)
@@ -81,7 +86,12 @@ class TableProjection(Handler):
         cols = ", ".join(q(c) for c in columns)
         where = " AND ".join(f"{q(c)} = ?" for c in fold.pk)
         self._select = f"SELECT {cols} FROM {q(fold.table)} WHERE {where}"
-        self._upsert = SQLITE.upsert(fold.table, list(columns), fold.pk)
+        self._select_many = f"SELECT {', '.join(q(c) for c in fold.pk)}, {cols} FROM " \
+                            f"{q(fold.table)} WHERE "
+        self._sql_types = {c: _SQL_TYPES[k] for c, k in columns.items()}
+        # key values as the table holds them (SQLite's column affinity would convert a
+        # key given as another type in a comparison; a lookup by value must not miss it)
+        self._key_kinds = tuple(str if columns[c] is str else int for c in fold.pk)
         self._delete = f"DELETE FROM {q(fold.table)} WHERE {where}"
 
     def setup(self, tx: Transaction) -> None:
@@ -105,17 +115,44 @@ class TableProjection(Handler):
         values = tx.execute(self._select, key).fetchone()
         return self.decode_row(values) if values is not None else None
 
+    def _key(self, key: Key) -> Key:
+        return tuple(value if value is None else kind(value)
+                     for kind, value in zip(self._key_kinds, key, strict=True))
+
+    def _load_many(self, tx: Transaction, keys: Iterable[Key]) -> dict[Key, Row]:
+        """The stored rows of ``keys`` (normalised by `_key`), LOAD_CHUNK keys a query."""
+        wanted = list(dict.fromkeys(self._key(key) for key in keys))
+        width = len(self.fold.pk)
+        dialect = dialect_of(tx)
+        found: dict[Key, Row] = {}
+        for start in range(0, len(wanted), LOAD_CHUNK):
+            where, params = dialect.keys_in(self.fold.pk, self._key_kinds,
+                                            wanted[start:start + LOAD_CHUNK])
+            for values in tx.execute(self._select_many + where, params):
+                found[tuple(values[:width])] = self.decode_row(values[width:])
+        return found
+
     def handle_batch(self, tx: Transaction, records: Sequence[RecordedEvent]) -> None:
         fold = self.fold
+        dialect = dialect_of(tx)
+        touched = [(record, tuple(fold.keys(record))) for record in records]
+        if dialect.round_trips:  # PostgreSQL: the batch's rows in a few queries
+            stored = self._load_many(tx, (key for _, keys in touched for key in keys))
+
+            def load(key: Key) -> Row | None:
+                return stored.get(self._key(key))
+        else:  # SQLite, in-process: a lookup by primary key is cheaper than a set query
+            def load(key: Key) -> Row | None:
+                return self._load(tx, key)
         rows: dict[Key, Row | None] = {}
-        for record in records:
-            for key in fold.keys(record):
-                row = rows[key] if key in rows else self._load(tx, key)
+        for record, keys in touched:
+            for key in keys:
+                row = rows[key] if key in rows else load(key)
                 rows[key] = fold.apply(key, row, record)
         upserts = [self._encode(row) for row in rows.values() if row is not None]
         deletes = [key for key, row in rows.items() if row is None]
-        if upserts:
-            tx.executemany(self._upsert, upserts)
+        if upserts:  # distinct keys: one row per key of the batch
+            dialect.upsert_many(tx, fold.table, self._sql_types, fold.pk, upserts)
         if deletes:
             tx.executemany(self._delete, deletes)
 
@@ -209,6 +246,10 @@ def rebuild(
     """
     projections = list(projections) if projections is not None else default_projections()
     consumed = set().union(*(p.consumes for p in projections)) if projections else set()
+    takers: dict[str, list[int]] = {}  # event type -> the projections consuming it
+    for index, projection in enumerate(projections):
+        for type_name in projection.consumes:
+            takers.setdefault(type_name, []).append(index)
     with store.transaction() as tx:
         for projection in projections:
             projection.drop(tx)
@@ -219,10 +260,14 @@ def rebuild(
             records = tx.read_all(after, types=consumed, limit=batch)
             if not records:
                 break
-            for projection in projections:
-                mine = [r for r in records if r.type in projection.consumes]
-                if mine:
-                    projection.handle_batch(tx, mine)
+            # one pass over the batch (not one per projection), order kept per projection
+            mine: list[list[RecordedEvent]] = [[] for _ in projections]
+            for record in records:
+                for index in takers.get(record.type, ()):
+                    mine[index].append(record)
+            for projection, its in zip(projections, mine, strict=True):
+                if its:
+                    projection.handle_batch(tx, its)
             after = records[-1].position
             if progress is not None:
                 progress(after, head)

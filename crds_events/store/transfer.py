@@ -8,8 +8,11 @@ killed half-way rolls back whole. Before committing, the target is read back and
 and `stream_digest` must equal the source's, or nothing is committed.
 
 Handler checkpoints (``_checkpoints``) are copied too, so reactions with effects outside
-the log (e-mails, deliveries) do not run again on the new backend. Projection tables are
-not copied: they are derived, and are rebuilt from the log.
+the log (e-mails, deliveries) do not run again on the new backend; those of projections are
+not, with their tables: they are derived. `rebuild_target` then replays every projection on
+the target and compares each with the source's table where that one is up to date. Should
+the rebuild be interrupted, nothing is lost: projections without a checkpoint are replayed
+from the start by the server's handler runner (or by `crds-events rebuild`).
 """
 
 from __future__ import annotations
@@ -22,12 +25,20 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from crds_events.store.handler import get_checkpoint
 from crds_events.store.interface import StoreError
 from crds_events.store.postgres import PostgresEventStore, redact_url
 from crds_events.store.postgres_schema import WRITE_LOCK
+from crds_events.store.projections import (
+    PROJECTION_PREFIX,
+    default_projections,
+    read_table,
+    rebuild,
+)
 from crds_events.store.records import COLUMNS
 
-__all__ = ["TransferReport", "StreamDigest", "copy_sqlite_to_postgres"]
+__all__ = ["TransferReport", "StreamDigest", "RebuildReport", "copy_sqlite_to_postgres",
+           "rebuild_target"]
 
 _BATCH = 10_000
 
@@ -102,7 +113,10 @@ def copy_sqlite_to_postgres(
             # the source even if a server still appends to it
             src.execute("BEGIN")
             total = src.execute("SELECT count(*) FROM events").fetchone()[0]
-            checkpoints = src.execute("SELECT handler, position FROM _checkpoints").fetchall()
+            # a projection's checkpoint without its table would leave it empty for good
+            checkpoints = [(handler, position) for handler, position in src.execute(
+                "SELECT handler, position FROM _checkpoints")
+                if not handler.startswith(PROJECTION_PREFIX)]
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{source}: not an event log ({exc})") from None
         target = PostgresEventStore(target_url)  # migrates an empty database
@@ -160,3 +174,52 @@ def _verify(conn: Any, expected: StreamDigest, total: int, where: str) -> None:
         raise StoreError(f"{where}: the copy does not match the source ({copied.count} of "
                          f"{expected.count} events, digest {copied.hexdigest()[:12]} != "
                          f"{expected.hexdigest()[:12]}); nothing was committed")
+
+
+@dataclasses.dataclass(frozen=True)
+class RebuildReport:
+    """The projections replayed on the target up to ``head``; those found equal to the
+    source's tables (``compared``) and those the source had not brought up to date
+    (``not_compared``: its server was behind, or never built them)."""
+
+    head: int
+    projections: tuple[str, ...]
+    compared: tuple[str, ...]
+    not_compared: tuple[str, ...]
+    seconds: float
+
+
+def rebuild_target(source: str | Path, target_url: str, *,
+                   progress: Callable[[int, int], None] | None = None) -> RebuildReport:
+    """Replay every projection on the PostgreSQL log at ``target_url`` (a copy of the SQLite
+    log at ``source``) and check each against the source's table where that table is up to
+    date with the same head: the same rows, decoded alike. Raises `StoreError` naming the
+    first projection that differs (the events stay copied: they are verified already)."""
+    started = time.monotonic()
+    projections = default_projections()
+    with PostgresEventStore(target_url) as target:
+        head = rebuild(target, projections, progress=progress)
+        src = sqlite3.connect(f"file:{Path(source)}?mode=ro", uri=True)
+        try:
+            src.execute("BEGIN")  # the tables and their checkpoints as of one moment
+            compared, skipped = [], []
+            for projection in projections:
+                try:
+                    current = get_checkpoint(src, projection.name) == head
+                    theirs = read_table(src, projection) if current else None
+                except sqlite3.OperationalError:  # no such table: never built there
+                    theirs = None
+                if theirs is None:
+                    skipped.append(projection.fold.table)
+                    continue
+                if read_table(target, projection) != theirs:
+                    raise StoreError(
+                        f"{redact_url(target_url)}: the rebuilt projection "
+                        f"{projection.fold.table!r} differs from the source's; the events are "
+                        "copied and verified, the projection is not: report this")
+                compared.append(projection.fold.table)
+        finally:
+            src.close()
+    return RebuildReport(head=head, projections=tuple(p.fold.table for p in projections),
+                         compared=tuple(compared), not_compared=tuple(skipped),
+                         seconds=time.monotonic() - started)

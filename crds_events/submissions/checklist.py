@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 __all__ = ["Item", "ITEMS", "NAMES", "YES", "NO", "normalize", "entries", "answer_text",
-           "from_form"]
+           "from_form", "form_description"]
 
 YES = ("yes", "y", "true", "on", "1")
 NO = ("no", "n", "false", "off", "0")
@@ -114,3 +114,22 @@ def from_form(form: Mapping[str, str]) -> dict[str, Any]:
     """The checklist answers a web form gives (raw text; `normalize` judges them later,
     in the manifest parser, so a bad one is named like any other manifest field)."""
     return {name: form[name].strip() for name in NAMES if (form.get(name) or "").strip()}
+
+
+_FIELD_TYPES = {"yesno": "BooleanField", "choice": "TypedChoiceField", "text": "CharField"}
+
+
+def form_description() -> list[dict[str, Any]]:
+    """The checklist as CRDS's ``submission_form/redcat_description.yml`` describes its form
+    (what ``crds.submit.rc_submit.Submission`` reads): one entry per item with its key,
+    Django field type, label, whether it is required and, for a choice, the choices."""
+    described = []
+    for item in ITEMS:
+        entry: dict[str, Any] = {"key": item.name, "type": _FIELD_TYPES[item.kind],
+                                 "label": item.question, "required": False}
+        if item.kind == "choice":
+            entry["choices"] = list(item.choices)
+        if item.kind == "yesno":
+            entry["initial"] = False
+        described.append(entry)
+    return described

@@ -14,6 +14,8 @@ import sqlite3
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from crds_events.store.dialect import dialect_of
+
 __all__ = [
     "FileInfo",
     "SERVED_STATES",
@@ -203,8 +205,9 @@ def dataset_headers(conn: sqlite3.Connection, ids: Iterable[str], since: str | N
         # one half of <product>:<exposure>. LIKE is case-blind for ASCII and its "_" matches
         # a "." too; each candidate is then checked with `same_dataset`.
         half = _like(halves[0])
-        rows = query(conn, f"SELECT id, header FROM datasets WHERE (id LIKE ? ESCAPE '\\' OR "
-                           f"id LIKE ? ESCAPE '\\'){date}", (half + ":%", "%:" + half, *extra))
+        like = dialect_of(conn).like_ci  # case-blind on both backends
+        rows = query(conn, f"SELECT id, header FROM datasets WHERE (id {like} ? ESCAPE '\\' OR "
+                           f"id {like} ? ESCAPE '\\'){date}", (half + ":%", "%:" + half, *extra))
         found.update((i, json.loads(h)) for i, h in rows if same_dataset(asked, i))
     return found
 

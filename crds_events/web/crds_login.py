@@ -204,7 +204,7 @@ def login() -> Any:
             raise CrdsFail(409, f"instrument {instrument.upper()}: {exc}") from None
     auth.sign_in(user)
     session[INSTRUMENT_KEY] = instrument
-    return redirect(auth._safe_next(request.form.get("next") or None))
+    return redirect(auth.safe_next(request.form.get("next") or None))
 
 
 def release_user_locks(user: str) -> list[str]:
@@ -227,7 +227,7 @@ def logout() -> Any:
     user = g.get("user")
     if user is None:
         session.clear()
-        return redirect(auth._safe_next(None))
+        return redirect(auth.safe_next(None))
     if request.method == "POST":
         check_csrf()
     elif not cookie_matches():  # a link from elsewhere: never log out (and unlock) on it

@@ -46,6 +46,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import yaml
 from flask import Blueprint, Response, jsonify, redirect, request, session, url_for
 
 from crds_events import events as ev
@@ -54,7 +55,7 @@ from crds_events.certify.result import FileResult
 from crds_events.contexts.pointers import context_pointers
 from crds_events.events.limits import truncate_text
 from crds_events.store.filestore import FileStore, is_safe_name
-from crds_events.submissions import review, uploadarea
+from crds_events.submissions import checklist, review, uploadarea
 from crds_events.submissions.contained import CertifyLimits, certify_contained
 from crds_events.submissions.dropbox import drop_key, drop_uploads, is_drop_id
 from crds_events.submissions.manifest import REDCAT_FIELDS, ManifestError
@@ -281,6 +282,13 @@ def _certified(name: str, result: FileResult) -> dict[str, Any]:
             "messages": [{"level": m.level, "text": (f"{m.keyword}: " if m.keyword else "")
                           + m.reason} for m in shown],
             "summary": "; ".join(m.reason for m in result.errors)[:2000]}
+
+
+@bp.route("/submission_form/redcat_description.yml")
+def redcat_description() -> Response:
+    """The ReDCaT form's description, for ``crds.submit.rc_submit.Submission``."""
+    text = yaml.safe_dump(checklist.form_description(), sort_keys=False)
+    return Response(text, mimetype="application/x-yaml")
 
 
 @bp.route("/certify/", methods=["GET", "POST"])

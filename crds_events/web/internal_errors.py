@@ -15,7 +15,9 @@ from typing import Any
 from flask import Flask, render_template, request
 from werkzeug.exceptions import InternalServerError
 
-__all__ = ["install", "MESSAGE"]
+from crds_events.store.dialect import DatabaseUnavailable
+
+__all__ = ["install", "MESSAGE", "UNAVAILABLE"]
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +41,26 @@ def _internal_error(exc: InternalServerError) -> Any:
         return message, 500, {"Content-Type": "text/plain; charset=utf-8"}
 
 
+UNAVAILABLE = "the event log's database is unavailable; try again in a moment"
+
+
+def _database_unavailable(exc: DatabaseUnavailable) -> Any:
+    """A PostgreSQL log that cannot be reached (restarting, failing over, the network) is
+    not a bug: 503, which clients and load balancers retry, and no 500 logged as one."""
+    log.warning("503 for %s %s: %s", request.method, request.path, exc)
+    if request.path.endswith(".json") or request.path.startswith(("/upload/", "/json")):
+        return {"error": UNAVAILABLE, "status": 503}, 503, {"Retry-After": "5"}
+    try:
+        return render_template("error.html", code=503, name="Service Unavailable",
+                               message=UNAVAILABLE), 503, {"Retry-After": "5"}
+    except Exception:  # noqa: BLE001 - the template may need the database too
+        return UNAVAILABLE, 503, {"Content-Type": "text/plain; charset=utf-8",
+                                  "Retry-After": "5"}
+
+
 def install(app: Flask) -> None:
     """Register the 500 handler on ``app`` (it sees every uncaught exception when Flask is
-    not propagating them, i.e. whenever it is not under test)."""
+    not propagating them, i.e. whenever it is not under test), and the 503 of a database
+    gone."""
     app.register_error_handler(InternalServerError, _internal_error)
+    app.register_error_handler(DatabaseUnavailable, _database_unavailable)

@@ -28,6 +28,8 @@ from flask import Blueprint, Flask, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException
 
 from crds_events.errors import CrdsEventsError
+from crds_events.store.dialect import DatabaseUnavailable
+from crds_events.web.internal_errors import UNAVAILABLE
 from crds_events.web.jsoninput import JsonInputError, loads_bounded
 
 __all__ = ["bp", "RpcError", "rpc_method", "METHODS", "crds_encode", "crds_decode",
@@ -153,6 +155,9 @@ def dispatch(decoration: str) -> Response:
         return _reply(error=str(exc), ident=ident)
     except HTTPException as exc:
         return _reply(error=f"{exc.name}: {exc.description}", ident=ident)
+    except DatabaseUnavailable as exc:  # PostgreSQL restarting or unreachable: not a bug
+        log.warning("JSON-RPC %s: %s", request.path, exc)
+        return _reply(error=UNAVAILABLE, ident=ident)
     except Exception as exc:  # noqa: BLE001 - the client must get an error object
         log.exception("JSON-RPC %s failed", request.path)
         # the type only: an exception's text can name server paths (the log has it all)

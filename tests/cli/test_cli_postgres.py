@@ -1,7 +1,8 @@
-"""The commands that run on a PostgreSQL root (``database_url``), end to end: init, users,
-the timeline, rebuild, backup refused with the way to back PostgreSQL up, and `serve`
-answering /health from the PostgreSQL log, stopped by SIGTERM; the other commands refuse
-(`crds_events.cli.options.POSTGRES_READY`) rather than use ``<root>/events.db``."""
+"""Commands on a PostgreSQL root (``database_url``), end to end: init, users, the
+timeline, rebuild, backup refused with the way to back PostgreSQL up, `serve` answering
+/health from the PostgreSQL log, stopped by SIGTERM, and every command one clear line when
+the database is gone. (tests/cli/test_cli_every_command.py runs each command on both
+backends.)"""
 
 from __future__ import annotations
 
@@ -99,8 +100,20 @@ def test_serve_answers_from_postgresql_and_stops_on_sigterm(pg_root):
     assert server.returncode == 0, output
 
 
-def test_commands_not_yet_on_postgresql_refuse(pg_root):
-    root, env = pg_root
-    result = _cli(root, env, "deliveries")
-    assert result.exit_code == 1
-    assert "database_url names PostgreSQL" in result.output
+@pytest.mark.parametrize("args", [
+    ("deliveries",), ("contexts",), ("bad-files",), ("events",), ("rebuild",),
+    ("mail", "list"), ("mail", "send-due"), ("pipeline", "list"), ("remote-context",),
+    ("lock", "list"), ("user", "list"), ("repro", "ids", "a.pmap", "b.pmap"),
+    ("set-context", "latest", "jwst_0001.pmap", "--reason", "x", "--user", "otto"),
+])
+def test_every_command_is_one_clear_line_when_the_database_is_gone(tmp_path, args):
+    root = tmp_path / "root"
+    root.mkdir()
+    gone = f"postgresql://crds:s3cret@127.0.0.1:{free_port()}/crds"
+    (root / "crds-events.toml").write_text(f'database_url = "{gone}"\n')
+    result = CliRunner().invoke(cli, [*args, "--root", str(root)], obj={},
+                                env={"CRDS_EVENTS_DATABASE_URL": None})
+    assert result.exit_code == 1, result.output
+    assert "cannot open the event log at postgresql://crds:***@127.0.0.1" in result.output
+    assert "s3cret" not in result.output and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1, result.output

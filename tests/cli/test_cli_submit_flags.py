@@ -6,60 +6,20 @@ from __future__ import annotations
 
 import re
 import textwrap
-from functools import partial
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from fixtures.submissions import make_flat, seed_root
+from fixtures.servers import SubmissionServer
+from fixtures.submissions import make_flat
 
 from crds_events import events as ev
-from crds_events.accounts import locks, users
+from crds_events.accounts import locks
 from crds_events.cli import cli
-from crds_events.config import load_settings
-from crds_events.server import parts
-from crds_events.server.core import Server
-from crds_events.server.wsgi import WebServer
-from crds_events.store.root import init_root
-from crds_events.web import create_app
-
-
-class Live:
-    """A JWST root with the submission worker running and the web app on a free port."""
-
-    def __init__(self, tmp: Path):
-        root = tmp / "root"
-        root.mkdir()
-        (root / "crds-events.toml").write_text('observatory = "jwst"\n')
-        self.settings = load_settings(root, environ={})
-        init_root(self.settings)
-        seed_root(self.settings, tmp / "context", ["nircam", "miri"])
-        self.server = Server(self.settings,
-                             [partial(parts.submissions, settle=0.1, scan_interval=2.0)],
-                             poll_interval=0.05)
-        self.server.start()
-        self.store = self.server.store
-        users.add_user(self.store, "jane", "jane@example.org")
-        self.token = users.issue_token(self.store, "jane")
-        users.add_user(self.store, "gone", "gone@example.org")
-        self.revoked = users.issue_token(self.store, "gone")
-        users.disable_user(self.store, "gone", "left")
-        self.web = WebServer(create_app(self.settings, self.store), "127.0.0.1", 0)
-        self.web.start()
-        self.url = self.web.url
-
-    def stop(self) -> None:
-        self.web.stop()
-        self.server.stop()
-
-    def submissions(self) -> list[str]:
-        return [r.data["submission_id"] for r in self.store.read_all(
-            types=[ev.SubmissionStarted.type])]
 
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory):
-    server = Live(tmp_path_factory.mktemp("flags"))
+    server = SubmissionServer(tmp_path_factory.mktemp("flags"))
     yield server
     server.stop()
 

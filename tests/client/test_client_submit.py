@@ -3,15 +3,12 @@ processing through jpoll, confirm or cancel; refused without a valid token."""
 
 from __future__ import annotations
 
-from functools import partial
-from pathlib import Path
-
 import pytest
 from click.testing import CliRunner
-from fixtures.submissions import make_flat, seed_root
+from fixtures.servers import SubmissionServer
+from fixtures.submissions import make_flat
 
 from crds_events import events as ev
-from crds_events.accounts import users
 from crds_events.cli import cli
 from crds_events.client.submit import (
     RemoteSubmitError,
@@ -19,51 +16,15 @@ from crds_events.client.submit import (
     confirm_remote,
     submit_remote,
 )
-from crds_events.config import load_settings
 from crds_events.contexts.pointers import context_pointers
-from crds_events.server import parts
-from crds_events.server.core import Server
-from crds_events.server.wsgi import WebServer
-from crds_events.store.root import init_root
 
 FIELDS = {"deliverer": "Jane Doe", "instrument": "NIRCAM", "description": "New flats",
           "change_level": "MODERATE"}
 
 
-class LiveSubmissionServer:
-    """A JWST root with the submission pipeline running and the web app on a free port."""
-
-    def __init__(self, tmp: Path):
-        root = tmp / "root"
-        root.mkdir()
-        (root / "crds-events.toml").write_text('observatory = "jwst"\n')
-        self.settings = load_settings(root, environ={})
-        init_root(self.settings)
-        seed_root(self.settings, tmp / "context", ["nircam", "miri"])
-        self.server = Server(self.settings,
-                             [partial(parts.submissions, settle=0.1, scan_interval=2.0)],
-                             poll_interval=0.05)
-        self.server.start()
-        store = self.server.store
-        users.add_user(store, "jane", "jane@example.org")
-        self.token = users.issue_token(store, "jane")
-        users.add_user(store, "gone", "gone@example.org")
-        self.revoked = users.issue_token(store, "gone")
-        users.disable_user(store, "gone", "left")
-        from crds_events.web import create_app
-
-        self.web = WebServer(create_app(self.settings, store), "127.0.0.1", 0)
-        self.web.start()
-        self.url = self.web.url
-
-    def stop(self) -> None:
-        self.web.stop()
-        self.server.stop()
-
-
 @pytest.fixture(scope="module")
 def live(tmp_path_factory):
-    server = LiveSubmissionServer(tmp_path_factory.mktemp("submit"))
+    server = SubmissionServer(tmp_path_factory.mktemp("submit"))
     yield server
     server.stop()
 

@@ -30,7 +30,7 @@ from crds_events.delivery.directory import MARKER_NAME
 from crds_events.server import parts
 from crds_events.server.core import Server
 from crds_events.server.scheduler import Scheduler
-from crds_events.store import SQLiteEventStore
+from crds_events.store import open_store
 from crds_events.store.folds import DELIVERIES, FILES
 from crds_events.store.projections import TableProjection, read_table
 from crds_events.submissions import review
@@ -208,9 +208,9 @@ def _serve(settings) -> subprocess.Popen:
 
 
 @pytest.mark.slow
-def test_server_killed_while_the_poller_works_then_restarted(tmp_path, pollers):
-    settings = make_root(tmp_path)
-    store = SQLiteEventStore(settings.db_path)
+def test_server_killed_while_the_poller_works_then_restarted(tmp_path, pollers, database_url):
+    settings = make_root(tmp_path, database_url=database_url)
+    store = open_store(settings)
     try:
         confirmed_in_bulk(settings, store, 40)
         names = [delivery.delivery_name("jwst", n) for n in range(1, 41)]

@@ -23,7 +23,6 @@ from helpers import wait_for
 from crds_events import events as ev
 from crds_events.accounts.users import add_user
 from crds_events.cli import cli
-from crds_events.config import load_settings
 from crds_events.reprocessing.datasets import (
     CHUNK,
     DatasetImportError,
@@ -33,23 +32,8 @@ from crds_events.reprocessing.datasets import (
     import_state,
 )
 from crds_events.store.eventlog import SQLiteEventStore
-from crds_events.store.root import init_root
 
 CRDS_EVENTS = str(Path(sys.executable).with_name("crds-events"))
-
-
-@pytest.fixture
-def settings(tmp_path):
-    settings = load_settings(tmp_path / "root")
-    init_root(settings)
-    return settings
-
-
-@pytest.fixture
-def store(settings):
-    store = SQLiteEventStore(settings.db_path)
-    yield store
-    store.close()
 
 
 def _catalog(path: Path, count: int, *, tag: str = "WFC") -> Path:

@@ -11,24 +11,7 @@ from click.testing import CliRunner
 
 from crds_events import events as ev
 from crds_events.cli import cli
-from crds_events.config import load_settings
 from crds_events.reprocessing.datasets import DatasetImportError, dataset_count, import_datasets
-from crds_events.store.eventlog import SQLiteEventStore
-from crds_events.store.root import init_root
-
-
-@pytest.fixture
-def settings(tmp_path):
-    settings = load_settings(tmp_path / "root")
-    init_root(settings)
-    return settings
-
-
-@pytest.fixture
-def store(settings):
-    store = SQLiteEventStore(settings.db_path)
-    yield store
-    store.close()
 
 
 def _record(i: int, instrument: str = "ACS", detector: str = "WFC", date: str = "2010-01-01",

@@ -30,3 +30,11 @@ def test_systemd_units_run_the_real_entry_points():
     assert "gunicorn.conf.py" in web
     namespace = runpy.run_path(str(OPS / "gunicorn.conf.py"))  # what gunicorn does with it
     assert namespace["worker_class"] == "gthread" and namespace["threads"] >= 2
+
+
+def test_the_two_server_unit_runs_serve_on_the_shared_database():
+    unit = (OPS / "systemd" / "crds-events@.service").read_text()
+    assert "crds-events serve" in unit and "--port 801%i" in unit
+    assert "EnvironmentFile=/etc/crds-events/database.env" in unit
+    assert "CRDS_EVENTS_DATABASE_URL=postgresql://" in unit
+    assert "Restart=always" in unit

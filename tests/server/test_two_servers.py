@@ -124,3 +124,66 @@ def test_kill_the_leader_while_it_handles_another_server_takes_over(tmp_path, po
         for server in servers:
             server.end()
         store.close()
+
+
+def test_health_of_each_server_names_the_leader(tmp_path, postgres_url):
+    import json
+    import urllib.error
+    import urllib.request
+
+    from crds_events.server import parts
+    from crds_events.store.root import init_root
+
+    settings = load_settings(tmp_path / "root", {"database_url": postgres_url}, environ={})
+    init_root(settings)
+    first = Server(settings, [parts.web], port=0)
+    second = Server(settings, [parts.web], port=0)
+    first.start()
+    try:
+        # elected, and its singletons started (the start-up repair runs first)
+        assert wait_until(lambda: "handlers" in first.running_components(), BOUND)
+        second.start()
+        try:
+            assert wait_until(lambda: second.leader.info().process == first.leader.name,
+                              BOUND)
+            bodies = []
+            for server in (first, second):
+                url = f"{server.component('web').url}/health"
+                try:
+                    with urllib.request.urlopen(url, timeout=10) as reply:
+                        bodies.append(json.load(reply))
+                except urllib.error.HTTPError as exc:  # 503 still carries the body
+                    bodies.append(json.load(exc))
+            leading, following = bodies
+            assert leading["leader"]["self"] is True and following["leader"]["self"] is False
+            assert following["leader"]["process"] == first.leader.name
+            assert leading["components"] == {"handlers": True, "web": True}
+            assert following["components"] == {"web": True}  # pages and RPC, no singletons
+            assert following["ok"] is True, following["problems"]
+        finally:
+            second.stop()
+    finally:
+        first.stop()
+
+
+def test_every_part_stops_and_starts_again_when_the_lead_is_lost_and_regained(
+        tmp_path, postgres_url):
+    from crds_events.server.core import build_server
+    from crds_events.store.root import init_root
+
+    settings = load_settings(tmp_path / "root", {"database_url": postgres_url}, environ={})
+    init_root(settings)
+    server = build_server(settings, port=0)
+    everything = sorted(server.component_names())
+    server.start()
+    try:
+        assert wait_until(lambda: sorted(server.running_components()) == everything, BOUND)
+        assert server.running_components()[0] == "web"  # every process's, before the lead
+        assert terminate(postgres_url, server.leader.name) == 1
+        assert wait_until(lambda: server.leader.elections == 2
+                          and sorted(server.running_components()) == everything, 60), \
+            server.running_components()
+        assert all(server.status().components.values())
+    finally:
+        server.stop()
+    assert server.running_components() == []

@@ -1,7 +1,7 @@
 """`crds-events migrate-store --to postgresql://...`: a SQLite log copied to PostgreSQL in
-order, positions kept, verified by count and digest; a non-empty target refused; two
-migrations at once (one copies, the other refuses); a migration killed mid-copy leaves the
-target empty."""
+order, positions kept, verified by count and digest, then its projections rebuilt there and
+compared with the source's; a non-empty target refused; two migrations at once (one copies,
+the other refuses); a migration killed mid-copy leaves the target empty."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from crds_events.config import load_settings
 from crds_events.store import RawEvent, SQLiteEventStore
 from crds_events.store.handler import set_checkpoint
 from crds_events.store.postgres import PostgresEventStore
+from crds_events.store.projections import default_projections, read_table
 from crds_events.store.root import init_root
 from crds_events.store.transfer import StreamDigest
 
@@ -70,13 +71,51 @@ def test_the_log_is_copied_in_order_and_verified(tmp_path, postgres_url):
         copied = target.read_all()
         assert [r.to_json() for r in copied] == [r.to_json() for r in expected]
         assert target.pointer_events()[0].data["context"] == "hst_0001.pmap"
-        assert target.execute("SELECT handler, position FROM _checkpoints").fetchall() == [
-            ("mailer", 4)]
+        # the reactions' checkpoints are copied; the projections' are those of the rebuild
+        checkpoints = dict(target.execute("SELECT handler, position FROM _checkpoints"))
+        assert checkpoints.pop("mailer") == 4
+        assert checkpoints == {p.name: 4 for p in default_projections()}
         # the log goes on where it stopped, and remembers its idempotency keys
         assert target.append("submission:1", ev.SubmissionProgress("1", "next"), 2).positions \
             == (5,)
         assert target.append("delivery:hst_0001", ev.DeliveryArchiving("hst_0001"),
                              idempotency_key="delivery:hst_0001:cat_proc").duplicate
+
+
+def test_projections_are_rebuilt_on_the_target_and_equal_the_sources(tmp_path, postgres_url):
+    from fixtures.contexts import add_people, make_settings, seed_generations
+
+    from crds_events.contexts.pointers import set_context
+    from crds_events.handlers.runner import HandlerRunner
+
+    settings = make_settings(tmp_path)  # a JWST root
+    root = settings.root
+    with SQLiteEventStore(settings.db_path) as source:
+        add_people(source)
+        seed_generations(settings, source, tmp_path, archived=2)
+        set_context(settings, source, "latest", "jwst_0002.pmap", "new flats", "otto")
+        projections = default_projections()
+        HandlerRunner(source, projections).run_until_idle()  # the source's tables: at head
+        # one projection the source's server had not caught up with: not compared
+        stale = projections[0]
+        with source.transaction() as tx:
+            set_checkpoint(tx, stale.name, 1)
+        head = source.head()
+        expected = {p.fold.table: read_table(source, p) for p in projections}
+    result = _migrate(root, postgres_url)
+    assert result.exit_code == 0, result.output
+    assert (f"rebuilt {len(projections)} projections from {head} events" in result.output
+            and f"{len(projections) - 1} equal to the source's (1 not up to date there, not "
+            f"compared: {stale.fold.table})" in result.output), result.output
+    with PostgresEventStore(postgres_url) as target:
+        assert {p.fold.table: read_table(target, p) for p in projections} == expected
+        assert expected["context_pointers"] and expected["files"]
+    # the migrated root's commands read the rebuilt tables
+    env = {"CRDS_EVENTS_DATABASE_URL": postgres_url, "CRDS_EVENTS_OBSERVATORY": "jwst"}
+    shown = CliRunner().invoke(cli, ["contexts", "--json", "--root", str(root)], obj={},
+                               env=env)
+    assert shown.exit_code == 0, shown.output
+    assert "jwst_0002.pmap" in shown.output
 
 
 def test_a_target_that_is_not_empty_is_refused_and_left_alone(tmp_path, postgres_url):
@@ -118,7 +157,8 @@ def test_two_migrations_at_once_copy_once(tmp_path, postgres_url):
     outcomes = [(code, out, err) for out, err, code in outcomes]
     assert sorted(code for code, _, _ in outcomes) == [0, 1], outcomes
     refused = next(err for code, _, err in outcomes if code == 1)
-    assert "not empty (5004 events, 1 checkpoints)" in refused
+    # (the checkpoints: 1 copied, and the projections' once the first has rebuilt them)
+    assert "not empty (5004 events, " in refused
     with PostgresEventStore(postgres_url) as target:
         assert target.head() == 5004 and len(target.read_all()) == 5004
 
@@ -159,7 +199,7 @@ def test_a_migration_killed_mid_copy_leaves_the_target_empty(tmp_path, postgres_
     assert "verified: 60004 events" in out
 
 
-def test_with_a_postgresql_url_init_migrates_it_and_sqlite_only_commands_refuse(
+def test_with_a_postgresql_url_init_migrates_it_and_commands_use_it(
         tmp_path, postgres_url):
     env = {"CRDS_EVENTS_DATABASE_URL": postgres_url}
     root = tmp_path / "pg-root"
@@ -169,11 +209,10 @@ def test_with_a_postgresql_url_init_migrates_it_and_sqlite_only_commands_refuse(
     assert not (root / "events.db").exists()  # the log is the PostgreSQL one
     with psycopg.connect(postgres_url, autocommit=True) as conn:
         assert conn.execute("SELECT count(*) FROM _crds_events_migrations").fetchone()[0] == 4
-    # commands not yet proven on PostgreSQL refuse, rather than use <root>/events.db
+    # every command reads the PostgreSQL log, never <root>/events.db
     result = runner.invoke(cli, ["deliveries", "--root", str(root)], obj={}, env=env)
-    assert result.exit_code == 1
-    assert "database_url names PostgreSQL: `crds-events deliveries` runs on a SQLite log " \
-        "only" in result.output
+    assert result.exit_code == 0, result.output
+    assert not (root / "events.db").exists()
     result = runner.invoke(cli, ["migrate-store", "--root", str(root), "--to", postgres_url],
                            obj={}, env=env)
     assert result.exit_code == 1 and "already on PostgreSQL" in result.output

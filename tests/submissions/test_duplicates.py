@@ -9,14 +9,13 @@ the real pipeline, as a running server's worker does; two workers at once for th
 from __future__ import annotations
 
 import shutil
-import threading
 from pathlib import Path
 
 import pytest
 from astropy.io import fits
 from fixtures.contexts import make_settings, seed_generations
 from fixtures.rpc import make_root
-from fixtures.submissions import make_flat
+from fixtures.submissions import make_flat, process_at_once, take
 
 from crds_events import events as ev
 from crds_events.files.checksums import sha1_file
@@ -26,16 +25,9 @@ from crds_events.store.folds import FILE_DIGESTS, FILES
 from crds_events.store.projections import TableProjection, current_rows, read_table, rebuild
 from crds_events.submissions import pipeline, review
 from crds_events.submissions.dropbox import drop_submission
-from crds_events.watch.ingest import IngestWatcher
 
 JWST_FIELDS = {"deliverer": "Jane Doe", "instrument": "NIRCAM", "description": "flats"}
 COS_FIELDS = {"deliverer": "Jane Doe", "instrument": "COS", "description": "a deadtab"}
-
-
-def take(settings, store) -> list[str]:
-    """What the running server's ingest watcher does: every settled drop -> started."""
-    outcomes = IngestWatcher(settings, store=store, settle=0.0).scan(timeout=10)
-    return [o.submission_id for o in outcomes if o.state == "started"]
 
 
 def submit(settings, store, paths: list[Path], fields: dict) -> ev.Event:
@@ -102,19 +94,7 @@ def test_two_submissions_of_one_file_processed_at_once(jwst, tmp_path):
     drop_submission(settings, "jane", [twin], JWST_FIELDS)
     sids = take(settings, store)
     assert len(sids) == 2
-    outcomes: dict[str, ev.Event] = {}
-    start = threading.Barrier(2)
-
-    def work(sid: str) -> None:
-        with SQLiteEventStore(settings.db_path) as own:
-            start.wait()
-            outcomes[sid] = pipeline.process(own, settings, sid)
-
-    threads = [threading.Thread(target=work, args=(sid,)) for sid in sids]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(120)
+    outcomes = process_at_once(settings, sids)
     kinds = sorted(type(o).__name__ for o in outcomes.values())
     assert kinds == ["SubmissionReady", "SubmissionRejected"], outcomes
     rejected = next(o for o in outcomes.values() if isinstance(o, ev.SubmissionRejected))

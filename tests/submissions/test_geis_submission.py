@@ -10,13 +10,13 @@ is BAD FILES naming the file.
 from __future__ import annotations
 
 import shutil
-import threading
 from pathlib import Path
 
 import pytest
 from fixtures.contexts import make_settings
 from fixtures.geis import geis_cache, new_pair, write_wfpc2_context
 from fixtures.rpc import sha1
+from fixtures.submissions import process_at_once, take
 
 from crds_events import events as ev
 from crds_events.contexts.importcache import import_cache
@@ -28,7 +28,6 @@ from crds_events.store.filestore import FileStore
 from crds_events.submissions import pipeline, review
 from crds_events.submissions.dropbox import drop_submission
 from crds_events.submissions.processing import ProcessingRequest, process_submission
-from crds_events.watch.ingest import IngestWatcher
 
 pytestmark = pytest.mark.corpus
 
@@ -46,11 +45,6 @@ def hst(corpus, tmp_path):
     with SQLiteEventStore(settings.db_path) as store:
         import_cache(settings, store, mappings, references, pmap, ("latest", "edit"))
         yield settings, store
-
-
-def take(settings, store) -> list[str]:
-    outcomes = IngestWatcher(settings, store=store, settle=0.0).scan(timeout=10)
-    return [o.submission_id for o in outcomes if o.state == "started"]
 
 
 def submit(settings, store, paths: list[Path], **fields) -> ev.Event:
@@ -171,19 +165,7 @@ def test_two_submissions_of_one_data_file_processed_at_once(hst, corpus, tmp_pat
     drop_submission(settings, "jane", list(second), FIELDS)
     sids = take(settings, store)
     assert len(sids) == 2
-    outcomes: dict[str, ev.Event] = {}
-    start = threading.Barrier(2)
-
-    def work(sid: str) -> None:
-        with SQLiteEventStore(settings.db_path) as own:
-            start.wait()
-            outcomes[sid] = pipeline.process(own, settings, sid)
-
-    threads = [threading.Thread(target=work, args=(sid,)) for sid in sids]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(120)
+    outcomes = process_at_once(settings, sids)
     kinds = sorted(type(o).__name__ for o in outcomes.values())
     assert kinds == ["SubmissionReady", "SubmissionRejected"], outcomes
     rejected = next(o for o in outcomes.values() if isinstance(o, ev.SubmissionRejected))

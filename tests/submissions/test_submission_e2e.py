@@ -24,7 +24,7 @@ from crds_events.contexts.pointers import context_pointers
 from crds_events.rules.bestrefs import load_context
 from crds_events.server import parts
 from crds_events.server.core import Server
-from crds_events.store import SQLiteEventStore
+from crds_events.store import open_store
 from crds_events.store.filestore import FileStore
 from crds_events.store.root import init_root
 from crds_events.submissions import review
@@ -36,11 +36,14 @@ FIELDS = {"deliverer": "Jane Doe", "instrument": "NIRCAM", "description": "New f
           "change_level": "MODERATE"}
 
 
-def _make_root(tmp_path: Path, smtp_port: int, *, lock_timeout: float = 3600.0):
+def _make_root(tmp_path: Path, smtp_port: int, *, lock_timeout: float = 3600.0,
+               database_url: str = ""):
     # Written to the root's config file, so that a `serve` subprocess sees the same settings.
     root = tmp_path / "root"
     root.mkdir()
+    log = f'database_url = "{database_url}"' if database_url else ""
     (root / "crds-events.toml").write_text(textwrap.dedent(f"""
+        {log}
         observatory = "jwst"
         lock_timeout = {lock_timeout}
         [smtp]
@@ -55,7 +58,7 @@ def _make_root(tmp_path: Path, smtp_port: int, *, lock_timeout: float = 3600.0):
     settings = load_settings(root, environ={})
     init_root(settings)
     seed_root(settings, tmp_path / "context", ["nircam", "miri"])
-    store = SQLiteEventStore(settings.db_path)
+    store = open_store(settings)
     users.add_user(store, "jane", "jane@example.org")
     users.add_user(store, "bob", "bob@example.org")
     store.close()
@@ -217,12 +220,12 @@ def _serve(settings) -> subprocess.Popen:
 
 
 @pytest.mark.slow
-def test_sigkill_mid_processing_then_restart_completes_cleanly(tmp_path, smtp):
-    settings = _make_root(tmp_path, smtp.port)
+def test_sigkill_mid_processing_then_restart_completes_cleanly(tmp_path, smtp, database_url):
+    settings = _make_root(tmp_path, smtp.port, database_url=database_url)
     paths = [make_flat(tmp_path / "made" / f"f{i}.fits", filter_=f, seed=20 + i)
              for i, f in enumerate(["F090W", "F115W", "F150W", "F200W", "F277W", "F356W"])]
     sid = drop_submission(settings, "jane", paths, FIELDS)
-    store = SQLiteEventStore(settings.db_path)
+    store = open_store(settings)
     try:
         first = _serve(settings)
         try:

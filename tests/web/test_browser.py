@@ -14,109 +14,31 @@ without its CSRF token fails. Every page is screenshotted to test-artifacts/brow
 from __future__ import annotations
 
 import re
-from functools import partial
-from pathlib import Path
 
 import pytest
-from fixtures.delivery import load_poller_module
-from fixtures.submissions import make_flat, seed_root
+from fixtures.browser import TIMEOUT_MS, LiveSite, log_in, new_page, screenshot
+from fixtures.submissions import make_flat
 from helpers import wait_for
 
 from crds_events import events as ev
-from crds_events.accounts import users
-from crds_events.config import load_settings
 from crds_events.contexts import pointers as contexts
 from crds_events.delivery.publish import delivery_states
-from crds_events.server import parts
-from crds_events.server.core import Server
-from crds_events.server.wsgi import WebServer
-from crds_events.store.root import init_root
-from crds_events.web import create_app
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "browser"
-PASSWORD = "browser-test-password"
-TIMEOUT_MS = 30_000
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def chromium():
-    playwright_api = pytest.importorskip("playwright.sync_api",
-                                         reason="python package playwright not installed")
-    if not CHROMIUM.is_file():
-        pytest.skip(f"{CHROMIUM} not found: install Debian's chromium package "
-                    f"(apt-get install chromium); `playwright install` cannot download "
-                    f"browsers here")
-    with playwright_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                                             args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
-class LiveSite:
-    """A JWST root with every part of a server running and the web UI on a free port."""
-
-    def __init__(self, tmp: Path):
-        root = tmp / "root"
-        root.mkdir()
-        (root / "crds-events.toml").write_text('observatory = "jwst"\n')
-        self.settings = load_settings(root, environ={})
-        init_root(self.settings)
-        self.pmap = seed_root(self.settings, tmp / "context", ["nircam", "miri"])
-        self.server = Server(self.settings, [
-            partial(parts.mail, poll_interval=0.2),
-            # settle: the watcher takes a drop only after two looks this far apart, so the
-            # monitor page is always rendered before processing starts (the lines then
-            # arrive as server-sent events, which is what the test is about)
-            partial(parts.submissions, settle=1.5, scan_interval=1.5),
-            partial(parts.delivery, scan_interval=1.0, resume_interval=1.0),
-            parts.reprocessing,
-        ], poll_interval=0.05)
-        self.poller = load_poller_module().ArchivePoller(self.settings.delivery,
-                                                         interval=0.2, delay=0.2)
-        self.server.start()
-        self.poller.start()
-        store = self.server.store
-        users.add_user(store, "jane", "jane@example.org", "submitter", PASSWORD,
-                       full_name="Jane Doe")
-        users.add_user(store, "olga", "olga@example.org", "operator", PASSWORD)
-        self.web = WebServer(create_app(self.settings, store), "127.0.0.1", 0)
-        self.web.start()
-        self.url = self.web.url
-
-    def stop(self) -> None:
-        try:
-            self.web.stop()
-            self.poller.stop()
-        finally:
-            self.server.stop()
-
-
-@pytest.fixture
 def live(tmp_path):
-    site = LiveSite(tmp_path)
-    yield site
-    site.stop()
+    with LiveSite(tmp_path) as site:
+        yield site
 
 
 def _shot(page, name: str) -> None:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    screenshot(page, "browser", name)
 
 
 def _login(page, url: str, name: str) -> None:
-    page.goto(f"{url}/login")
-    page.fill("input[name=name]", name)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("#login-form button[type=submit]")
-    page.wait_for_url(lambda url: "/login" not in url)
+    log_in(page, url, name)
     page.goto(f"{url}/submissions/")
     assert name in page.inner_text("#current-user")
 
@@ -131,9 +53,7 @@ def _wait(condition, what: str, timeout: float = 30.0):
 def test_submit_review_confirm_archive_set_latest_time_travel(chromium, live, tmp_path):
     store = live.server.store
     flat = make_flat(tmp_path / "nircam_flat.fits", "nircam", "F200W", seed=42)
-    submitter = chromium.new_context()
-    submitter.set_default_timeout(TIMEOUT_MS)
-    page = submitter.new_page()
+    page = new_page(chromium)
 
     # --- log in, fill the batch form ---------------------------------------------------
     page.goto(f"{live.url}/login")
@@ -225,9 +145,7 @@ def test_submit_review_confirm_archive_set_latest_time_travel(chromium, live, tm
     page.wait_for_selector("#login-form")
 
     # --- an operator sets the new context latest ------------------------------------
-    operator = chromium.new_context()
-    operator.set_default_timeout(TIMEOUT_MS)
-    op_page = operator.new_page()
+    op_page = new_page(chromium)
     _login(op_page, live.url, "olga")
     op_page.goto(f"{live.url}/operate/context")
     op_page.select_option("select[name=kind]", "latest")
@@ -278,5 +196,5 @@ def test_submit_review_confirm_archive_set_latest_time_travel(chromium, live, tm
     assert pointers_now == {"edit": new_pmap, "latest": new_pmap}
     assert {f["name"]: f["state"] for f in now["files"]}[new_pmap] == "archived"
 
-    operator.close()
-    submitter.close()
+    op_page.context.close()
+    page.context.close()

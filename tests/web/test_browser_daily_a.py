@@ -11,11 +11,10 @@ Every step is screenshotted to test-artifacts/browser-daily-a/.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
+from fixtures.browser import log_in, new_page, screenshot
 from fixtures.submissions import make_flat
-from fixtures.websites import PASSWORD, WebSite
+from fixtures.websites import WebSite
 
 from crds_events import events as ev
 from crds_events.accounts import locks
@@ -24,29 +23,9 @@ from crds_events.mail.transports import SMTPTransport
 from crds_events.server.wsgi import WebServer
 from crds_events.web import create_app
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "browser-daily-a"
-TIMEOUT_MS = 30_000
 BAD = "jwst_nircam_flat_0001.fits"
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def chromium():
-    playwright_api = pytest.importorskip("playwright.sync_api",
-                                         reason="python package playwright not installed")
-    if not CHROMIUM.is_file():
-        pytest.skip(f"{CHROMIUM} not found: install Debian's chromium package")
-    with playwright_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                                             args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 @pytest.fixture
@@ -64,20 +43,13 @@ def live(tmp_path):
 
 
 def _shot(page, name: str) -> None:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    screenshot(page, "browser-daily-a", name)
 
 
 def _page(browser, url: str, user: str | None = None):
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(TIMEOUT_MS)
-    page = context.new_page()
+    page = new_page(browser, {"width": 1280, "height": 900})
     if user is not None:
-        page.goto(f"{url}/login")
-        page.fill("input[name=name]", user)
-        page.fill("input[name=password]", PASSWORD)
-        page.click("#login-form button[type=submit]")
-        page.wait_for_url(lambda u: "/login" not in u)
+        log_in(page, url, user)
     return page
 
 

@@ -8,13 +8,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from fixtures.pages import hst_app, jwst_app
-
-
-@pytest.fixture
-def jwst(tmp_path):
-    app, settings = jwst_app(tmp_path)
-    return app.test_client(), settings
+from fixtures.pages import hst_app
 
 
 def test_pmap_page_is_collapsed_sections_with_rules_on_demand(jwst):

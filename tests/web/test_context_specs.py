@@ -43,12 +43,6 @@ def seeded(corpus, tmp_path_factory):
     store.close()
 
 
-@pytest.fixture
-def client(seeded):
-    settings, store, _ = seeded
-    return create_app(settings, store, {"TESTING": True}).test_client()
-
-
 def call(client, method, *params):
     body = json.dumps({"jsonrpc": "1.0", "method": method, "params": list(params), "id": "s"})
     response = client.post(f"/json/{method}/s/", data=body)

@@ -12,6 +12,7 @@ import os
 import re
 import subprocess
 import sys
+import textwrap
 import threading
 from pathlib import Path
 
@@ -208,3 +209,30 @@ def test_rc_submit_stores_the_redcat_parameters_on_the_submission(server, tmp_pa
                                      "file_type": "bad pixel table"}
         for lock in locks.list_locks(store, include_expired=True):  # free for the others
             locks.release_lock(store, lock.instrument, lock.owner, force=True)
+
+
+def test_the_rc_submit_submission_class_reads_our_form_description(server):
+    """``crds.submit.rc_submit.Submission`` (what ReDCaT scripts embed) builds its fields
+    from our ``submission_form/redcat_description.yml``; its base URL table names STScI's
+    servers, so the script points it at ours, as a site's copy would."""
+    _, url, _ = server
+    script = textwrap.dedent(f"""
+        import crds.submit.rc_submit as rc
+        rc.BASE_URLS["test"]["hst"] = {url.rstrip('/') + '/'!r}
+        sub = rc.Submission("hst", "test")
+        sub["history_updated"] = True
+        sub["useafter_matches"] = "N/A"
+        sub["modes_affected"] = "all ACS modes"
+        try:
+            sub["history_updated"] = "maybe"
+        except Exception as exc:
+            print("refused:", type(exc).__name__)
+        print(sorted(sub.keys()))
+        print(sub["history_updated"], sub["useafter_matches"])
+    """)
+    result = subprocess.run([sys.executable, "-c", script], env=_env(server),
+                            capture_output=True, text=True, timeout=120, cwd=server[2])
+    output = _log(result)
+    assert result.returncode == 0, output
+    assert "history_updated" in output and "modes_affected" in output
+    assert "True N/A" in output and "refused:" in output

@@ -15,14 +15,13 @@ from crds_events.handlers.runner import HandlerRunner
 from crds_events.store.eventlog import SQLiteEventStore
 from crds_events.store.filestore import FileStore
 from crds_events.store.projections import default_projections
-from crds_events.web import create_app
 from crds_events.web.rpc import crds_decode
 
 REF = synthetic_reference_name(1)
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory):
+def seeded(tmp_path_factory):
     """A root with a small synthetic context (archived), plus traps: a delivered but not
     archived file in the store, a released name that is a symlink to a file outside, and a
     secret file next to the store."""
@@ -50,12 +49,6 @@ def served(tmp_path_factory):
     store.close()
 
 
-@pytest.fixture
-def client(served):
-    settings, store, _ = served
-    return create_app(settings, store, {"TESTING": True}).test_client()
-
-
 def _metadata(client) -> dict:
     reply = client.post("/json/", data='{"method": "get_server_info", "params": [], "id": 1}')
     return crds_decode(reply.get_json()["result"]["download_metadata"])
@@ -68,8 +61,8 @@ def _get(client, url, **headers):
     return response, data
 
 
-def test_archived_files_are_served_as_announced(client, served):
-    _, _, work = served
+def test_archived_files_are_served_as_announced(client, seeded):
+    _, _, work = seeded
     metadata = _metadata(client)
     for kind, name in (("references", REF), ("mappings", "hst_9000.pmap"),
                        ("mappings", "hst_acs_bpixtab_9000.rmap")):
@@ -84,8 +77,8 @@ def test_archived_files_are_served_as_announced(client, served):
         assert "Last-Modified" in response.headers
 
 
-def test_conditional_and_range_requests(client, served):
-    _, _, work = served
+def test_conditional_and_range_requests(client, seeded):
+    _, _, work = seeded
     url = f"/unchecked_get/references/hst/{REF}"
     full, data = _get(client, url)
     etag, modified = full.headers["ETag"], full.headers["Last-Modified"]
@@ -128,7 +121,7 @@ def test_refused_names_are_never_served(client, url):
     assert b"top secret" not in data and b"SQLite" not in data
 
 
-def test_refusal_happens_before_the_filesystem(served, client, monkeypatch):
+def test_refusal_happens_before_the_filesystem(seeded, client, monkeypatch):
     """A name failing the basename check never reaches os.open/os.stat."""
     touched = []
     real_open = os.open

@@ -8,13 +8,6 @@ from __future__ import annotations
 import re
 
 import pytest
-from fixtures.pages import jwst_app
-
-
-@pytest.fixture
-def jwst(tmp_path):
-    app, settings = jwst_app(tmp_path)
-    return app.test_client(), settings
 
 
 def test_a_bad_best_refs_line_keeps_the_input_with_the_error_beside_it(jwst):

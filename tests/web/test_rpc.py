@@ -34,13 +34,6 @@ def seeded(corpus, tmp_path_factory):
     store.close()
 
 
-@pytest.fixture
-def client(seeded):
-    settings, store, _ = seeded
-    app = create_app(settings, store, {"TESTING": True})
-    return app.test_client()
-
-
 def call(client, method, *params, raw=None, path=None, **kwargs):
     body = raw if raw is not None else json.dumps(
         {"jsonrpc": "1.0", "method": method, "params": kwargs or list(params), "id": "t-1"})

@@ -10,72 +10,20 @@ the real ingest watcher and submission worker, called synchronously.
 from __future__ import annotations
 
 import json
-import re
 import stat
 import threading
 import time
 from pathlib import Path
 
 import pytest
-from fixtures.submissions import make_flat, seed_root
+from fixtures.forms import PASSWORD, Site, login, post, sse_events, submit, text_of, token_of
+from fixtures.submissions import make_flat
 
 from crds_events import events as ev
 from crds_events.accounts import users
-from crds_events.config import load_settings
 from crds_events.contexts import pointers as contexts
-from crds_events.handlers.submissions import SubmissionWorker
-from crds_events.store import SQLiteEventStore
-from crds_events.store.root import init_root
-from crds_events.watch.ingest import IngestWatcher
 from crds_events.web import create_app
 from crds_events.web.pages import auth
-
-PASSWORD = "correct horse"
-_TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
-
-
-class Site:
-    """A JWST root (context jwst_0001.pmap imported as latest + edit), three accounts and
-    the web app over it."""
-
-    def __init__(self, tmp: Path, **settings_overrides):
-        root = tmp / "root"
-        root.mkdir(parents=True)
-        lines = ['observatory = "jwst"'] + [f"{k} = {json.dumps(v)}"
-                                             for k, v in settings_overrides.items()]
-        (root / "crds-events.toml").write_text("\n".join(lines) + "\n")
-        self.tmp = tmp
-        self.settings = load_settings(root, environ={})
-        init_root(self.settings)
-        self.pmap = seed_root(self.settings, tmp / "context", ["nircam", "miri"])
-        self.store = SQLiteEventStore(self.settings.db_path)
-        users.add_user(self.store, "jane", "jane@example.org", "submitter", PASSWORD,
-                       full_name="Jane Doe")
-        users.add_user(self.store, "sam", "sam@example.org", "submitter", PASSWORD)
-        users.add_user(self.store, "olga", "olga@example.org", "operator", PASSWORD)
-        users.add_user(self.store, "ada", "ada@example.org", "admin", PASSWORD)
-        self.app = create_app(self.settings, self.store, config={"TESTING": True})
-
-    def client(self, user: str | None = None):
-        client = self.app.test_client()
-        if user is not None:
-            response = login(client, user)
-            assert response.status_code == 302, response.text
-        return client
-
-    def head(self) -> int:
-        return self.store.head()
-
-    def process(self, submission_id: str) -> ev.Event:
-        """What a running server does with a drop: the watcher takes it, the worker runs."""
-        watcher = IngestWatcher(self.settings, store=self.store, settle=0.0)
-        outcomes = watcher.scan(timeout=10)
-        started = [o.submission_id for o in outcomes if o.state == "started"]
-        assert started == [submission_id], outcomes
-        return SubmissionWorker(self.settings, store=self.store).process(submission_id)
-
-    def close(self) -> None:
-        self.store.close()
 
 
 @pytest.fixture
@@ -83,33 +31,6 @@ def site(tmp_path):
     site = Site(tmp_path)
     yield site
     site.close()
-
-
-def token_of(client, path: str = "/login") -> str:
-    """The session's CSRF token as the form on ``path`` carries it (the login form, which
-    every session can see, when ``path`` shows no form)."""
-    for where in (path, "/login"):
-        match = _TOKEN.search(client.get(where).text)
-        if match:
-            return match.group(1)
-    raise AssertionError(f"no CSRF field on {path} nor /login")
-
-
-def login(client, name: str, password: str = PASSWORD):
-    return client.post("/login", data={"name": name, "password": password,
-                                       "csrf_token": token_of(client)})
-
-
-def post(client, path: str, data: dict, *, form_page: str | None = None, **kwargs):
-    data = {**data, "csrf_token": token_of(client, form_page or path)}
-    return client.post(path, data=data, **kwargs)
-
-
-def text_of(response) -> str:
-    """The page's text without tags (to check messages as a reader sees them)."""
-    import html
-
-    return html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", response.text)))
 
 
 # --- sessions and login ------------------------------------------------------------------------
@@ -265,24 +186,9 @@ def test_anonymous_users_are_sent_to_login_or_refused(site):
 
 
 def _submit(site, client, files: list[Path], **fields):
-    import io
-
-    data = {"instrument": "NIRCAM", "description": "New NIRCam flats", "change_level":
-            "MODERATE", "derive_from": "edit", "kind": "batch", "auto_rename": "on",
-            "other_emails": "qa@example.org", "calpipe_version": "1.15.0", **fields,
-            "files": [(io.BytesIO(p.read_bytes()), p.name) for p in files]}
-    return post(client, "/submit", data, form_page="/submit",
-                content_type="multipart/form-data")
-
-
-def _sse_events(text: str) -> list[tuple[int, str, dict]]:
-    events = []
-    for block in text.split("\n\n"):
-        fields = dict(line.split(": ", 1) for line in block.splitlines()
-                      if ": " in line and not line.startswith(":"))
-        if "data" in fields:
-            events.append((int(fields["id"]), fields["event"], json.loads(fields["data"])))
-    return events
+    """The batch form (`fixtures.forms.submit`) with other e-mails and a CALPIPE version."""
+    return submit(client, files, **{"other_emails": "qa@example.org",
+                                    "calpipe_version": "1.15.0", **fields})
 
 
 def test_submit_monitor_result_confirm(site, tmp_path):
@@ -306,7 +212,7 @@ def test_submit_monitor_result_confirm(site, tmp_path):
 
     # before the server takes it: the stream says nothing and ends within the asked time
     waiting = client.get(f"/submissions/{sid}/events?max=0.3")
-    assert waiting.status_code == 200 and _sse_events(waiting.text) == []
+    assert waiting.status_code == 200 and sse_events(waiting.text) == []
     assert "WAITING" in text_of(client.get(f"/submissions/{sid}/monitor"))
     # a stopping web server ends open streams at once (not after the full 25 s)
     state = site.app.extensions["crds_events"]
@@ -315,7 +221,7 @@ def test_submit_monitor_result_confirm(site, tmp_path):
     state.stopping.set()
     try:
         started = time.monotonic()
-        assert _sse_events(client.get(f"/submissions/{sid}/events").text) == []
+        assert sse_events(client.get(f"/submissions/{sid}/events").text) == []
         assert time.monotonic() - started < 5
     finally:
         state.stopping = previous
@@ -326,7 +232,7 @@ def test_submit_monitor_result_confirm(site, tmp_path):
     # server-sent events: every progress line with its log position, then the outcome
     stream = client.get(f"/submissions/{sid}/events")
     assert stream.mimetype == "text/event-stream"
-    events = _sse_events(stream.text)
+    events = sse_events(stream.text)
     records = site.store.read_stream(ev.submission_stream(sid))
     progress = [r for r in records if r.type == ev.SubmissionProgress.type]
     sent = {data["message"] for _, kind, data in events if kind == "progress"}
@@ -338,7 +244,7 @@ def test_submit_monitor_result_confirm(site, tmp_path):
     assert last_id == next(r.position for r in records if r.type == ev.SubmissionReady.type)
     # a reconnect resumes after the last event it saw
     middle = events[len(events) // 2][0]
-    resumed = _sse_events(client.get(f"/submissions/{sid}/events",
+    resumed = sse_events(client.get(f"/submissions/{sid}/events",
                                      headers={"Last-Event-ID": str(middle)}).text)
     assert [i for i, _, _ in resumed] == [i for i, _, _ in events if i > middle]
 
@@ -416,7 +322,7 @@ def test_bad_file_rejected_then_cancel_a_ready_one(site, tmp_path):
     page = client.get(f"/submissions/{sid}")
     assert "BAD FILES" in text_of(page) and "bad.fits" in text_of(page)
     assert 'id="confirm"' not in page.text and 'id="cancel"' not in page.text
-    done = _sse_events(client.get(f"/submissions/{sid}/events").text)[-1]
+    done = sse_events(client.get(f"/submissions/{sid}/events").text)[-1]
     assert done[1] == "done" and done[2]["state"] == "rejected"
 
     # (BAD FILES gave jane's NIRCAM lock back; this one takes it again)

@@ -25,7 +25,7 @@ def recent():
     items: list[dict] = []
     if what in ("", "submissions"):
         personal = visibility.may_see_personal()
-        sql, params = "SELECT * FROM submissions WHERE 1", []
+        sql, params = "SELECT * FROM submissions WHERE 1 = 1", []
         if actor and personal:
             sql += " AND (actor = ? OR deliverer = ?)"
             params += [actor, actor]
@@ -33,7 +33,7 @@ def recent():
             sql += " AND actor = ?"
             params.append(actor)
         if instrument:
-            sql += " AND instrument = ? COLLATE NOCASE"
+            sql += " AND lower(instrument) = lower(?)"  # COLLATE NOCASE, on both backends
             params.append(instrument)
         if since:
             sql += " AND updated_at >= ?"
@@ -48,7 +48,7 @@ def recent():
                           "detail": row["description"], "instrument": row["instrument"],
                           "link": row["new_context"]})
     if what in ("", "deliveries") and not actor and not instrument:
-        sql, params = "SELECT * FROM deliveries WHERE 1", []
+        sql, params = "SELECT * FROM deliveries WHERE 1 = 1", []
         if since:
             sql += " AND updated_at >= ?"
             params.append(since)
@@ -58,7 +58,7 @@ def recent():
                           "state": row["state"], "detail": row["reason"], "instrument": "",
                           "link": ""})
     if what in ("", "contexts") and not instrument:
-        sql, params = "SELECT * FROM context_history WHERE 1", []
+        sql, params = "SELECT * FROM context_history WHERE 1 = 1", []
         if actor:
             sql += " AND actor = ?"
             params.append(actor)

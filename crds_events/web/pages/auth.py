@@ -69,6 +69,7 @@ __all__ = [
     "login_required",
     "role_required",
     "current_user",
+    "safe_next",
 ]
 
 bp = Blueprint("auth", __name__)
@@ -183,7 +184,7 @@ def _load_user() -> None:
     g.user = user
 
 
-def _safe_next(target: str | None) -> str:
+def safe_next(target: str | None) -> str:
     """Only a path on this site (no scheme, no host, not ``//host``) is followed."""
     if not target:
         return url_for("home.index") if "home.index" in _views() else "/"
@@ -271,7 +272,7 @@ def login() -> Any:
     session[SESSION_GENERATION] = user.session_generation
     csrf_token()
     flash(f"Logged in as {user.name} ({user.role}).", "info")
-    return redirect(_safe_next(next_url))
+    return redirect(safe_next(next_url))
 
 
 @bp.route("/logout", methods=["POST"])
@@ -283,7 +284,7 @@ def logout() -> Any:
     if user is not None:
         users.revoke_sessions(get_state().store, user.name, "logout", actor=user.name)
         flash(f"Logged out {user.name}.", "info")
-    return redirect(_safe_next(None))
+    return redirect(safe_next(None))
 
 
 def _backoff() -> LoginBackoff:

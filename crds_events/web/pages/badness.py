@@ -35,7 +35,7 @@ _G_KEY = "crds_events_bad_files"
 
 def _build() -> dict[str, BadFile]:
     found = common.rows("SELECT name, rejected, blacklisted, reject_reason FROM files "
-                        "WHERE rejected OR blacklisted")
+                        "WHERE rejected = 1 OR blacklisted = 1")
     if not found:
         return {}
     rejected = {r["name"]: r["reject_reason"] or "" for r in found if r["rejected"]}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, request, url_for
 
+from crds_events.store.dialect import dialect_of
 from crds_events.web.pages import common
 from crds_events.web.pages.keepinput import keeps_input
 
@@ -38,16 +39,17 @@ def search():
     limit = common.int_arg("limit", 100, minimum=1, maximum=1000)
     clauses, params = [f"state IN ({', '.join(repr(s) for s in _STATES)})"], []
     if args["instrument"]:
-        clauses.append("instrument = ? COLLATE NOCASE")
+        # lower() on both sides: SQLite's COLLATE NOCASE, in SQL PostgreSQL also runs
+        clauses.append("lower(instrument) = lower(?)")
         params.append(args["instrument"])
     if args["type"]:
-        clauses.append("filekind = ? COLLATE NOCASE")
+        clauses.append("lower(filekind) = lower(?)")
         params.append(args["type"])
     if args["name"]:
-        clauses.append("name LIKE ? ESCAPE '\\'")
+        clauses.append(f"name {dialect_of(common.get_db()).like_ci} ? ESCAPE '\\'")
         params.append(_like(args["name"]))
     if args["state"] == "bad":
-        clauses.append("(rejected OR blacklisted)")
+        clauses.append("(rejected = 1 OR blacklisted = 1)")  # integer flags on both
     elif args["state"]:
         clauses.append("state = ?")
         params.append(args["state"])
@@ -63,7 +65,7 @@ def search():
     if args["after"]:
         clauses.append("name > ?")
         params.append(args["after"])
-    where = " AND ".join(clauses) or "1"
+    where = " AND ".join(clauses) or "1 = 1"
     found = common.rows(f"SELECT {', '.join(_COLUMNS)} FROM files WHERE {where} "
                         f"ORDER BY name LIMIT ?", [*params, limit + 1])
     more = len(found) > limit

@@ -94,6 +94,15 @@ def int_arg(name: str, default: int | None = None, *, minimum: int = 0,
     return value
 
 
+def choice_arg(name: str, choices: tuple[str, ...]) -> str:
+    """A query parameter that is one of ``choices`` (case folded), "" when absent; 400 naming
+    it and the choices when it is none of them."""
+    text = request.args.get(name, "").strip().lower()
+    if text and text not in choices:
+        abort(400, f"parameter {name!r}: {text[:40]!r} must be one of {', '.join(choices)}")
+    return text
+
+
 def date_arg(name: str) -> str | None:
     """A date (``YYYY-MM-DD`` or ISO date-time) query parameter as the ISO prefix stored in
     ``recorded_at``; 400 naming it when it is not a date."""

@@ -38,6 +38,8 @@ from datetime import UTC, datetime
 from flask import Blueprint, Flask, Response, current_app, jsonify
 
 from crds_events.mail.compose import recipient_warnings
+from crds_events.store import log_target
+from crds_events.store.postgres import redact_url
 from crds_events.store.reader import LogReader
 from crds_events.web import get_db, get_state
 
@@ -160,8 +162,10 @@ def health():
     settings = get_state().settings
     try:
         facts = collect(get_db(), _server())
-    except sqlite3.Error as exc:
-        return jsonify({"ok": False, "problems": [f"event log {settings.db_path}: {exc}"],
+    except sqlite3.Error as exc:  # PostgreSQL's errors too (`store.dialect.DatabaseError`)
+        where = log_target(settings)
+        where = redact_url(where) if isinstance(where, str) else where
+        return jsonify({"ok": False, "problems": [f"event log {where}: {exc}"],
                         "warnings": recipient_warnings(settings),
                         "observatory": settings.observatory}), 503
     problems = [f"component {name} is not running"

@@ -23,7 +23,7 @@ from crds_events.mail.outbox import outbox_rows
 from crds_events.store.folds import EMAILS, replay
 from crds_events.web import get_state
 from crds_events.web.pages.auth import login_required, register_error_pages
-from crds_events.web.pages.common import log
+from crds_events.web.pages.common import choice_arg, log
 
 __all__ = ["bp", "register", "may_read", "message_view", "STATES"]
 
@@ -63,9 +63,7 @@ def may_read(user: users.User | None, recipients: tuple[str, ...] | list[str], a
 @bp.route("/emails.json", endpoint="index_json")
 @login_required
 def index() -> Any:
-    state = request.args.get("state", "").strip().lower()
-    if state and state not in STATES:
-        abort(400, f"parameter 'state': {state[:40]!r} must be one of {', '.join(STATES)}")
+    state = choice_arg("state", STATES)
     user = g.user
     everyone = users.can(user, "read_all_mail")
     own = None if everyone else _own_submissions(user)

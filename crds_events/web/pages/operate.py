@@ -377,10 +377,9 @@ EMAIL_STATES = ("queued", "retrying", "sent", "failed", "unsent")  # unsent: no 
 @login_required
 def emails() -> Any:
     from crds_events.mail.outbox import outbox_rows
+    from crds_events.web.pages.common import choice_arg
 
-    state = request.args.get("state", "").strip().lower()
-    if state and state not in EMAIL_STATES:
-        abort(400, f"state {state!r}: one of {', '.join(EMAIL_STATES)}")
+    state = choice_arg("state", EMAIL_STATES)
     rows = [visibility.redact_row(r, visibility.EMAIL_ROW_PERSONAL)
             for r in outbox_rows(_log(), states=[state] if state else None)[:HISTORY_LIMIT]]
     if _wants_json():
