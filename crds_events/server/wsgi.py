@@ -18,6 +18,7 @@ once when its client goes away and gives its slot back.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from typing import Any
@@ -91,10 +92,13 @@ class WebServer:
         # Workers finish their current request and exit; queued requests are dropped.
         server.task_dispatcher.shutdown(cancel_pending=True, timeout=self.stop_timeout)
         # Closing dispatchers belongs to the loop thread: hand it the job through the trigger.
-        server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
+        # OSError (EBADF): the loop already closed its trigger; nothing is left to hand over
+        with contextlib.suppress(OSError):
+            server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
         thread.join(self.stop_timeout)
         if thread.is_alive():  # the trigger was lost (should not happen): close from here
-            wasyncore.close_all(server._map)
+            with contextlib.suppress(OSError):
+                wasyncore.close_all(server._map)
             thread.join(self.stop_timeout)
         self._server = self._thread = None
         if app_state is not None:
